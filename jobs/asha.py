@@ -1,0 +1,45 @@
+"""Part 3 of the walkthrough: smarter search and early stopping.
+
+Optuna's TPE sampler proposes learning rates from the results so far; ASHA stops trials
+whose validation loss trails the others at each rung. Rungs are counted in epochs (the
+`epoch` metric), not in Tune's training_iteration, which restarts after a trial retry.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from jobs import cli, experiment
+from jobs.config import Settings
+from jobs.resources import TrialPlan
+from jobs.tune import lr_points
+
+MAX_T = 10  # the walkthrough's ASHAScheduler(max_t=10, grace_period=2)
+GRACE_PERIOD = 2
+
+
+def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
+    return tune.TuneConfig(
+        metric=settings.metric,
+        mode=settings.mode,
+        num_samples=settings.num_samples,
+        search_alg=OptunaSearch(points_to_evaluate=lr_points(settings) or None, seed=settings.seed),
+        scheduler=ASHAScheduler(time_attr="epoch", max_t=MAX_T, grace_period=GRACE_PERIOD),
+        max_concurrent_trials=plan.max_concurrent,
+    )
+
+
+STAGE = experiment.TuneStage(
+    "asha",
+    tune_config,
+    note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
+    "resumed trials are judged against the rungs of this run only",
+)
+
+if __name__ == "__main__":
+    sys.exit(cli.main("asha", partial(experiment.run, STAGE), experiment.preflight))

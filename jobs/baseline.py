@@ -1,0 +1,91 @@
+"""Part 1 of the walkthrough: plain PyTorch training, no Tune.
+
+ResNet18 for 2 epochs at batch 128 and lr 1e-3, run as one Ray task so that, on a
+cluster, it lands on a GPU worker (one GPU of ACCELERATOR_TYPE) rather than on the head.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import ray
+
+from jobs import cli, results
+from jobs.config import Settings
+from jobs.engine import DataSpec, Trainer, format_epoch
+from jobs.experiment import data_spec
+from jobs.resources import TrialPlan, check_placeable, plan_trials, set_threads, trial_device
+from jobs.runtime import connect, wait_for_accelerator
+
+TRIAL_ID = "baseline"
+
+
+def train_baseline(
+    data: DataSpec,
+    *,
+    lr: float,
+    batch_size: int,
+    num_epochs: int,
+    seed: int,
+    use_gpu: bool,
+    cpus: int,
+) -> list[dict[str, float]]:
+    set_threads(cpus)
+    device = trial_device(use_gpu)
+    trainer = Trainer(data, lr=lr, batch_size=batch_size, seed=seed, device=device)
+    history = []
+    for epoch in range(1, num_epochs + 1):
+        result = trainer.run_epoch(epoch)
+        print(format_epoch(TRIAL_ID, result, num_epochs, device), flush=True)
+        history.append(result.metrics())
+    return history
+
+
+def task_options(plan: TrialPlan) -> dict[str, Any]:
+    """The trial plan as @ray.remote options: GPU + accelerator sliver, or CPUs."""
+    res = dict(plan.resources)
+    options: dict[str, Any] = {"num_cpus": res.pop("cpu", 0), "num_gpus": res.pop("gpu", 0)}
+    if res:
+        options["resources"] = res
+    return options
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    started = time.monotonic()
+    cluster = connect(settings)
+    plan = plan_trials(settings, cluster)
+    if plan.use_gpu:
+        cluster = wait_for_accelerator(settings, cluster)
+    check_placeable(plan, settings, cluster)
+    print(f"[baseline] {plan.describe()}", flush=True)
+    task = ray.remote(train_baseline).options(**task_options(plan))
+    history = ray.get(
+        task.remote(
+            data_spec(settings),
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            num_epochs=settings.num_epochs,
+            seed=settings.seed,
+            use_gpu=plan.use_gpu,
+            cpus=plan.cpus_per_trial,
+        )
+    )
+    config = {
+        "lr": settings.lr,
+        "batch_size": settings.batch_size,
+        "num_epochs": settings.num_epochs,
+    }
+    record = results.TrialRecord(TRIAL_ID, "completed", len(history), config, history[-1])
+    summary = results.summarize(
+        "baseline", settings.metric, settings.mode, [record], time.monotonic() - started
+    )
+    path = results.write(settings.experiment_dir, summary)
+    print(results.leaderboard(summary), flush=True)
+    print(f"[baseline] results: {path}", flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main("baseline", run))

@@ -1,0 +1,56 @@
+"""The command line every stage shares: --help, --dry-run, checks, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jobs.config import (
+    ConfigError,
+    Settings,
+    check_address_reachable,
+    check_storage_writable,
+    resolve,
+)
+from jobs.data import require_idx_dir
+
+EXIT_BAD_INPUT = 2
+EXIT_TRIALS_FAILED = 1
+
+
+def validate(settings: Settings) -> None:
+    """Everything that can be checked before any cluster work or write."""
+    check_storage_writable(settings.storage_path)
+    require_idx_dir(settings.data_dir, settings.dataset)
+    check_address_reachable(settings.ray_address)
+
+
+def main(
+    stage: str,
+    run: Callable[[Settings], dict[str, Any]],
+    preflight: Callable[[Settings], None] | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        settings = resolve(stage, args)
+        validate(settings)
+        if preflight is not None:
+            preflight(settings)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if settings.dry_run:
+        print(settings.to_json())
+        return 0
+    try:
+        summary = run(settings)
+    except ConfigError as err:  # found once connected (e.g. no node with the GPU asked for)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    errored = summary["counts"]["errored"]
+    if errored or summary["best"] is None:
+        print(f"error: {errored} of {len(summary['trials'])} trials errored", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0

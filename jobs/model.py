@@ -1,0 +1,17 @@
+"""The model of every stage: torchvision's ResNet18 with a one-channel first convolution."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.models import resnet18
+
+NUM_CLASSES = 10
+
+
+def build_model(num_classes: int = NUM_CLASSES) -> torch.nn.Module:
+    """ResNet18 (random init) whose conv1 takes 1-channel 28x28 images, as in the walkthrough."""
+    model = resnet18(num_classes=num_classes)
+    model.conv1 = torch.nn.Conv2d(
+        1, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False
+    )
+    return model

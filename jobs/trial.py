@@ -1,0 +1,70 @@
+"""The Tune trial the `tune`, `asha` and `checkpoint` stages share.
+
+A function trainable: build a `Trainer`, resume from `tune.get_checkpoint()` when Tune hands
+one back, then per epoch train, validate and `tune.report` the metrics (with a checkpoint when
+the stage asks for it). Static settings travel through `tune.with_parameters`, so the trial
+config, the progress table and results.json hold only hyperparameters.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ray import tune
+
+from jobs.engine import DataSpec, Trainer, format_epoch
+from jobs.resources import set_threads, trial_device
+
+CHECKPOINT_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs besides its hyperparameters."""
+
+    data: DataSpec
+    use_gpu: bool
+    cpus: int
+    seed: int
+    checkpoint: bool  # checkpoint every epoch (the checkpoint stage)
+    fail_at_epoch: int | None = None  # fault injection, for the resume tests
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once per trial by FAIL_AT_EPOCH, to exercise FailureConfig retries."""
+
+
+def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    set_threads(spec.cpus)
+    device = trial_device(spec.use_gpu)
+    trainer = Trainer(
+        spec.data, lr=config["lr"], batch_size=config["batch_size"], seed=spec.seed, device=device
+    )
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(
+                os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=False
+            )
+            start = trainer.load_state(state)
+    trial_id = tune.get_context().get_trial_id()
+    if start:
+        print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
+    for epoch in range(start + 1, config["num_epochs"] + 1):
+        if spec.fail_at_epoch == epoch and start == 0:
+            # Only in an attempt that started from scratch: the retry resumes past it.
+            raise InjectedFailure(f"injected failure at epoch {epoch} (FAIL_AT_EPOCH)")
+        result = trainer.run_epoch(epoch)
+        print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
+        metrics = {**result.metrics(), "start_epoch": start}
+        if not spec.checkpoint:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(trainer.state(epoch), os.path.join(folder, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
