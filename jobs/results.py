@@ -32,7 +32,7 @@ KEPT_METRICS = (
     "training_iteration",
     "checkpoint_path",
 )
-_TRIAL_DIR_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+_TRIAL_DIR_ID = re.compile(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?:_|$)")
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,13 @@ def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
         metric=settings.metric,
         mode=settings.mode,
         num_samples=settings.num_samples,
+        # BasicVariantGenerator caps concurrency itself: Tune ignores max_concurrent_trials
+        # for it (with a warning) instead of wrapping it in a ConcurrencyLimiter.
         search_alg=BasicVariantGenerator(
-            points_to_evaluate=lr_points(settings), random_state=settings.seed
+            points_to_evaluate=lr_points(settings),
+            random_state=settings.seed,
+            max_concurrent=plan.max_concurrent or 0,
         ),
-        max_concurrent_trials=plan.max_concurrent,
     )
 
 
