@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.cli import EXIT_BAD_INPUT, validate
@@ -63,9 +64,17 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"the local Ray head's dashboard did not answer at {url} in {timeout_s}s")
 
 
+@dataclass(frozen=True)
+class LocalHead:
+    dashboard_url: str  # for the Jobs API
+    gcs_address: str  # for ray.init(address=...)
+    temp_dir: str
+    pgid: int
+
+
 @contextmanager
-def local_head(num_cpus: int | None = None, keep_logs: bool = False) -> Iterator[str]:
-    """Start a private Ray head; yield its dashboard URL; stop only its processes.
+def local_head(num_cpus: int | None = None, keep_logs: bool = False) -> Iterator[LocalHead]:
+    """Start a private Ray head; yield where it listens; stop only its processes.
 
     `ray start --block` runs in a new process group, and Ray gives its children the kernel
     fate-sharing signal, so killing that group ends the head, its raylet and workers, and no
@@ -89,7 +98,7 @@ def local_head(num_cpus: int | None = None, keep_logs: bool = False) -> Iterator
     try:
         _wait_http(f"{url}/api/version", HEAD_START_TIMEOUT_S, proc)
         print(f"[submit] local Ray head up at {url} (temp dir {temp_dir})", flush=True)
-        yield url
+        yield LocalHead(url, f"127.0.0.1:{port}", temp_dir, proc.pid)
     except BaseException:
         keep_logs = True
         raise
@@ -210,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     # A one-off token for the private head: auth stays on, nothing lands in ~/.ray.
     if os.environ["RAY_AUTH_MODE"] == "token":
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    with local_head() as url:
-        status = submit_and_wait(url, args.stage, args.stage_args, local=True)
+    with local_head() as head:
+        status = submit_and_wait(head.dashboard_url, args.stage, args.stage_args, local=True)
     return 0 if status == "SUCCEEDED" else 1
 
 
