@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 STAGES = ("baseline", "tune", "asha", "checkpoint", "train")
@@ -416,8 +416,15 @@ class Settings:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one ConfigError line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see --help)")
+
+
 def build_parser(stage: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"python -m jobs.{stage}",
         description=f"Run the '{stage}' stage. Every option also reads the environment "
         "variable shown; flags win over the environment.",

@@ -83,17 +83,28 @@ def local_head(num_cpus: int | None = None, keep_logs: bool = False) -> Iterator
     temp_dir = tempfile.mkdtemp(prefix="rtk-ray-")  # short: Ray's socket paths are limited
     port, dash = _free_port(), _free_port()
     cpus = num_cpus or os.cpu_count() or 1
-    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-           f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-           f"--num-cpus={cpus}", "--num-gpus=0" if not _has_cuda() else "",
-           f"--object-store-memory={512 * 1024**2}", f"--temp-dir={temp_dir}",
-           "--include-dashboard=true", "--disable-usage-stats",
-           f"--ray-client-server-port={_free_port()}"]
+    cmd = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        f"--dashboard-port={dash}",
+        "--dashboard-host=127.0.0.1",
+        f"--num-cpus={cpus}",
+        "--num-gpus=0" if not _has_cuda() else "",
+        f"--object-store-memory={512 * 1024**2}",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={_free_port()}",
+    ]
     cmd = [c for c in cmd if c]
     log_path = Path(temp_dir) / "head.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{dash}"
     try:
         _wait_http(f"{url}/api/version", HEAD_START_TIMEOUT_S, proc)
@@ -161,17 +172,24 @@ def submit_and_wait(address: str, stage: str, stage_args: list[str], *, local: b
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address)
-    entrypoint = " ".join([sys.executable if local else "python", "-m", f"jobs.{stage}",
-                           *stage_args])
+    entrypoint = " ".join(
+        [sys.executable if local else "python", "-m", f"jobs.{stage}", *stage_args]
+    )
     env = _job_env()
     if local:
         # Same machine: import the code in place rather than uploading it.
         runtime_env = {"env_vars": {**env, "PYTHONPATH": str(REPO_ROOT)}}
     else:
-        runtime_env = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES,
-                       "env_vars": env}
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
-                               submission_id=f"{stage}-{secrets.token_hex(4)}")
+        runtime_env = {
+            "working_dir": str(REPO_ROOT),
+            "excludes": WORKING_DIR_EXCLUDES,
+            "env_vars": env,
+        }
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env=runtime_env,
+        submission_id=f"{stage}-{secrets.token_hex(4)}",
+    )
     print(f"[submit] job {job_id}: {entrypoint}", flush=True)
     try:
         asyncio.run(_stream(client, job_id))
@@ -190,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.submit",
         description="Submit a stage through the Ray Jobs API: to RAY_ADDRESS (a dashboard URL) "
-        "when set, else to a private local Ray head started for the run.")
+        "when set, else to a private local Ray head started for the run.",
+    )
     parser.add_argument("stage", help=f"one of {', '.join(STAGES)}")
-    parser.add_argument("stage_args", nargs=argparse.REMAINDER,
-                        help="arguments passed to the stage (e.g. --fresh)")
+    parser.add_argument(
+        "stage_args", nargs=argparse.REMAINDER, help="arguments passed to the stage (e.g. --fresh)"
+    )
     args = parser.parse_args(argv)
     address = os.environ.get("RAY_ADDRESS") or None
     try:
