@@ -72,10 +72,12 @@ check-stage:
 
 .PHONY: submit
 submit: check-stage $(STAMP) ## Run STAGE via the Ray Jobs API (RAY_ADDRESS, else a private local head).
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then $(PY) -m jobs.data; fi
 	$(PY) -m jobs.submit $(STAGE) $(ARGS)
 
 .PHONY: run
 run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), no Jobs API.
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then $(PY) -m jobs.data; fi
 	$(PY) -m jobs.$(STAGE) $(ARGS)
 
 .PHONY: clean
