@@ -14,11 +14,28 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPS_HASH := $(shell $(PYTHON) .ci/deps.py --hash)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
-# Where `make data` stages the dataset, and what the stages read (see README: Settings).
+# Where `make data` stages the dataset for local runs (see README: Settings).
 DATA_DIR ?= $(CURDIR)/data
 DATASET ?= mnist
 PYTEST_ARGS ?=
-export DATA_DIR DATASET
+# local: a private Ray head on this machine; k8s: the RayCluster of `make cluster`.
+TARGET ?= local
+# Ray's version comes from the pin in pyproject.toml: the image tags and manifests follow it.
+RAY_VERSION := $(shell sed -n 's/.*"ray\[.*\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+PROJECT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REPO ?= ghcr.io/ray-tune-k8s/ray-tune-k8s
+IMAGE_GPU ?= $(IMAGE_REPO):$(PROJECT_VERSION)-ray$(RAY_VERSION)-gpu
+IMAGE_CPU ?= $(IMAGE_REPO):$(PROJECT_VERSION)-ray$(RAY_VERSION)-cpu
+KUBECTL ?= kubectl
+HELM ?= helm
+DOCKER ?= docker
+KUBERAY_VERSION ?= 1.7.0
+OPERATOR_NAMESPACE ?= kuberay-system
+CLUSTER ?= ray-tune
+DASHBOARD_PORT ?= 8265
+RAYJOB_TIMEOUT_S ?= 7200
+FORMAT ?= table
+export KUBECTL CLUSTER DASHBOARD_PORT
 
 ##@ General
 
@@ -42,7 +59,7 @@ $(STAMP): pyproject.toml .ci/deps.py
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).
-	$(PY) -m jobs.data
+	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data
 
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting (ruff).
@@ -71,16 +88,94 @@ check-stage:
 	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES)" >&2; exit 2;; esac
 
 .PHONY: submit
-submit: check-stage $(STAMP) ## Run STAGE via the Ray Jobs API (RAY_ADDRESS, else a private local head).
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then $(PY) -m jobs.data; fi
-	$(PY) -m jobs.submit $(STAGE) $(ARGS)
+submit: check-stage $(STAMP) ## Run STAGE via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
+ifeq ($(TARGET),k8s)
+	PY=$(PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
+else
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data; fi
+	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.submit $(STAGE) $(ARGS)
+endif
 
 .PHONY: run
 run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), no Jobs API.
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then $(PY) -m jobs.data; fi
-	$(PY) -m jobs.$(STAGE) $(ARGS)
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data; fi
+	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
+
+.PHONY: results
+results: check-stage $(STAMP) ## Print STAGE's leaderboard from results.json (TARGET=k8s: from the PVC).
+ifeq ($(TARGET),k8s)
+	k8s/bin/results.sh $(STAGE) | $(PY) -m jobs.results -
+else
+	$(PY) -m jobs.results "$${STORAGE_PATH:-$$($(PY) -c 'from jobs.config import default_storage_path as d; print(d())')}/$(STAGE)"
+endif
+
+##@ Image
+
+.PHONY: image
+image: ## Build the GPU image (CUDA 12 torch, T4) and check that it imports.
+	$(DOCKER) build -f image/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg VARIANT=gpu \
+	  --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 -t $(IMAGE_GPU) .
+	$(DOCKER) run --rm $(IMAGE_GPU) python -c "import jobs, torch, ray"
+
+.PHONY: image-cpu
+image-cpu: ## Build the CPU image (kind, CPU clusters) and check that it imports.
+	$(DOCKER) build -f image/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg VARIANT=cpu \
+	  --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t $(IMAGE_CPU) .
+	$(DOCKER) run --rm $(IMAGE_CPU) python -c "import jobs, torch, ray"
+
+.PHONY: push
+push: ## Push both images to IMAGE_REPO.
+	$(DOCKER) push $(IMAGE_GPU)
+	$(DOCKER) push $(IMAGE_CPU)
+
+##@ Kubernetes
+
+.PHONY: manifests
+manifests: $(STAMP) ## Regenerate k8s/*.yaml from k8s/templates/ (IMAGE_REPO sets the registry).
+	IMAGE_REPO=$(IMAGE_REPO) $(PY) k8s/render.py
+
+.PHONY: operator
+operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION).
+	$(HELM) repo add kuberay https://ray-project.github.io/kuberay-helm/ --force-update
+	$(HELM) upgrade --install kuberay-operator kuberay/kuberay-operator --version $(KUBERAY_VERSION) \
+	  --namespace $(OPERATOR_NAMESPACE) --create-namespace --wait
+
+.PHONY: storage
+storage: ## Create the shared ReadWriteMany volume (k8s/storage.yaml).
+	$(KUBECTL) apply -f k8s/storage.yaml
+
+.PHONY: cluster
+cluster: ## Create the long-lived RayCluster (k8s/raycluster.yaml) and wait until it is ready.
+	$(KUBECTL) apply -f k8s/raycluster.yaml
+	$(KUBECTL) wait raycluster/$(CLUSTER) --for=jsonpath='{.status.state}'=ready --timeout=900s
+
+.PHONY: port-forward
+port-forward: ## Forward the RayCluster's dashboard to localhost:DASHBOARD_PORT.
+	$(KUBECTL) port-forward svc/$(CLUSTER)-head-svc $(DASHBOARD_PORT):8265
+
+.PHONY: rayjob
+rayjob: check-stage ## Apply k8s/rayjob-STAGE.yaml, wait for it, print status and logs.
+	k8s/bin/rayjob.sh k8s/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
+
+##@ kind (a local Kubernetes in Docker)
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster with the operator and the shared volume.
+	tests/e2e/kind.sh up
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	tests/e2e/kind.sh down
+
+.PHONY: e2e-kind
+e2e-kind: ## End to end on kind: build the CPU image, run k8s/kind/rayjob-tune.yaml, check results.
+	tests/e2e/kind.sh run
 
 .PHONY: clean
 clean: ## Remove caches (not the venv, data or results).
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: print-image-cpu
+print-image-cpu:
+	@echo $(IMAGE_CPU)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print the pinned requirements of pyproject.toml (runtime + dev), or their hash.
+"""Print the pinned requirements of pyproject.toml (runtime + dev, or --runtime), or --hash.
 
 The hash names the virtual environment (`make install`, `.ci/run`), so a change of pins
 builds a new one and an unchanged set reuses the old one.
@@ -11,8 +11,11 @@ import tomllib
 from pathlib import Path
 
 project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
-requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-if sys.argv[1:] == ["--hash"]:
+runtime = list(project["dependencies"])
+requirements = [*runtime, *project["optional-dependencies"]["dev"]]
+if sys.argv[1:] == ["--runtime"]:
+    print("\n".join(runtime))
+elif sys.argv[1:] == ["--hash"]:
     digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
     print(f"py{sys.version_info.major}{sys.version_info.minor}-{digest[:12]}")
 else:

@@ -185,3 +185,30 @@ def leaderboard(summary: dict[str, Any], limit: int | None = None) -> str:
     if best is not None:
         footer += f"; best trial {best['trial_id']} {metric}={_fmt(best['metrics'][metric])}"
     return "\n".join([*lines, footer])
+
+
+def main(argv: list[str]) -> int:
+    """`python -m jobs.results PATH|-`: the leaderboard of a stored results.json."""
+    import sys
+
+    if len(argv) != 1:
+        print("usage: python -m jobs.results RESULTS_JSON|EXPERIMENT_DIR|-", file=sys.stderr)
+        return 2
+    source = argv[0]
+    try:
+        if source == "-":
+            summary = json.loads(sys.stdin.read())
+        else:
+            path = Path(source)
+            summary = json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"error: cannot read results from {source}: {err}", file=sys.stderr)
+        return 2
+    print(leaderboard(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,305 @@
+"""Kubernetes manifests: KubeRay v1.7.0 CRD schemas (strict), core schemas, admission rules,
+the project's invariants, no drift from k8s/templates/, and lint of the image and scripts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from jobs.config import STAGES
+from tests.conftest import REPO
+
+K8S = REPO / "k8s"
+CRDS = REPO / "tests" / "crds" / "kuberay-v1.7.0"
+KUBERNETES_VERSION = "1.33"
+GPU_JOBS = sorted(K8S.glob("rayjob-*.yaml"))
+KIND_JOBS = sorted((K8S / "kind").glob("rayjob-*.yaml"))
+ALL_RAY = [K8S / "raycluster.yaml", *GPU_JOBS, *KIND_JOBS]
+SHARED = "/mnt/cluster_storage"
+DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(K8S)) for p in paths]
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields, as `kubectl apply --validate=strict` does."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@cache
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((CRDS / f"ray.io_{kind.lower()}s.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+
+
+def test_crds_are_the_shared_kuberay_release() -> None:
+    shared = REPO.parent / "shared" / "kuberay-v1.7.0" / "crds"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is not present to compare the vendored copy with")
+    for name in ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml"):
+        assert (CRDS / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_validates_against_the_kuberay_crd_strictly(path: Path) -> None:
+    (doc,) = docs(path)
+    errors = sorted(crd_validator(doc["kind"]).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def test_strict_validation_catches_an_unknown_field() -> None:
+    (doc,) = docs(K8S / "rayjob-tune.yaml")
+    broken = copy.deepcopy(doc)
+    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "imagePullPolice"
+    ] = "Always"
+    assert list(crd_validator("RayJob").iter_errors(broken))
+    broken = copy.deepcopy(doc)
+    broken["spec"]["backofLimit"] = 1
+    assert list(crd_validator("RayJob").iter_errors(broken))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [K8S / "storage.yaml", K8S / "kind" / "storage.yaml"],
+    ids=["storage.yaml", "kind/storage.yaml"],
+)
+def test_core_objects_validate_against_kubernetes(path: Path) -> None:
+    for doc in docs(path):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def cluster_specs(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+def groups(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield spec["headGroupSpec"]
+    yield from spec["workerGroupSpecs"]
+
+
+def containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for group in groups(cluster_specs(doc)):
+        yield from group["template"]["spec"]["containers"]
+
+
+def all_containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from containers(doc)
+    if doc["kind"] == "RayJob":
+        yield from doc["spec"]["submitterPodTemplate"]["spec"]["containers"]
+
+
+# --- KubeRay's admission rules that a schema cannot express ---------------------------
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_kuberay_admission_rules(path: Path) -> None:
+    (doc,) = docs(path)
+    name = doc["metadata"]["name"]
+    if doc["kind"] == "RayJob":
+        assert len(name) <= 47 and DNS_1035.fullmatch(name), name
+        assert not ("backoffLimit" in doc["spec"] and "clusterSelector" in doc["spec"])
+    else:
+        assert DNS_1035.fullmatch(name)
+    spec = cluster_specs(doc)
+    for group in spec["workerGroupSpecs"]:
+        assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    for group in groups(spec):
+        in_params = {k.replace("num-", "").lower() for k in group.get("rayStartParams", {})}
+        declared = {k.lower() for k in group.get("resources", {})}
+        assert not in_params & declared, f"declared twice: {in_params & declared}"
+        assert "resources" not in group.get("rayStartParams", {})
+
+
+# --- the project's invariants --------------------------------------------------------
+
+
+def ray_pin() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    return re.search(r'"ray\[[^]]*\]==([^"]+)"', text).group(1)
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_versions_follow_the_pyproject_pin(path: Path) -> None:
+    (doc,) = docs(path)
+    assert cluster_specs(doc)["rayVersion"] == ray_pin()
+    for container in all_containers(doc):
+        assert f"-ray{ray_pin()}-" in container["image"], container["image"]
+
+
+def test_every_stage_has_a_rayjob_and_nothing_else() -> None:
+    assert sorted(p.stem.removeprefix("rayjob-") for p in GPU_JOBS) == sorted(STAGES)
+    assert sorted(p.stem.removeprefix("rayjob-") for p in KIND_JOBS) == sorted(STAGES)
+
+
+@pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
+def test_rayjob_runs_its_stage_and_resumes_on_retry(path: Path) -> None:
+    (doc,) = docs(path)
+    stage = path.stem.removeprefix("rayjob-")
+    spec = doc["spec"]
+    assert spec["entrypoint"] == f"python -m jobs.{stage}"
+    assert (REPO / "jobs" / f"{stage}.py").is_file()
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 1
+    assert "clusterSelector" not in spec
+    env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert set(env) == {"env_vars"}
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_every_ray_container_mounts_the_shared_volume(path: Path) -> None:
+    (doc,) = docs(path)
+    for group in groups(cluster_specs(doc)):
+        pod = group["template"]["spec"]
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        for container in pod["containers"]:
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert claims.get(mounts.get(SHARED)) == "ray-tune-cluster-storage"
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["STORAGE_PATH"] == SHARED and env["ACCELERATOR"] == "gpu"
+            assert env["DATA_DIR"]
+
+
+@pytest.mark.parametrize(
+    "path", [K8S / "raycluster.yaml", *GPU_JOBS], ids=ids([K8S / "raycluster.yaml", *GPU_JOBS])
+)
+def test_gpu_group_asks_for_a_t4(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (group,) = spec["workerGroupSpecs"]
+    assert group["resources"]["accelerator_type:T4"] == "1"  # autoscale from zero
+    pod = group["template"]["spec"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-t4"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["enableInTreeAutoscaling"] is True
+    assert ":" in pod["containers"][0]["image"] and pod["containers"][0]["image"].endswith("-gpu")
+
+
+def _keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
+
+
+@pytest.mark.parametrize("path", KIND_JOBS, ids=ids(KIND_JOBS))
+def test_kind_variant_has_fake_gpus_only(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    keys = set(_keys(doc))
+    assert not keys & {"nvidia.com/gpu", "nodeSelector", "tolerations"}, keys
+    for group in spec["workerGroupSpecs"]:
+        assert group["rayStartParams"]["num-gpus"] == "1"
+        assert group["resources"]["accelerator_type:T4"] == "1"
+    for container in all_containers(doc):
+        assert container["image"].endswith("-cpu")
+    env = yaml.safe_load(doc["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert {"TRAIN_LIMIT", "VAL_LIMIT", "TUNE_NUM_SAMPLES", "TUNE_NUM_EPOCHS"} <= set(env)
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_security_settings(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    assert spec["authOptions"]["mode"] == "token"
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    for group in groups(spec):
+        assert group["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    if doc["kind"] == "RayJob":
+        assert doc["spec"]["submitterPodTemplate"]["spec"]["securityContext"]["runAsNonRoot"]
+    for container in all_containers(doc):
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind]), container["name"]
+        for env in container.get("env", []):  # the token is never written in a manifest
+            assert not (env["name"] == "RAY_AUTH_TOKEN" and "value" in env)
+
+
+def test_manifests_match_their_templates() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(K8S / "render.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_one_cluster_shape_everywhere() -> None:
+    (cluster,) = docs(K8S / "raycluster.yaml")
+    for path in GPU_JOBS:
+        (job,) = docs(path)
+        assert json.dumps(job["spec"]["rayClusterSpec"], sort_keys=True) == json.dumps(
+            cluster["spec"], sort_keys=True
+        ), path.name
+
+
+# --- lint of the image and the shell scripts -------------------------------------------
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: it comes with the dev dependencies (make install)")
+    return found
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    proc = subprocess.run(
+        [_tool("hadolint"), "--no-color", str(REPO / "image" / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = [
+        REPO / ".ci" / "run",
+        *sorted((K8S / "bin").glob("*.sh")),
+        *sorted((REPO / "tests" / "e2e").glob("*.sh")),
+    ]
+    proc = subprocess.run([_tool("shellcheck"), *map(str, scripts)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
