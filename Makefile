@@ -80,6 +80,11 @@ test: $(STAMP) ## Run every test: lint, unit, integration (e2e skip without Dock
 test-unit: $(STAMP) ## Run the fast tests only (no Ray cluster).
 	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
+.PHONY: clean
+clean: ## Remove caches (not the venv, data or results).
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
 ##@ Run a stage
 
 .PHONY: check-stage
@@ -157,6 +162,10 @@ port-forward: ## Forward the RayCluster's dashboard to localhost:DASHBOARD_PORT.
 rayjob: check-stage ## Apply k8s/rayjob-STAGE.yaml, wait for it, print status and logs.
 	k8s/bin/rayjob.sh k8s/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
 
+.PHONY: e2e-local
+e2e-local: check-stage $(STAMP) ## Run k8s/kind/rayjob-STAGE.yaml for real on local Ray nodes shaped by it.
+	$(PY) -m tests.harness k8s/kind/rayjob-$(STAGE).yaml
+
 ##@ kind (a local Kubernetes in Docker)
 
 .PHONY: kind-up
@@ -171,10 +180,6 @@ kind-down: ## Delete the kind cluster.
 e2e-kind: ## End to end on kind: build the CPU image, run k8s/kind/rayjob-tune.yaml, check results.
 	tests/e2e/kind.sh run
 
-.PHONY: clean
-clean: ## Remove caches (not the venv, data or results).
-	rm -rf .pytest_cache .ruff_cache
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 .PHONY: print-image-cpu
 print-image-cpu:

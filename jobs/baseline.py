@@ -16,7 +16,14 @@ from jobs import cli, results
 from jobs.config import Settings
 from jobs.engine import DataSpec, Trainer, format_epoch
 from jobs.experiment import data_spec
-from jobs.resources import TrialPlan, check_placeable, plan_trials, set_threads, trial_device
+from jobs.resources import (
+    TrialPlan,
+    check_placeable,
+    placement,
+    plan_trials,
+    set_threads,
+    trial_device,
+)
 from jobs.runtime import connect, wait_for_accelerator
 
 TRIAL_ID = "baseline"
@@ -39,7 +46,7 @@ def train_baseline(
     for epoch in range(1, num_epochs + 1):
         result = trainer.run_epoch(epoch)
         print(format_epoch(TRIAL_ID, result, num_epochs, device), flush=True)
-        history.append(result.metrics())
+        history.append({**result.metrics(), **placement(device)})
     return history
 
 

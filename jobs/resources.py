@@ -87,7 +87,8 @@ def plan_trials(settings: Settings, cluster: ClusterView) -> TrialPlan:
 
 def _plan_train(settings: Settings, cluster: ClusterView, use_gpu: bool) -> TrialPlan:
     if use_gpu:
-        worker = {"CPU": 1, "GPU": 1}
+        # 0.99 CPU, as on CPU: a 1-CPU GPU node then fits a worker beside a trial's sliver.
+        worker = {"CPU": TRAIN_WORKER_CPU, "GPU": 1}
         # Tune does not count the Train workers: cap runs at GPUs / GPUs per run.
         caps = [c for c in (settings.max_concurrent, int(cluster.gpus // TRAIN_WORKERS)) if c]
         concurrency = min(caps) if caps else None
@@ -147,6 +148,17 @@ def trial_device(use_gpu: bool) -> torch.device:
             flush=True,
         )
     return torch.device("cpu")
+
+
+def placement(device: torch.device) -> dict[str, float]:
+    """Where the calling trial or Train worker runs: its GPU slots and whether CUDA is used."""
+    import ray
+
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    return {
+        "assigned_gpus": float(assigned.get("GPU", 0.0)),
+        "on_cuda": float(device.type == "cuda"),
+    }
 
 
 def set_threads(cpus: int) -> None:

@@ -28,6 +28,8 @@ KEPT_METRICS = (
     "epoch_s",
     "train_images_per_s",
     "start_epoch",
+    "assigned_gpus",
+    "on_cuda",
     "time_total_s",
     "training_iteration",
     "checkpoint_path",

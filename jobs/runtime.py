@@ -9,23 +9,31 @@ import time
 from jobs.config import ConfigError, Settings
 from jobs.resources import ClusterView, gpu_bundle
 
-# Set before Ray/Tune are imported by the stage; each is a measured fix (see README).
-ENV_DEFAULTS = {
+# Read by the Tune driver. Each is a measured fix (see README).
+DRIVER_ENV = {
     # Snapshot the experiment state at least every second, so a killed driver's restore
     # does not re-run finished trials (the "auto" period is >= 10 s).
     "TUNE_GLOBAL_CHECKPOINT_S": "1",
     # Frequent snapshots are intended here; don't warn about them.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+# Read inside trials (the Ray Train controller and workers): sent as the job's runtime_env.
+WORKER_ENV = {
     # V2 is the default in Ray 2.60; its migration warnings are noise for this code.
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     # Faster Train worker health checks: ~35% shorter Train-in-Tune runs on small nodes.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # Two workers importing torch on a busy small node can take over the 60 s default,
+    # and each timeout restarts the group from scratch.
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180",
 }
 
 
-def apply_env_defaults() -> None:
-    for key, value in ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+def apply_env_defaults() -> dict[str, str]:
+    """Set the defaults the environment does not override; return the ones for workers."""
+    added = {k: v for k, v in {**DRIVER_ENV, **WORKER_ENV}.items() if k not in os.environ}
+    os.environ.update(added)
+    return {k: v for k, v in added.items() if k in WORKER_ENV}
 
 
 def local_init_kwargs() -> dict:
@@ -42,9 +50,13 @@ def connect(settings: Settings) -> ClusterView:
     """ray.init against RAY_ADDRESS, or a new local cluster; returns the cluster's shape."""
     import ray
 
-    apply_env_defaults()
+    worker_env = apply_env_defaults()
     kwargs = {"address": settings.ray_address} if settings.ray_address else local_init_kwargs()
-    ray.init(**kwargs, logging_level=logging.WARNING, configure_logging=True)
+    # Keys a submitted job already sets are left out: Ray refuses conflicting env_vars.
+    runtime_env = {"env_vars": worker_env} if worker_env else None
+    ray.init(
+        **kwargs, runtime_env=runtime_env, logging_level=logging.WARNING, configure_logging=True
+    )
     return cluster_view()
 
 

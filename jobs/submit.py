@@ -14,148 +14,54 @@ import argparse
 import asyncio
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.cli import EXIT_BAD_INPUT, validate
 from jobs.config import OPTIONS, STAGES, ConfigError, check_address_reachable, resolve
+from jobs.localcluster import LocalCluster, NodeSpec
+from jobs.runtime import DRIVER_ENV, WORKER_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Settings forwarded to the job when they are set here (the names of jobs.config).
 FORWARDED_ENV = (
     *(o.env for o in OPTIONS if o.env and o.env != "RAY_ADDRESS"),
-    "TUNE_GLOBAL_CHECKPOINT_S",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+    *DRIVER_ENV,
+    *WORKER_ENV,
 )
 # Uploaded with working_dir to a remote cluster: the code, not the venv or data.
 WORKING_DIR_EXCLUDES = [".venv", "data", ".git", "tests", "image", "k8s", "*.pyc"]
-HEAD_START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the local Ray head exited early (code {proc.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (401 until the client sends the token): it is up
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the local Ray head's dashboard did not answer at {url} in {timeout_s}s")
-
-
-@dataclass(frozen=True)
-class LocalHead:
-    dashboard_url: str  # for the Jobs API
-    gcs_address: str  # for ray.init(address=...)
-    temp_dir: str
-    pgid: int
 
 
 @contextmanager
-def local_head(num_cpus: int | None = None, keep_logs: bool = False) -> Iterator[LocalHead]:
-    """Start a private Ray head; yield where it listens; stop only its processes.
-
-    `ray start --block` runs in a new process group, and Ray gives its children the kernel
-    fate-sharing signal, so killing that group ends the head, its raylet and workers, and no
-    other Ray instance on the machine.
-    """
-    temp_dir = tempfile.mkdtemp(prefix="rtk-ray-")  # short: Ray's socket paths are limited
-    port, dash = _free_port(), _free_port()
+def local_head(num_cpus: int | None = None) -> Iterator[LocalCluster]:
+    """A private Ray head for one run; only its own processes are stopped afterwards."""
     cpus = num_cpus or os.cpu_count() or 1
-    cmd = [
-        str(Path(sys.executable).with_name("ray")),
-        "start",
-        "--head",
-        "--block",
-        f"--port={port}",
-        f"--dashboard-port={dash}",
-        "--dashboard-host=127.0.0.1",
-        f"--num-cpus={cpus}",
-        "--num-gpus=0" if not _has_cuda() else "",
-        f"--object-store-memory={512 * 1024**2}",
-        f"--temp-dir={temp_dir}",
-        "--include-dashboard=true",
-        "--disable-usage-stats",
-        f"--ray-client-server-port={_free_port()}",
-    ]
-    cmd = [c for c in cmd if c]
-    log_path = Path(temp_dir) / "head.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{dash}"
+    cluster = LocalCluster(NodeSpec("head", cpus=cpus, gpus=_cuda_devices()))
+    print(
+        f"[submit] local Ray head up at {cluster.dashboard_url} (temp dir {cluster.temp_dir})",
+        flush=True,
+    )
+    failed = True
     try:
-        _wait_http(f"{url}/api/version", HEAD_START_TIMEOUT_S, proc)
-        print(f"[submit] local Ray head up at {url} (temp dir {temp_dir})", flush=True)
-        yield LocalHead(url, f"127.0.0.1:{port}", temp_dir, proc.pid)
-    except BaseException:
-        keep_logs = True
-        raise
+        yield cluster
+        failed = False
     finally:
-        _stop_group(proc)
-        if keep_logs:
-            print(f"[submit] Ray head logs kept in {temp_dir}", flush=True)
-        else:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        cluster.shutdown(keep_logs=failed)
+        if failed:
+            print(f"[submit] Ray head logs kept in {cluster.temp_dir}", flush=True)
 
 
-def _stop_group(proc: subprocess.Popen, grace_s: float = 15) -> None:
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(proc.pid):
-                proc.poll()
-                return
-            time.sleep(0.2)
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields: state ppid pgrp ...; zombies have exited already
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _has_cuda() -> bool:
+def _cuda_devices() -> int:
     try:
         import torch
 
-        return torch.cuda.is_available()
+        return torch.cuda.device_count()
     except ImportError:
-        return False
+        return 0
 
 
 def _job_env() -> dict[str, str]:
@@ -239,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     # A one-off token for the private head: auth stays on, nothing lands in ~/.ray.
     if os.environ["RAY_AUTH_MODE"] == "token":
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    with local_head() as head:
-        status = submit_and_wait(head.dashboard_url, args.stage, args.stage_args, local=True)
+    with local_head() as cluster:
+        status = submit_and_wait(cluster.dashboard_url, args.stage, args.stage_args, local=True)
     return 0 if status == "SUCCEEDED" else 1
 
 

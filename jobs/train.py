@@ -26,7 +26,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from jobs import cli, experiment
 from jobs.config import Settings
 from jobs.engine import DataSpec, Trainer, format_epoch
-from jobs.resources import TrialPlan, set_threads, trial_device
+from jobs.resources import TrialPlan, placement, set_threads, trial_device
 from jobs.runtime import gpu_nodes_have_cuda
 from jobs.trial import CHECKPOINT_FILE
 from jobs.tune import tune_config as random_search
@@ -63,9 +63,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         device=device,
         rank=rank,
         world_size=world,
-        wrap_model=ray.train.torch.prepare_model,
+        # On a fake GPU Train's own device choice would be cuda, which is absent here.
+        wrap_model=partial(ray.train.torch.prepare_model, move_to_device=device),
         reduce=_all_reduce,
     )
+    placed = placement(device)
     start = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -77,7 +79,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             )
     for epoch in range(start + 1, config["num_epochs"] + 1):
         result = trainer.run_epoch(epoch)
-        metrics = {**result.metrics(), "start_epoch": start}
+        metrics = {**result.metrics(), "start_epoch": start, **placed}
         with tempfile.TemporaryDirectory() as folder:
             ckpt = None
             if rank == 0:

@@ -17,7 +17,7 @@ import torch
 from ray import tune
 
 from jobs.engine import DataSpec, Trainer, format_epoch
-from jobs.resources import set_threads, trial_device
+from jobs.resources import placement, set_threads, trial_device
 
 CHECKPOINT_FILE = "model.pt"
 
@@ -53,6 +53,7 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             )
             start = trainer.load_state(state)
     trial_id = tune.get_context().get_trial_id()
+    placed = placement(device)
     if start:
         print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
     for epoch in range(start + 1, config["num_epochs"] + 1):
@@ -61,7 +62,7 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             raise InjectedFailure(f"injected failure at epoch {epoch} (FAIL_AT_EPOCH)")
         result = trainer.run_epoch(epoch)
         print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
-        metrics = {**result.metrics(), "start_epoch": start}
+        metrics = {**result.metrics(), "start_epoch": start, **placed}
         if not spec.checkpoint:
             tune.report(metrics)
             continue

@@ -27,8 +27,9 @@ def test_rayjob_tune_succeeds_on_kind() -> None:
     reason = _missing()
     if reason:
         pytest.skip(f"kind e2e: {reason}")
-    proc = subprocess.run([str(SCRIPT), "run"], cwd=REPO, capture_output=True, text=True,
-                          timeout=3600)
+    proc = subprocess.run(
+        [str(SCRIPT), "run"], cwd=REPO, capture_output=True, text=True, timeout=3600
+    )
     if proc.returncode == PREFLIGHT_FAILED:
         pytest.skip(f"kind e2e: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]

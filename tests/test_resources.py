@@ -56,7 +56,7 @@ def test_train_stage_keeps_the_trial_tiny_and_caps_runs() -> None:
     assert plan.worker_resources == {"CPU": 0.99} and plan.num_workers == 2
     assert plan.max_concurrent == 1  # 2 CPUs fit one run of 2 workers, never two
     gpu = plan_trials(settings("train"), T4_X4)
-    assert gpu.use_gpu and gpu.worker_resources == {"CPU": 1, "GPU": 1}
+    assert gpu.use_gpu and gpu.worker_resources == {"CPU": 0.99, "GPU": 1}
     assert gpu.max_concurrent == 2  # 4 GPUs / 2 per run
 
 

@@ -1,0 +1,243 @@
+"""Private Ray nodes on this machine: the local head of `make submit`, and the multi-node
+clusters the manifest harness (tests/harness.py) builds from a RayJob.
+
+Each node is one `ray start --block` process tree with its own ports, like a pod. `stop()`
+shuts a node down gracefully; `kill()` SIGKILLs every process of the tree at once (raylet,
+workers, the job driver that Ray starts in a session of its own), as a pod's death would.
+Nothing outside the trees this module started is ever signalled: no `ray stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIMEOUT_S = 120
+MIB = 1024**2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _parents() -> dict[int, int]:
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":  # zombies have exited already
+            table[int(entry.name)] = int(fields[1])
+    return table
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its living descendants, whatever session or group they moved to."""
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = [], [root] if root in parents else []
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        living = _parents()
+        alive = [p for p in alive if p in living]
+    return alive
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What a Ray node offers; mirrors a KubeRay group's rayStartParams and limits."""
+
+    name: str
+    cpus: float
+    gpus: float = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    memory_bytes: int | None = None
+    object_store_bytes: int = 256 * MIB
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class RayNode:
+    def __init__(self, spec: NodeSpec, temp_dir: Path, head_address: str | None) -> None:
+        self.spec = spec
+        self.temp_dir = temp_dir
+        self.log_path = temp_dir / f"{spec.name}.log"
+        self.gcs_port = free_port() if head_address is None else None
+        self.dashboard_port = free_port() if head_address is None else None
+        cmd = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--block",
+            f"--num-cpus={spec.cpus:g}",
+            f"--num-gpus={spec.gpus:g}",
+            f"--object-store-memory={spec.object_store_bytes}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            "--disable-usage-stats",
+        ]
+        if spec.resources:
+            cmd.append(f"--resources={json.dumps(spec.resources)}")
+        if spec.memory_bytes:
+            cmd.append(f"--memory={spec.memory_bytes}")
+        if head_address is None:
+            cmd += [
+                "--head",
+                f"--port={self.gcs_port}",
+                f"--temp-dir={temp_dir}",
+                f"--dashboard-port={self.dashboard_port}",
+                "--dashboard-host=127.0.0.1",
+                "--include-dashboard=true",
+                f"--ray-client-server-port={free_port()}",
+            ]
+        else:
+            cmd.append(f"--address={head_address}")
+        env = {**os.environ, **spec.env}
+        # `python` in a job's entrypoint must be this interpreter, as in the image.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Every process of this node dies at once, as when its pod is deleted."""
+        tree = process_tree(self.proc.pid)
+        _signal_all(tree, signal.SIGKILL)
+        _wait_gone(tree, 10)
+        self.proc.wait()
+
+    def stop(self, grace_s: float = 20) -> None:
+        """Graceful shutdown (ray start's SIGTERM handler), then SIGKILL what is left."""
+        if not self.alive:
+            _signal_all(process_tree(self.proc.pid), signal.SIGKILL)
+            return
+        tree = process_tree(self.proc.pid)
+        group = self.proc.pid
+        self.proc.send_signal(signal.SIGTERM)
+        leftovers = _wait_gone(tree, grace_s)
+        _signal_all(leftovers, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        _wait_gone(leftovers, 5)
+        self.proc.wait()
+
+
+def _wait_http(url: str, node: RayNode, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not node.alive:
+            raise RuntimeError(f"Ray node {node.spec.name} exited early; see {node.log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (401 without the token): it is up
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"no answer from {url} within {timeout_s}s; see {node.log_path}")
+
+
+class LocalCluster:
+    """A head plus worker nodes on this machine, with a private temp dir and free ports."""
+
+    def __init__(self, head: NodeSpec, temp_root: str | None = None) -> None:
+        # Short path: Ray's Unix socket paths must stay under ~107 characters.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rtk-", dir=temp_root or "/tmp"))
+        self.head = RayNode(head, self.temp_dir, None)
+        self.workers: list[RayNode] = []
+        self.gcs_address = f"127.0.0.1:{self.head.gcs_port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.head.dashboard_port}"
+        try:
+            _wait_http(f"{self.dashboard_url}/api/version", self.head, START_TIMEOUT_S)
+        except BaseException:
+            self.head.stop()
+            raise
+
+    def add_worker(self, spec: NodeSpec) -> RayNode:
+        node = RayNode(spec, self.temp_dir, self.gcs_address)
+        self.workers.append(node)
+        return node
+
+    def wait_for_nodes(self, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until `count` nodes (head included) are alive in the GCS."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.alive_nodes() >= count:
+                return
+            for node in self.workers:
+                if not node.alive:
+                    raise RuntimeError(f"Ray node {node.spec.name} exited; see {node.log_path}")
+            time.sleep(0.5)
+        raise RuntimeError(f"only {self.alive_nodes()} of {count} Ray nodes joined in {timeout_s}s")
+
+    def alive_nodes(self) -> int:
+        request = urllib.request.Request(f"{self.dashboard_url}/nodes?view=summary")
+        token = os.environ.get("RAY_AUTH_TOKEN")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                data = json.load(response)
+        except (OSError, ValueError):
+            return 0
+        summary = data.get("data", {}).get("summary", [])
+        return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
+
+    def kill(self) -> None:
+        """All Ray processes of the cluster die at once (head and workers)."""
+        for node in [*self.workers, self.head]:
+            node.kill()
+
+    def shutdown(self, keep_logs: bool = False) -> None:
+        for node in [*self.workers, self.head]:
+            node.stop()
+        if not keep_logs:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.shutdown(keep_logs=exc_type is not None)
