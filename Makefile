@@ -35,6 +35,7 @@ CLUSTER ?= ray-tune
 DASHBOARD_PORT ?= 8265
 RAYJOB_TIMEOUT_S ?= 7200
 FORMAT ?= table
+TENSORBOARD_PORT ?= 6006
 export KUBECTL CLUSTER DASHBOARD_PORT
 
 ##@ General
@@ -109,10 +110,14 @@ run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), n
 .PHONY: results
 results: check-stage $(STAMP) ## Print STAGE's leaderboard from results.json (TARGET=k8s: from the PVC).
 ifeq ($(TARGET),k8s)
-	k8s/bin/results.sh $(STAGE) | $(PY) -m jobs.results -
+	k8s/bin/results.sh $(STAGE) | $(PY) -m jobs.results - --format $(FORMAT)
 else
-	$(PY) -m jobs.results "$${STORAGE_PATH:-$$($(PY) -c 'from jobs.config import default_storage_path as d; print(d())')}/$(STAGE)"
+	$(PY) -m jobs.results "$$($(PY) -c 'from jobs.config import resolve; print(resolve("$(STAGE)").experiment_dir)')" --format $(FORMAT)
 endif
+
+.PHONY: tensorboard
+tensorboard: check-stage $(STAMP) ## Serve STAGE's TensorBoard event files (Tune writes them per trial).
+	$(VENV)/bin/tensorboard --logdir "$$($(PY) -c 'from jobs.config import resolve; print(resolve("$(STAGE)").experiment_dir)')" --port $(TENSORBOARD_PORT)
 
 ##@ Image
 

@@ -34,9 +34,26 @@ def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
     )
 
 
+REDUCTION_FACTOR = 4  # ASHAScheduler's default
+
+
+def rungs(
+    max_t: int = MAX_T,
+    grace: int = GRACE_PERIOD,
+    factor: int = REDUCTION_FACTOR,
+) -> tuple[int, ...]:
+    """The epochs where ASHA compares trials: grace * factor^k below max_t (2 and 8)."""
+    out, milestone = [], grace
+    while milestone < max_t:
+        out.append(milestone)
+        milestone *= factor
+    return tuple(out)
+
+
 STAGE = experiment.TuneStage(
     "asha",
     tune_config,
+    rungs=rungs(),
     note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
     "resumed trials are judged against the rungs of this run only",
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from jobs import cli, results
+from jobs import cli, report, results
 from jobs.config import Settings
 from jobs.engine import DataSpec, Trainer, format_epoch
 from jobs.experiment import data_spec
@@ -84,13 +84,18 @@ def run(settings: Settings) -> dict[str, Any]:
         "batch_size": settings.batch_size,
         "num_epochs": settings.num_epochs,
     }
-    record = results.TrialRecord(TRIAL_ID, "completed", len(history), config, history[-1])
+    metrics = {**history[-1], "time_total_s": sum(h["epoch_s"] for h in history)}
+    record = results.TrialRecord(TRIAL_ID, "completed", len(history), config, metrics)
     summary = results.summarize(
         "baseline", settings.metric, settings.mode, [record], time.monotonic() - started
     )
+    written = report.finish(
+        settings.experiment_dir, summary, {TRIAL_ID: history}, plan.device, plan.device_units()
+    )
     path = results.write(settings.experiment_dir, summary)
     print(results.leaderboard(summary), flush=True)
-    print(f"[baseline] results: {path}", flush=True)
+    for item in (path, *written):
+        print(f"[baseline] wrote {item}", flush=True)
     return summary
 
 

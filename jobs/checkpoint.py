@@ -17,6 +17,7 @@ from ray import tune
 
 from jobs import cli, experiment
 from jobs.config import Settings
+from jobs.export import export_best_model
 from jobs.resources import TrialPlan
 from jobs.tune import tune_config as random_search
 
@@ -105,6 +106,7 @@ STAGE = experiment.TuneStage(
     tune_config,
     trainable=partial(experiment.trial_trainable, checkpoint=True),
     run_config=run_config,
+    after_fit=export_best_model,
 )
 
 if __name__ == "__main__":

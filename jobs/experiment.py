@@ -20,7 +20,7 @@ from typing import Any
 
 from ray import tune
 
-from jobs import results
+from jobs import report, results
 from jobs.config import ConfigError, Settings
 from jobs.engine import DataSpec
 from jobs.resources import TrialPlan, check_placeable, plan_trials
@@ -63,6 +63,9 @@ class TuneStage:
     trainable: Callable[[Settings, TrialPlan], Any] = trial_trainable
     run_config: Callable[[Settings], dict[str, Any]] = field(default=lambda s: {})
     note_on_resume: str = ""
+    rungs: tuple[int, ...] = ()  # epochs where a scheduler judges trials (for the plot)
+    # Extra outputs once fit() returns (e.g. the best model); returns the files written.
+    after_fit: Callable[[Settings, Any, dict[str, Any]], list[Path]] | None = None
 
 
 def experiment_exists(path: Path) -> bool:
@@ -129,7 +132,14 @@ def run(stage: TuneStage, settings: Settings) -> dict[str, Any]:
     summary = results.summarize(
         stage.name, settings.metric, settings.mode, records, time.monotonic() - started
     )
+    histories = {rec.trial_id: report.history_of(r) for rec, r in zip(records, grid, strict=True)}
+    written = report.finish(
+        settings.experiment_dir, summary, histories, plan.device, plan.device_units(), stage.rungs
+    )
+    if stage.after_fit is not None:
+        written += stage.after_fit(settings, grid, summary)
     path = results.write(settings.experiment_dir, summary)
     print(results.leaderboard(summary), flush=True)
-    print(f"[experiment] results: {path}", flush=True)
+    for item in (path, *written):
+        print(f"[experiment] wrote {item}", flush=True)
     return summary

@@ -51,6 +51,17 @@ class TrialPlan:
     worker_resources: dict[str, float] | None = None  # Train workers (train stage)
     num_workers: int = 1
 
+    @property
+    def device(self) -> str:
+        return "gpu" if self.use_gpu else "cpu"
+
+    def device_units(self) -> float:
+        """GPUs (or CPUs) one trial holds, Train workers included."""
+        key = "GPU" if self.use_gpu else "CPU"
+        if self.worker_resources is not None:
+            return self.num_workers * float(self.worker_resources.get(key, 0))
+        return float(self.resources.get(key.lower(), 0))
+
     def describe(self) -> str:
         device = "GPU" if self.use_gpu else "CPU"
         text = f"{device} trials, request {self.resources}"

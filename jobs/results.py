@@ -148,16 +148,10 @@ def leaderboard(summary: dict[str, Any], limit: int | None = None) -> str:
     """Trials best first, as an aligned text table."""
     metric, mode = summary["metric"], summary["mode"]
 
-    def key(trial: dict[str, Any]) -> float:
-        value = trial["metrics"].get(metric)
-        if value is None:
-            return math.inf
-        return value if mode == "min" else -value
-
-    ranked = sorted(summary["trials"], key=key)[:limit]
+    ranked_trials = ranked(summary)[:limit]
     header = ["rank", "trial_id", "status", "epochs", "lr", "loss", "val_loss", "val_accuracy"]
     rows = [header]
-    for rank, trial in enumerate(ranked, 1):
+    for rank, trial in enumerate(ranked_trials, 1):
         m = trial["metrics"]
         rows.append(
             [
@@ -189,24 +183,69 @@ def leaderboard(summary: dict[str, Any], limit: int | None = None) -> str:
     return "\n".join([*lines, footer])
 
 
+def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Trials best first on the experiment's metric; trials without it last."""
+    metric, sign = summary["metric"], 1 if summary["mode"] == "min" else -1
+
+    def key(trial: dict[str, Any]) -> float:
+        value = trial["metrics"].get(metric)
+        return math.inf if value is None else sign * value
+
+    return sorted(summary["trials"], key=key)
+
+
+def as_csv(summary: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    columns = ["rank", "trial_id", "status", "epochs", "lr", "loss", "val_loss", "val_accuracy"]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for rank, trial in enumerate(ranked(summary), 1):
+        m = trial["metrics"]
+        writer.writerow(
+            [
+                rank,
+                trial["trial_id"],
+                trial["status"],
+                trial["epochs"],
+                trial["config"].get("lr"),
+                m.get("loss"),
+                m.get("val_loss"),
+                m.get("val_accuracy"),
+            ]
+        )
+    return out.getvalue().rstrip("\n")
+
+
+FORMATS = ("table", "json", "csv")
+
+
 def main(argv: list[str]) -> int:
-    """`python -m jobs.results PATH|-`: the leaderboard of a stored results.json."""
+    """`python -m jobs.results PATH|- [--format table|json|csv]`: a stored leaderboard."""
+    import argparse
     import sys
 
-    if len(argv) != 1:
-        print("usage: python -m jobs.results RESULTS_JSON|EXPERIMENT_DIR|-", file=sys.stderr)
-        return 2
-    source = argv[0]
+    parser = argparse.ArgumentParser(prog="python -m jobs.results", description=main.__doc__)
+    parser.add_argument("source", help="results.json, its experiment folder, or - for stdin")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    args = parser.parse_args(argv)
     try:
-        if source == "-":
+        if args.source == "-":
             summary = json.loads(sys.stdin.read())
         else:
-            path = Path(source)
+            path = Path(args.source)
             summary = json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        print(f"error: cannot read results from {source}: {err}", file=sys.stderr)
+        print(f"error: cannot read results from {args.source}: {err}", file=sys.stderr)
         return 2
-    print(leaderboard(summary))
+    if args.format == "json":
+        print(json.dumps({**summary, "trials": ranked(summary)}, indent=2))
+    elif args.format == "csv":
+        print(as_csv(summary))
+    else:
+        print(leaderboard(summary))
     return 0
 
 

@@ -6,6 +6,7 @@ and asserts on what it leaves on disk: results.json, Tune's trial folders, check
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -113,6 +114,19 @@ def test_asha_stops_the_bad_trial_early(stage_env) -> None:
     assert by_lr[1e-3]["status"] == "completed" and by_lr[1e-3]["epochs"] == 3
     assert summary["counts"]["early_stopped"] >= 1
     assert re.search(r"early_stopped\s+2\s+0\.1\b", proc.stdout), proc.stdout[-3000:]
+    # What a person opens: one CSV row per trial, the curves, the compute ASHA saved.
+    folder = Path(env["STORAGE_PATH"]) / "asha"
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert sorted(r["trial_id"] for r in rows) == sorted(t["trial_id"] for t in summary["trials"])
+    assert {r["status"] for r in rows} == {t["status"] for t in summary["trials"]}
+    png = folder / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    print(f"learning curves: {png}")
+    compute = summary["compute"]
+    assert compute["trial_epochs"] == sum(t["epochs"] for t in summary["trials"]) == 8
+    assert compute["trial_epochs_if_run_to_end"] == 9 and compute["device"] == "cpu"
+    board = run_module("jobs.results", [str(folder)], env)
+    assert board.stdout.splitlines()[1].split()[1] == summary["best"]["trial_id"]
 
 
 def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None:
@@ -127,6 +141,12 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
         assert (folder / "error.txt").exists()  # it did fail once
         assert reported_epochs(folder)[-1] == 3
         assert len(list(folder.glob("checkpoint_*"))) == 1  # num_to_keep=1
+    # The best trial's checkpoint, exported and evaluated again from scratch.
+    model = Path(env["STORAGE_PATH"]) / "checkpoint" / "best_model.pt"
+    proc = run_module("jobs.evaluate", [str(model)], env)
+    assert proc.returncode == 0, explain(proc)
+    accuracy = float(re.search(r"^accuracy: (0\.\d{4})$", proc.stdout, re.M).group(1))
+    assert accuracy == pytest.approx(summary["best"]["metrics"]["val_accuracy"], abs=2e-3)
 
 
 def test_train_inside_tune(stage_env) -> None:
