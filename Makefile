@@ -35,6 +35,9 @@ CLUSTER ?= ray-tune
 DASHBOARD_PORT ?= 8265
 RAYJOB_TIMEOUT_S ?= 7200
 FORMAT ?= table
+# Benchmarks run on the real Fashion-MNIST Debian ships (offline, same format as MNIST).
+BENCH_DATA_DIR ?= /usr/share/datasets/fashion-mnist
+BENCH_DATASET ?= fashion-mnist
 TENSORBOARD_PORT ?= 6006
 export KUBECTL CLUSTER DASHBOARD_PORT
 
@@ -76,6 +79,10 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 test: $(STAMP) ## Run every test: lint, unit, integration (e2e skip without Docker/kind).
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes tests/bench/results/.
+	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m tests.bench.bench
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Run the fast tests only (no Ray cluster).

@@ -12,6 +12,7 @@ turns a KubeRay `backoffLimit` retry (new cluster, same PVC) into a resume.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,4 +143,6 @@ def run(stage: TuneStage, settings: Settings) -> dict[str, Any]:
     print(results.leaderboard(summary), flush=True)
     for item in (path, *written):
         print(f"[experiment] wrote {item}", flush=True)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"[experiment] driver peak RSS: {peak_mib:.0f} MiB", flush=True)
     return summary

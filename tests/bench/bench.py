@@ -1,0 +1,476 @@
+"""Benchmarks (`make bench`, `BENCH_QUICK=1 make bench`): measured side by side in one run.
+
+Writes tests/bench/results/latest.json and a dated copy; prints a table. Every timing is
+min/median/max over repeats; every ratio divides two medians measured in this run.
+
+Sizes (real Fashion-MNIST from DATA_DIR, batch 128, torch threads = cores):
+  quick: 1024 training images, 3 repeats; search: 8 configs x 8 epochs on 512/512 images
+  full:  4096 training images, 5 repeats; search: 16 configs x 8 epochs on 2048/1024 images
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "tests" / "bench" / "results"
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+DATA_DIR = os.environ.get("DATA_DIR", "/usr/share/datasets/fashion-mnist")
+DATASET = os.environ.get("DATASET", "fashion-mnist")
+THREADS = os.cpu_count() or 1
+BATCH = 128
+SIZE = (
+    {"train": 1024, "repeats": 3, "configs": 8, "epochs": 8, "s_train": 512, "s_val": 512}
+    if QUICK
+    else {"train": 4096, "repeats": 5, "configs": 16, "epochs": 8, "s_train": 2048, "s_val": 1024}
+)
+SEED = 0
+LR_RANGE = (1e-4, 1e-1)
+ASHA = {"grace_period": 1, "reduction_factor": 4}
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return round(a["median"] / b["median"], 3)
+
+
+def _ray_env() -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+# --- 1-2: one trial against the plain loop and the compute bound ------------------------
+
+
+def plain_loop() -> dict[str, float]:
+    from jobs.engine import DataSpec, Trainer
+
+    torch.set_num_threads(THREADS)
+    trainer = Trainer(
+        DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
+        lr=1e-3,
+        batch_size=BATCH,
+        seed=SEED,
+        device=torch.device("cpu"),
+    )
+    rates = []
+    for _ in range(SIZE["repeats"]):
+        start = time.perf_counter()
+        _, images = trainer.train_epoch()
+        rates.append(images / (time.perf_counter() - start))
+    return stats(rates)
+
+
+def compute_bound() -> dict[str, float]:
+    from jobs.model import build_model
+
+    torch.set_num_threads(THREADS)
+    model = build_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = torch.nn.CrossEntropyLoss()
+    images, labels = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    steps = SIZE["train"] // BATCH
+    rates = []
+    for _ in range(SIZE["repeats"]):
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = criterion(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        rates.append(steps * BATCH / (time.perf_counter() - start))
+    return stats(rates)
+
+
+def tune_trial() -> tuple[dict[str, float], float, float]:
+    """The project's own trial (jobs.trial) in Tune with all cores; (img/s, RSS MiB, start s)."""
+    import ray
+    from ray import tune
+
+    from jobs.engine import DataSpec
+    from jobs.trial import TrialSpec
+
+    _ray_env()
+    ray.init(
+        num_cpus=THREADS,
+        include_dashboard=False,
+        logging_level="ERROR",
+        object_store_memory=256 * 2**20,
+        _temp_dir=tempfile.mkdtemp(prefix="rtk-b-"),
+    )
+    try:
+        spec = TrialSpec(
+            DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
+            use_gpu=False,
+            cpus=THREADS,
+            seed=SEED,
+            checkpoint=False,
+        )
+        storage = tempfile.mkdtemp(prefix="rtk-bench-")
+        started = time.perf_counter()
+        grid = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_measured_trial, spec=spec), {"cpu": THREADS}),
+            param_space={"lr": 1e-3, "batch_size": BATCH, "num_epochs": SIZE["repeats"]},
+            tune_config=tune.TuneConfig(num_samples=1),
+            run_config=tune.RunConfig(storage_path=storage, name="bench", verbose=0),
+        ).fit()
+        wall = time.perf_counter() - started
+        frame = grid[0].metrics_dataframe
+        rates = frame["train_images_per_s"].tolist()
+        rss = float(frame["max_rss_mib"].max())
+        overhead = wall - float(frame["time_total_s"].max())
+        shutil.rmtree(storage, ignore_errors=True)
+        return stats(rates), rss, overhead
+    finally:
+        ray.shutdown()
+
+
+def _measured_trial(config: dict[str, Any], spec: Any) -> None:
+    """jobs.trial.train_trial, with the process's peak RSS added to every report."""
+    from ray import tune
+
+    from jobs import trial
+
+    report = tune.report
+
+    def with_rss(metrics: dict[str, Any], **kwargs: Any) -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        report({**metrics, "max_rss_mib": peak}, **kwargs)
+
+    trial.tune.report = with_rss  # type: ignore[attr-defined]
+    try:
+        trial.train_trial(config, spec)
+    finally:
+        trial.tune.report = report  # type: ignore[attr-defined]
+
+
+# --- 3: our loader against the walkthrough's ---------------------------------------------
+
+
+def _torchvision_root() -> Path:
+    """A torchvision-style root (FashionMNIST/raw, uncompressed) over DATA_DIR's files."""
+    from jobs.data import TORCHVISION_FOLDERS, find_idx_dir
+
+    root = Path(tempfile.mkdtemp(prefix="rtk-tv-"))
+    raw = root / TORCHVISION_FOLDERS[DATASET] / "raw"
+    raw.mkdir(parents=True)
+    for path in find_idx_dir(DATA_DIR, DATASET).iterdir():
+        if path.name.endswith(".gz"):
+            with gzip.open(path) as src, open(raw / path.name[:-3], "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        elif "ubyte" in path.name:
+            shutil.copy(path, raw / path.name)
+    return root
+
+
+def loaders() -> dict[str, Any]:
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.datasets import MNIST, FashionMNIST
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    from jobs.data import batches, load_split
+    from jobs.engine import DataSpec, Trainer
+
+    torch.set_num_threads(THREADS)
+    root = _torchvision_root()
+    try:
+        dataset = FashionMNIST(
+            root=str(root),
+            train=True,
+            download=False,
+            transform=Compose([ToTensor(), Normalize((0.5,), (0.5,))]),
+        )
+        tutorial = DataLoader(
+            Subset(dataset, range(SIZE["train"])), batch_size=BATCH, shuffle=True, drop_last=True
+        )
+        ours = load_split(DATA_DIR, DATASET, "train", SIZE["train"])
+        generator = torch.Generator().manual_seed(SEED)
+
+        def time_it(fn: Callable[[], None]) -> dict[str, float]:
+            times = []
+            for _ in range(SIZE["repeats"]):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return stats(times)
+
+        load_tutorial = time_it(lambda: [None for _ in tutorial])
+        load_ours = time_it(
+            lambda: [
+                None
+                for _ in batches(ours, BATCH, shuffle=True, drop_last=True, generator=generator)
+            ]
+        )
+        trainer = Trainer(
+            DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
+            lr=1e-3,
+            batch_size=BATCH,
+            seed=SEED,
+            device=torch.device("cpu"),
+        )
+
+        def tutorial_epoch() -> None:
+            trainer.model.train()
+            for images, labels in tutorial:
+                loss = trainer.criterion(trainer.model(images), labels)
+                trainer.optimizer.zero_grad()
+                loss.backward()
+                trainer.optimizer.step()
+
+        epoch_tutorial = time_it(tutorial_epoch)
+        epoch_ours = time_it(trainer.train_epoch)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "load_s_tutorial": load_tutorial,
+        "load_s_ours": load_ours,
+        "epoch_s_tutorial": epoch_tutorial,
+        "epoch_s_ours": epoch_ours,
+        "loader_speedup_vs_tutorial": ratio(load_tutorial, load_ours),
+        "epoch_speedup_vs_tutorial": ratio(epoch_tutorial, epoch_ours),
+    }
+
+
+# --- 4: search efficiency: FIFO, ASHA and plain Optuna on the same configurations ------
+
+
+def sampled_lrs() -> list[float]:
+    rng = np.random.default_rng(SEED)
+    low, high = np.log(LR_RANGE[0]), np.log(LR_RANGE[1])
+    return [float(np.exp(v)) for v in rng.uniform(low, high, SIZE["configs"])]
+
+
+def _search_trial(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    from jobs.engine import DataSpec, Trainer
+
+    torch.set_num_threads(1)
+    trainer = Trainer(
+        DataSpec(DATA_DIR, DATASET, SIZE["s_train"], SIZE["s_val"]),
+        lr=config["lr"],
+        batch_size=BATCH,
+        seed=SEED,
+        device=torch.device("cpu"),
+    )
+    for epoch in range(1, SIZE["epochs"] + 1):
+        tune.report(trainer.run_epoch(epoch).metrics())
+
+
+def tune_search(scheduler: str) -> dict[str, Any]:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    _ray_env()
+    ray.init(
+        num_cpus=THREADS,
+        include_dashboard=False,
+        logging_level="ERROR",
+        object_store_memory=256 * 2**20,
+        _temp_dir=tempfile.mkdtemp(prefix="rtk-b-"),
+    )
+    storage = tempfile.mkdtemp(prefix="rtk-bench-")
+    try:
+        sched = (
+            ASHAScheduler(time_attr="epoch", max_t=SIZE["epochs"], **ASHA)
+            if scheduler == "asha"
+            else None
+        )
+        started = time.perf_counter()
+        grid = tune.Tuner(
+            tune.with_resources(_search_trial, {"cpu": 1}),
+            param_space={"lr": tune.grid_search(sampled_lrs())},
+            tune_config=tune.TuneConfig(
+                metric="val_loss",
+                mode="min",
+                scheduler=sched,
+                max_concurrent_trials=THREADS,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(storage_path=storage, name=scheduler, verbose=0),
+        ).fit()
+        wall = time.perf_counter() - started
+        epochs = sum(int(r.metrics["epoch"]) for r in grid)
+        best = min(float(r.metrics_dataframe["val_loss"].min()) for r in grid)
+        return {"trial_epochs": epochs, "best_val_loss": best, "wall_s": wall}
+    finally:
+        ray.shutdown()
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def optuna_search() -> dict[str, Any]:
+    """The same configurations in plain Optuna (no Ray), pruned by its HyperbandPruner."""
+    import optuna
+
+    from jobs.engine import DataSpec, Trainer
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(THREADS)
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=SEED),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=ASHA["grace_period"],
+            max_resource=SIZE["epochs"],
+            reduction_factor=ASHA["reduction_factor"],
+        ),
+    )
+    for lr in sampled_lrs():
+        study.enqueue_trial({"lr": lr})
+    spent = {"epochs": 0}
+    best = {"val_loss": float("inf")}
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", *LR_RANGE, log=True)
+        trainer = Trainer(
+            DataSpec(DATA_DIR, DATASET, SIZE["s_train"], SIZE["s_val"]),
+            lr=lr,
+            batch_size=BATCH,
+            seed=SEED,
+            device=torch.device("cpu"),
+        )
+        value = float("inf")
+        for epoch in range(1, SIZE["epochs"] + 1):
+            value = trainer.run_epoch(epoch).val_loss
+            spent["epochs"] += 1
+            best["val_loss"] = min(best["val_loss"], value)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=SIZE["configs"])
+    return {
+        "trial_epochs": spent["epochs"],
+        "best_val_loss": best["val_loss"],
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+# --- 5: submit to first result ----------------------------------------------------------
+
+
+def submit_to_first_result() -> tuple[float, float]:
+    """Seconds from `python -m jobs.submit` to the first epoch line; the driver's peak RSS."""
+    env = {
+        **os.environ,
+        "DATA_DIR": DATA_DIR,
+        "DATASET": DATASET,
+        "TRAIN_LIMIT": "256",
+        "VAL_LIMIT": "256",
+        "TUNE_NUM_SAMPLES": "1",
+        "TUNE_NUM_EPOCHS": "1",
+        "STORAGE_PATH": tempfile.mkdtemp(prefix="rtk-bench-"),
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("RAY_AUTH_MODE", None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.submit", "tune"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first, driver_rss = None, float("nan")
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if first is None and "epoch 1/1" in line:
+            first = time.perf_counter() - started
+        if "driver peak RSS" in line:
+            driver_rss = float(line.split("driver peak RSS:")[1].split()[0])
+    proc.wait()
+    shutil.rmtree(env["STORAGE_PATH"], ignore_errors=True)
+    if proc.returncode != 0 or first is None:
+        raise RuntimeError(f"make submit failed (exit {proc.returncode})")
+    return first, driver_rss
+
+
+def main() -> int:
+    started = time.perf_counter()
+    out: dict[str, Any] = {
+        "quick": QUICK,
+        "size": SIZE,
+        "threads": THREADS,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+        "torch": torch.__version__,
+        "date": dt.datetime.now().isoformat(),
+    }
+    print("bench: plain loop, compute bound, loaders ...", flush=True)
+    plain, bound = plain_loop(), compute_bound()
+    out.update(loaders())
+    print("bench: one trial in Tune ...", flush=True)
+    trial, trial_rss, trial_start = tune_trial()
+    out.update(
+        {
+            "plain_images_per_s": plain,
+            "compute_bound_images_per_s": bound,
+            "trial_images_per_s": trial,
+            "trial_vs_plain_loop": ratio(trial, plain),
+            "trial_vs_compute_bound": ratio(trial, bound),
+            "trial_peak_rss_mib": round(trial_rss, 1),
+            "per_trial_start_overhead_s": round(trial_start, 2),
+        }
+    )
+    print("bench: search FIFO / ASHA / Optuna ...", flush=True)
+    fifo, asha, plain_optuna = tune_search("fifo"), tune_search("asha"), optuna_search()
+    out.update(
+        {
+            "search_configs": SIZE["configs"],
+            "search_seed": SEED,
+            "fifo_trial_epochs": fifo["trial_epochs"],
+            "asha_trial_epochs": asha["trial_epochs"],
+            "asha_trial_epoch_saving_vs_fifo": round(
+                fifo["trial_epochs"] / asha["trial_epochs"], 2
+            ),
+            "fifo_best_val_loss": fifo["best_val_loss"],
+            "asha_best_val_loss": asha["best_val_loss"],
+            "asha_best_vs_fifo": round(asha["best_val_loss"] / fifo["best_val_loss"], 3),
+            "optuna_best_val_loss": plain_optuna["best_val_loss"],
+            "optuna_trial_epochs": plain_optuna["trial_epochs"],
+            "fifo_wall_s": fifo["wall_s"],
+            "asha_wall_s": asha["wall_s"],
+            "optuna_wall_s": plain_optuna["wall_s"],
+        }
+    )
+    print("bench: make submit to first result ...", flush=True)
+    first, driver_rss = submit_to_first_result()
+    out["submit_to_first_result_s"] = round(first, 2)
+    out["driver_peak_rss_mib"] = driver_rss
+    out["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(out, indent=2)
+    (RESULTS / "latest.json").write_text(text + "\n")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"{stamp}{'-quick' if QUICK else ''}.json").write_text(text + "\n")
+    for key, value in out.items():
+        if key not in ("size",):
+            print(f"{key:38} {json.dumps(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
