@@ -195,7 +195,8 @@ def loaders() -> dict[str, Any]:
     torch.set_num_threads(THREADS)
     root = _torchvision_root()
     try:
-        dataset = FashionMNIST(
+        cls = FashionMNIST if DATASET == "fashion-mnist" else MNIST
+        dataset = cls(
             root=str(root),
             train=True,
             download=False,

@@ -33,8 +33,7 @@ def epoch(model, optimizer, split, amp: bool, scaler) -> float:
     generator = torch.Generator().manual_seed(0)
     torch.cuda.synchronize()
     start = time.perf_counter()
-    for images, labels in batches(split, BATCH, shuffle=True, drop_last=True,
-                                  generator=generator):
+    for images, labels in batches(split, BATCH, shuffle=True, drop_last=True, generator=generator):
         with torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext():
             loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -51,10 +50,22 @@ def main(out_path: str) -> int:
     split = load_split(DATA_DIR, DATASET, "train").to(device)
     n = len(split) - len(split) % BATCH
     sampler = subprocess.Popen(
-        ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-         "-lms", "200"], stdout=subprocess.PIPE, text=True)
-    out: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                 "images_per_epoch": n, "batch": BATCH}
+        [
+            "nvidia-smi",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+            "-lms",
+            "200",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out: dict = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "images_per_epoch": n,
+        "batch": BATCH,
+    }
     for amp in (False, True):
         model = build_model().to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -74,9 +85,17 @@ def main(out_path: str) -> int:
 
     root = _torchvision_root()
     cls = FashionMNIST if DATASET == "fashion-mnist" else MNIST
-    loader = DataLoader(cls(root=str(root), train=True, download=False,
-                            transform=Compose([ToTensor(), Normalize((0.5,), (0.5,))])),
-                        batch_size=BATCH, shuffle=True, drop_last=True)
+    loader = DataLoader(
+        cls(
+            root=str(root),
+            train=True,
+            download=False,
+            transform=Compose([ToTensor(), Normalize((0.5,), (0.5,))]),
+        ),
+        batch_size=BATCH,
+        shuffle=True,
+        drop_last=True,
+    )
     start = time.perf_counter()
     for images, labels in loader:
         images.to(device), labels.to(device)
@@ -87,8 +106,13 @@ def main(out_path: str) -> int:
         pass
     torch.cuda.synchronize()
     ours = time.perf_counter() - start
-    out.update({"load_s_tutorial": tutorial, "load_s_ours": ours,
-                "loader_speedup_vs_tutorial": round(tutorial / ours, 1)})
+    out.update(
+        {
+            "load_s_tutorial": tutorial,
+            "load_s_ours": ours,
+            "loader_speedup_vs_tutorial": round(tutorial / ours, 1),
+        }
+    )
     Path(out_path).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0
