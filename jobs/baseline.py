@@ -18,13 +18,11 @@ from jobs.engine import DataSpec, Trainer, format_epoch
 from jobs.experiment import data_spec
 from jobs.resources import (
     TrialPlan,
-    check_placeable,
     placement,
-    plan_trials,
     set_threads,
     trial_device,
 )
-from jobs.runtime import connect, wait_for_accelerator
+from jobs.runtime import connect_and_plan
 
 TRIAL_ID = "baseline"
 
@@ -61,11 +59,7 @@ def task_options(plan: TrialPlan) -> dict[str, Any]:
 
 def run(settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
-    cluster = connect(settings)
-    plan = plan_trials(settings, cluster)
-    if plan.use_gpu:
-        cluster = wait_for_accelerator(settings, cluster)
-    check_placeable(plan, settings, cluster)
+    plan = connect_and_plan(settings)
     print(f"[baseline] {plan.describe()}", flush=True)
     task = ray.remote(train_baseline).options(**task_options(plan))
     history = ray.get(

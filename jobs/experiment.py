@@ -24,8 +24,8 @@ from ray import tune
 from jobs import report, results
 from jobs.config import ConfigError, Settings
 from jobs.engine import DataSpec
-from jobs.resources import TrialPlan, check_placeable, plan_trials
-from jobs.runtime import connect, wait_for_accelerator
+from jobs.resources import TrialPlan
+from jobs.runtime import connect_and_plan
 from jobs.trial import TrialSpec, train_trial
 
 LR_RANGE = (1e-4, 1e-1)  # the walkthrough's tune.loguniform(1e-4, 1e-1)
@@ -121,11 +121,7 @@ def open_tuner(
 
 def run(stage: TuneStage, settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
-    cluster = connect(settings)
-    plan = plan_trials(settings, cluster)
-    if plan.use_gpu:
-        cluster = wait_for_accelerator(settings, cluster)
-    check_placeable(plan, settings, cluster)
+    plan = connect_and_plan(settings)
     print(f"[experiment] {stage.name}: {plan.describe()}", flush=True)
     trainable = tune.with_resources(stage.trainable(settings, plan), plan.resources)
     grid = open_tuner(stage, settings, plan, trainable).fit()

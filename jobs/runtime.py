@@ -7,7 +7,7 @@ import os
 import time
 
 from jobs.config import ConfigError, Settings
-from jobs.resources import ClusterView, gpu_bundle
+from jobs.resources import ClusterView, TrialPlan, check_placeable, gpu_bundle, plan_trials
 
 # Read by the Tune driver. Each is a measured fix (see README).
 DRIVER_ENV = {
@@ -117,3 +117,13 @@ def gpu_nodes_have_cuda(accelerator_type: str, timeout_s: float = 300) -> bool:
         return torch.cuda.is_available()
 
     return bool(ray.get(probe.remote(), timeout=timeout_s))
+
+
+def connect_and_plan(settings: Settings) -> TrialPlan:
+    """Connect, size the trials for this cluster, and fail fast if they cannot be placed."""
+    cluster = connect(settings)
+    plan = plan_trials(settings, cluster)
+    if plan.use_gpu:
+        cluster = wait_for_accelerator(settings, cluster)
+    check_placeable(plan, settings, cluster)
+    return plan

@@ -230,6 +230,7 @@ def token_auth() -> Iterator[None]:
     os.environ["RAY_AUTH_MODE"] = "token"
     # One token per process: Ray's client caches the first token it reads.
     os.environ["RAY_AUTH_TOKEN"] = _TOKEN
+    _reload_ray_auth()
     try:
         yield
     finally:
@@ -238,6 +239,19 @@ def token_auth() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    """Make this process's Ray client see the current RAY_AUTH_* variables.
+
+    Ray reads them into a C++ config once per process (as ray.init's own token setup
+    does, refresh it), so a test that imported Ray earlier with auth disabled would
+    otherwise send no token."""
+    import ray._raylet as raylet
+
+    raylet.Config.initialize("")
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def start_cluster(job: ManifestJob) -> LocalCluster:

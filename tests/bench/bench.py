@@ -54,10 +54,20 @@ def ratio(a: dict[str, float], b: dict[str, float]) -> float:
     return round(a["median"] / b["median"], 3)
 
 
-def _ray_env() -> None:
+def _ray_init() -> None:
+    """A private local Ray sized to this machine, quiet."""
+    import ray
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(
+        num_cpus=THREADS,
+        include_dashboard=False,
+        logging_level="ERROR",
+        object_store_memory=256 * 2**20,
+        _temp_dir=tempfile.mkdtemp(prefix="rtk-b-"),
+    )
 
 
 # --- 1-2: one trial against the plain loop and the compute bound ------------------------
@@ -111,14 +121,7 @@ def tune_trial() -> tuple[dict[str, float], float, float]:
     from jobs.engine import DataSpec
     from jobs.trial import TrialSpec
 
-    _ray_env()
-    ray.init(
-        num_cpus=THREADS,
-        include_dashboard=False,
-        logging_level="ERROR",
-        object_store_memory=256 * 2**20,
-        _temp_dir=tempfile.mkdtemp(prefix="rtk-b-"),
-    )
+    _ray_init()
     try:
         spec = TrialSpec(
             DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
@@ -284,14 +287,7 @@ def tune_search(scheduler: str) -> dict[str, Any]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    _ray_env()
-    ray.init(
-        num_cpus=THREADS,
-        include_dashboard=False,
-        logging_level="ERROR",
-        object_store_memory=256 * 2**20,
-        _temp_dir=tempfile.mkdtemp(prefix="rtk-b-"),
-    )
+    _ray_init()
     storage = tempfile.mkdtemp(prefix="rtk-bench-")
     try:
         sched = (
