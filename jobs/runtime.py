@@ -127,3 +127,22 @@ def connect_and_plan(settings: Settings) -> TrialPlan:
         cluster = wait_for_accelerator(settings, cluster)
     check_placeable(plan, settings, cluster)
     return plan
+
+
+# Per-epoch INFO lines that repeat what our own epoch line says, silenced by logger name.
+NOISY_LOGGERS = (
+    "ray.train._internal.storage",  # "Checkpoint successfully created at: ..." (Tune trials)
+    "ray.train.v2._internal.execution.storage",  # the same, from Ray Train workers
+)
+
+
+def quiet_known_noise() -> None:
+    """Called inside trials and Train workers: keeps `kubectl logs` to one line per epoch."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:  # "Reporting training result N: TrainingReport(...)", a logger named by file path
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:
+        pass

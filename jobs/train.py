@@ -27,7 +27,7 @@ from jobs import cli, experiment
 from jobs.config import Settings
 from jobs.engine import DataSpec, Trainer, format_epoch
 from jobs.resources import TrialPlan, placement, set_threads, trial_device
-from jobs.runtime import gpu_nodes_have_cuda
+from jobs.runtime import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.trial import CHECKPOINT_FILE
 from jobs.tune import tune_config as random_search
 
@@ -51,6 +51,7 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     run: RunSpec = config["run"]
+    quiet_known_noise()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     set_threads(run.plan.cpus_per_trial)

@@ -18,6 +18,7 @@ from ray import tune
 
 from jobs.engine import DataSpec, Trainer, format_epoch
 from jobs.resources import placement, set_threads, trial_device
+from jobs.runtime import quiet_known_noise
 
 CHECKPOINT_FILE = "model.pt"
 
@@ -39,6 +40,7 @@ class InjectedFailure(RuntimeError):
 
 
 def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    quiet_known_noise()
     set_threads(spec.cpus)
     device = trial_device(spec.use_gpu)
     trainer = Trainer(
