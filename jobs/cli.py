@@ -19,6 +19,12 @@ EXIT_BAD_INPUT = 2
 EXIT_TRIALS_FAILED = 1
 
 
+def bad_input(err: ConfigError) -> int:
+    """Report a bad setting as one line on stderr; the exit code for it."""
+    print(f"error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def validate(settings: Settings) -> None:
     """Everything that can be checked before any cluster work or write."""
     check_storage_writable(settings.storage_path)
@@ -39,16 +45,14 @@ def main(
         if preflight is not None:
             preflight(settings)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(err)
     if settings.dry_run:
         print(settings.to_json())
         return 0
     try:
         summary = run(settings)
     except ConfigError as err:  # found once connected (e.g. no node with the GPU asked for)
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(err)
     errored = summary["counts"]["errored"]
     if errored or summary["best"] is None:
         print(f"error: {errored} of {len(summary['trials'])} trials errored", file=sys.stderr)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobs.cli import EXIT_BAD_INPUT, validate
+from jobs.cli import bad_input, validate
 from jobs.config import OPTIONS, STAGES, ConfigError, check_address_reachable, resolve
 from jobs.localcluster import LocalCluster, NodeSpec
 from jobs.runtime import DRIVER_ENV, WORKER_ENV
@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             check_address_reachable(address)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(err)
     if settings.dry_run:
         print(settings.to_json())
         return 0
