@@ -459,7 +459,9 @@ def resolve(
         raise ConfigError(f"unknown argument {unknown[0]!r} (see --help)")
     values: dict[str, Any] = {"stage": stage}
     for opt in OPTIONS:
-        if stage not in opt.stages:
+        default = opt.default() if callable(opt.default) else opt.default
+        if stage not in opt.stages:  # not this stage's: the table's default, unread
+            values[opt.field] = opt.parse(default, opt.env or opt.flag)
             continue
         given = getattr(args, opt.field)
         if opt.is_switch:
@@ -470,34 +472,13 @@ def resolve(
         elif opt.env and opt.env in env:
             raw, name = env[opt.env], opt.env
         else:
-            raw = opt.default() if callable(opt.default) else opt.default
-            name = opt.env or opt.flag
+            raw, name = default, opt.env or opt.flag
         values[opt.field] = opt.parse(str(raw), name)
 
-    defaults = STAGE_DEFAULTS[stage]
-    fallback: dict[str, Any] = {
-        "num_samples": defaults.num_samples,
-        "max_concurrent": defaults.max_concurrent,
-        "lr": 1e-3,
-        "lr_points": (),
-        "metric": "val_loss",
-        "stop_all_at": None,
-        "stop_trial_worse_than": None,
-        "stop_trial_after": 5,
-        "trial_time_limit_s": None,
-        "time_budget_s": None,
-        "fail_at_epoch": None,
-        "fresh": False,
-        "resume": False,
-    }
-    for key, value in fallback.items():
-        values.setdefault(key, value)
-    if values["num_epochs"] is None:
-        values["num_epochs"] = defaults.num_epochs
-    if values["num_samples"] is None:
-        values["num_samples"] = defaults.num_samples
-    if values["max_concurrent"] is None:
-        values["max_concurrent"] = defaults.max_concurrent
+    # Unset counts take the walkthrough's numbers for this stage.
+    for key, value in dataclasses.asdict(STAGE_DEFAULTS[stage]).items():
+        if values[key] is None:
+            values[key] = value
     settings = Settings(**values)
     _check_consistency(settings)
     return settings

@@ -74,17 +74,23 @@ def _ray_init() -> None:
 # --- 1-2: one trial against the plain loop and the compute bound ------------------------
 
 
-def plain_loop() -> dict[str, float]:
+def _cpu_trainer() -> Any:
+    """The project's Trainer on the benchmark's training subset, on CPU."""
     from jobs.engine import DataSpec, Trainer
 
-    torch.set_num_threads(THREADS)
-    trainer = Trainer(
+    return Trainer(
         DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
         lr=1e-3,
         batch_size=BATCH,
         seed=SEED,
         device=torch.device("cpu"),
     )
+
+
+def plain_loop() -> dict[str, float]:
+
+    torch.set_num_threads(THREADS)
+    trainer = _cpu_trainer()
     trainer.train_epoch()  # warm-up, as the trial's first epoch is dropped
     rates = []
     for _ in range(SIZE["repeats"]):
@@ -195,7 +201,6 @@ def loaders() -> dict[str, Any]:
     from torchvision.transforms import Compose, Normalize, ToTensor
 
     from jobs.data import batches, load_split
-    from jobs.engine import DataSpec, Trainer
 
     torch.set_num_threads(THREADS)
     root = _torchvision_root()
@@ -228,13 +233,7 @@ def loaders() -> dict[str, Any]:
                 for _ in batches(ours, BATCH, shuffle=True, drop_last=True, generator=generator)
             ]
         )
-        trainer = Trainer(
-            DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
-            lr=1e-3,
-            batch_size=BATCH,
-            seed=SEED,
-            device=torch.device("cpu"),
-        )
+        trainer = _cpu_trainer()
 
         def tutorial_epoch() -> None:
             trainer.model.train()
