@@ -21,6 +21,12 @@ from jobs.tune import lr_points
 
 MAX_T = 10  # the walkthrough's ASHAScheduler(max_t=10, grace_period=2)
 GRACE_PERIOD = 2
+REDUCTION_FACTOR = 4  # ASHAScheduler's default
+
+
+def scheduler_max_t(settings: Settings) -> int:
+    """The walkthrough's max_t, raised to the epoch budget: ASHA stops every trial at max_t."""
+    return max(MAX_T, settings.num_epochs)
 
 
 def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
@@ -29,12 +35,14 @@ def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
         mode=settings.mode,
         num_samples=settings.num_samples,
         search_alg=OptunaSearch(points_to_evaluate=lr_points(settings) or None, seed=settings.seed),
-        scheduler=ASHAScheduler(time_attr="epoch", max_t=MAX_T, grace_period=GRACE_PERIOD),
+        scheduler=ASHAScheduler(
+            time_attr="epoch",
+            max_t=scheduler_max_t(settings),
+            grace_period=GRACE_PERIOD,
+            reduction_factor=REDUCTION_FACTOR,
+        ),
         max_concurrent_trials=plan.max_concurrent,
     )
-
-
-REDUCTION_FACTOR = 4  # ASHAScheduler's default
 
 
 def rungs(
@@ -53,7 +61,7 @@ def rungs(
 STAGE = experiment.TuneStage(
     "asha",
     tune_config,
-    rungs=rungs(),
+    rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
     note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
     "resumed trials are judged against the rungs of this run only",
 )

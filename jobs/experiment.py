@@ -64,7 +64,8 @@ class TuneStage:
     trainable: Callable[[Settings, TrialPlan], Any] = trial_trainable
     run_config: Callable[[Settings], dict[str, Any]] = field(default=lambda s: {})
     note_on_resume: str = ""
-    rungs: tuple[int, ...] = ()  # epochs where a scheduler judges trials (for the plot)
+    # Epochs where a scheduler judges trials (for the plot).
+    rungs: Callable[[Settings], tuple[int, ...]] = field(default=lambda s: ())
     # Extra outputs once fit() returns (e.g. the best model); returns the files written.
     after_fit: Callable[[Settings, Any, dict[str, Any]], list[Path]] | None = None
 
@@ -131,7 +132,12 @@ def run(stage: TuneStage, settings: Settings) -> dict[str, Any]:
     )
     histories = {rec.trial_id: report.history_of(r) for rec, r in zip(records, grid, strict=True)}
     written = report.finish(
-        settings.experiment_dir, summary, histories, plan.device, plan.device_units(), stage.rungs
+        settings.experiment_dir,
+        summary,
+        histories,
+        plan.device,
+        plan.device_units(),
+        stage.rungs(settings),
     )
     if stage.after_fit is not None:
         written += stage.after_fit(settings, grid, summary)

@@ -52,6 +52,15 @@ def test_asha_stage_is_optuna_plus_asha_on_epochs() -> None:
     assert config.num_samples == 4 and config.max_concurrent_trials == 2
 
 
+def test_asha_lets_trials_run_past_the_walkthroughs_max_t() -> None:
+    # ASHA stops any trial that reaches max_t, so a budget over 10 epochs raises it.
+    s, _, config = _wire(asha, "asha", "--num-epochs", "16")
+    assert config.scheduler._max_t == 16
+    assert asha.STAGE.rungs(s) == (2, 8)  # 32 is past the budget
+    s, _, config = _wire(asha, "asha", "--num-epochs", "3")
+    assert config.scheduler._max_t == 10 and asha.STAGE.rungs(s) == (2,)  # plotted rungs
+
+
 def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
     s = resolve(
         "checkpoint",
