@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 DATA_DIR = os.environ.get("DATA_DIR", "/usr/share/datasets/fashion-mnist")
 DATASET = os.environ.get("DATASET", "fashion-mnist")
 THREADS = os.cpu_count() or 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BATCH = 128
 SIZE = (
     {"train": 1024, "rounds": 3, "repeats": 3}
@@ -50,11 +52,10 @@ SIZE = (
 )
 SEED = 0
 LR_RANGE = (1e-4, 1e-1)
-# Ray's default reduction factor; rungs at epochs 1, 4 and 16. Asynchronous ASHA promotes
-# the first trials to reach a rung unopposed, so its saving approaches the synchronous
-# bound (16 / (1 + 3/4 + 12/16) = 6.4x) only with many configurations and a long budget:
-# a simulation over measured learning curves gave ~2.5x for 16 configs x 8 epochs, ~3.2x for
-# 16 x 16 and ~3.8x for 32 x 16 (see README: Performance).
+# Ray's default reduction factor; rungs at epochs 1, 4 and 16. Asynchronous ASHA lets the
+# first trials to reach a rung through unopposed, so its saving nears the synchronous bound
+# (16 / (1 + 3/4 + 12/16) = 6.4x) only with many configurations and a long budget. Measured
+# here: 8 configs x 8 epochs saved 2.2x, 16 x 8 saved 2.4x, 16 x 16 saved 3.7x.
 ASHA = {"grace_period": 1, "reduction_factor": 4}
 
 
@@ -131,8 +132,56 @@ def compute_bound() -> list[float]:
     return rates[1:]
 
 
-def tune_trial() -> tuple[list[float], float, float]:
-    """The project's own trial (jobs.trial) in Tune with all cores; (img/s, RSS MiB, start s)."""
+@dataclass
+class TrialRun:
+    rates: list[float]  # training images/s per epoch, warm-up epoch dropped
+    rss_mib: float  # peak RSS of the trial process
+    start_s: float  # Tune's wall time minus the trial's own
+    background_pct: float  # CPU of every other process while the trial trains, % of a core
+
+
+def cpu_seconds() -> dict[int, float]:
+    """User + system CPU seconds of every process on this machine, by pid (Linux /proc)."""
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+def _cpu_window(last_epoch: int) -> Any:
+    """A Tune callback (run by the driver) snapshotting all CPU times at epochs 1 and last."""
+    from ray import tune
+
+    class CpuWindow(tune.Callback):
+        def __init__(self) -> None:
+            self.snapshots: list[tuple[float, dict[int, float]]] = []
+            self.trial_pid = 0
+
+        def on_trial_result(
+            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+        ) -> None:
+            if result.get("epoch") in (1, last_epoch):
+                self.snapshots.append((time.perf_counter(), cpu_seconds()))
+                self.trial_pid = int(result["pid"])
+
+        def background_pct(self) -> float:
+            (t0, before), (t1, after) = self.snapshots[0], self.snapshots[-1]
+            used = sum(
+                v - before.get(pid, 0.0) for pid, v in after.items() if pid != self.trial_pid
+            )
+            return 100 * used / (t1 - t0)
+
+    return CpuWindow()
+
+
+def tune_trial() -> TrialRun:
+    """The project's own trial (jobs.trial) in Tune with all cores."""
     import ray
     from ray import tune
 
@@ -149,33 +198,37 @@ def tune_trial() -> tuple[list[float], float, float]:
             checkpoint=False,
         )
         storage = tempfile.mkdtemp(prefix="rtk-bench-")
+        epochs = SIZE["repeats"] + 1
+        window = _cpu_window(epochs)
         started = time.perf_counter()
         grid = tune.Tuner(
             tune.with_resources(tune.with_parameters(_measured_trial, spec=spec), {"cpu": THREADS}),
-            param_space={"lr": 1e-3, "batch_size": BATCH, "num_epochs": SIZE["repeats"] + 1},
+            param_space={"lr": 1e-3, "batch_size": BATCH, "num_epochs": epochs},
             tune_config=tune.TuneConfig(num_samples=1),
-            run_config=tune.RunConfig(storage_path=storage, name="bench", verbose=0),
+            run_config=tune.RunConfig(
+                storage_path=storage, name="bench", verbose=0, callbacks=[window]
+            ),
         ).fit()
         wall = time.perf_counter() - started
         frame = grid[0].metrics_dataframe
-        rates = frame["train_images_per_s"].tolist()[1:]  # epoch 1 is the warm-up
-        rss = float(frame["max_rss_mib"].max())
-        overhead = wall - float(frame["time_total_s"].max())
         shutil.rmtree(storage, ignore_errors=True)
-        return rates, rss, overhead
+        return TrialRun(
+            rates=frame["train_images_per_s"].tolist()[1:],  # epoch 1 is the warm-up
+            rss_mib=float(frame["max_rss_mib"].max()),
+            start_s=wall - float(frame["time_total_s"].max()),
+            background_pct=window.background_pct(),
+        )
     finally:
         ray.shutdown()
 
 
 def throughput() -> dict[str, Any]:
     """Plain loop, compute bound and Tune trial in alternating rounds; the keys of 1-2."""
-    rss, starts = [], []
+    runs: list[TrialRun] = []
 
     def trial() -> list[float]:
-        values, peak, overhead = tune_trial()
-        rss.append(peak)
-        starts.append(overhead)
-        return values
+        runs.append(tune_trial())
+        return runs[-1].rates
 
     sides: dict[str, Callable[[], list[float]]] = {
         "plain": plain_loop,
@@ -195,8 +248,11 @@ def throughput() -> dict[str, Any]:
         "trial_images_per_s": in_tune,
         "trial_vs_plain_loop": ratio(in_tune, plain),
         "trial_vs_compute_bound": ratio(in_tune, bound),
-        "trial_peak_rss_mib": round(max(rss), 1),
-        "per_trial_start_overhead_s": round(statistics.median(starts), 2),
+        "trial_peak_rss_mib": round(max(run.rss_mib for run in runs), 1),
+        "per_trial_start_overhead_s": round(statistics.median(run.start_s for run in runs), 2),
+        "background_cpu_during_trial_pct": round(
+            statistics.median(run.background_pct for run in runs), 1
+        ),
     }
 
 
@@ -471,6 +527,11 @@ README_ROWS = (  # key, what, goal
     ("fifo_wall_s", "search wall time, FIFO, s", ""),
     ("asha_wall_s", "search wall time, ASHA, s", ""),
     ("optuna_wall_s", "search wall time, plain Optuna, s", ""),
+    (
+        "background_cpu_during_trial_pct",
+        "CPU of all other processes during a trial, % of a core",
+        "",
+    ),
     ("submit_to_first_result_s", "`make submit` (local head) to first epoch line, s", ""),
     ("per_trial_start_overhead_s", "Tune wall minus trial time, one trial, s", ""),
     ("trial_peak_rss_mib", "peak RSS of a trial process, MiB", ""),
