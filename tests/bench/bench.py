@@ -426,6 +426,7 @@ def optuna_search() -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(THREADS)
     study = optuna.create_study(
+        study_name="bench",  # HyperbandPruner picks brackets from a hash of the study name
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=SEED),
         pruner=optuna.pruners.HyperbandPruner(
