@@ -3,8 +3,8 @@
 Writes tests/bench/results/latest.json and a dated copy; prints a table. `--readme-table`
 prints the README's Performance table from the newest full and quick results. Every timing is
 min/median/max over repeats after one warm-up; every ratio divides two medians measured in
-this run. The plain loop, the compute bound and the Tune trial are measured in alternating
-rounds (A B C, C A B, ...), so a slow minute on a shared machine hits all three sides.
+this run. Sides of a ratio are measured alternately (A B C, C A B, ...; the loaders A B,
+B A, ...), so a slow minute on a shared machine hits every side.
 
 Sizes (real Fashion-MNIST from DATA_DIR, batch 128, torch threads = cores):
   quick: 1024 training images, 3 rounds x 3 repeats;
@@ -317,20 +317,27 @@ def loaders() -> dict[str, Any]:
         ours = load_split(DATA_DIR, DATASET, "train", SIZE["train"])
         generator = torch.Generator().manual_seed(SEED)
 
-        def time_it(fn: Callable[[], None]) -> dict[str, float]:
-            times = []
+        def time_pair(
+            first: Callable[[], object], second: Callable[[], object]
+        ) -> tuple[dict[str, float], dict[str, float]]:
+            """Both sides after a warm-up each, alternating (A B, B A, ...) against drift."""
+            times: tuple[list[float], list[float]] = ([], [])
+            sides = [(first, times[0]), (second, times[1])]
+            first(), second()
             for _ in range(SIZE["repeats"]):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return stats(times)
+                for fn, out in sides:
+                    start = time.perf_counter()
+                    fn()
+                    out.append(time.perf_counter() - start)
+                sides.reverse()
+            return stats(times[0]), stats(times[1])
 
-        load_tutorial = time_it(lambda: [None for _ in tutorial])
-        load_ours = time_it(
+        load_tutorial, load_ours = time_pair(
+            lambda: [None for _ in tutorial],
             lambda: [
                 None
                 for _ in batches(ours, BATCH, shuffle=True, drop_last=True, generator=generator)
-            ]
+            ],
         )
         trainer = _cpu_trainer()
 
@@ -342,8 +349,7 @@ def loaders() -> dict[str, Any]:
                 loss.backward()
                 trainer.optimizer.step()
 
-        epoch_tutorial = time_it(tutorial_epoch)
-        epoch_ours = time_it(trainer.train_epoch)
+        epoch_tutorial, epoch_ours = time_pair(tutorial_epoch, trainer.train_epoch)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {
