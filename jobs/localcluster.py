@@ -34,18 +34,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _parents() -> dict[int, int]:
+def proc_stats() -> dict[int, list[str]]:
+    """/proc/<pid>/stat of every process, the fields after the command name (state first)."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            table[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z":  # zombies have exited already
-            table[int(entry.name)] = int(fields[1])
     return table
+
+
+def _parents() -> dict[int, int]:
+    # Zombies have exited already.
+    return {pid: int(f[1]) for pid, f in proc_stats().items() if f[0] != "Z"}
 
 
 def process_tree(root: int) -> list[int]:

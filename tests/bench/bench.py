@@ -86,13 +86,13 @@ def _ray_init() -> None:
 # --- 1-2: one trial against the plain loop and the compute bound ------------------------
 
 
-def _cpu_trainer() -> Any:
-    """The project's Trainer on the benchmark's training subset, on CPU."""
+def _cpu_trainer(lr: float = 1e-3, train: int = SIZE["train"], val: int = 256) -> Any:
+    """The project's Trainer on a subset of the benchmark's data, on CPU."""
     from jobs.engine import DataSpec, Trainer
 
     return Trainer(
-        DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
-        lr=1e-3,
+        DataSpec(DATA_DIR, DATASET, train, val),
+        lr=lr,
         batch_size=BATCH,
         seed=SEED,
         device=torch.device("cpu"),
@@ -142,16 +142,9 @@ class TrialRun:
 
 def cpu_seconds() -> dict[int, float]:
     """User + system CPU seconds of every process on this machine, by pid (Linux /proc)."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return out
+    from jobs.localcluster import proc_stats
+
+    return {pid: (int(f[11]) + int(f[12])) / CLOCK_TICKS for pid, f in proc_stats().items()}
 
 
 def _cpu_window(last_epoch: int) -> Any:
@@ -374,16 +367,8 @@ def sampled_lrs() -> list[float]:
 def _search_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
-    from jobs.engine import DataSpec, Trainer
-
     torch.set_num_threads(1)
-    trainer = Trainer(
-        DataSpec(DATA_DIR, DATASET, SIZE["s_train"], SIZE["s_val"]),
-        lr=config["lr"],
-        batch_size=BATCH,
-        seed=SEED,
-        device=torch.device("cpu"),
-    )
+    trainer = _cpu_trainer(config["lr"], SIZE["s_train"], SIZE["s_val"])
     for epoch in range(1, SIZE["epochs"] + 1):
         tune.report(trainer.run_epoch(epoch).metrics())
 
@@ -427,8 +412,6 @@ def optuna_search() -> dict[str, Any]:
     """The same configurations in plain Optuna (no Ray), pruned by its HyperbandPruner."""
     import optuna
 
-    from jobs.engine import DataSpec, Trainer
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(THREADS)
     study = optuna.create_study(
@@ -448,13 +431,7 @@ def optuna_search() -> dict[str, Any]:
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
-        trainer = Trainer(
-            DataSpec(DATA_DIR, DATASET, SIZE["s_train"], SIZE["s_val"]),
-            lr=lr,
-            batch_size=BATCH,
-            seed=SEED,
-            device=torch.device("cpu"),
-        )
+        trainer = _cpu_trainer(lr, SIZE["s_train"], SIZE["s_val"])
         value = float("inf")
         for epoch in range(1, SIZE["epochs"] + 1):
             value = trainer.run_epoch(epoch).val_loss
