@@ -192,7 +192,8 @@ def test_every_ray_container_mounts_the_shared_volume(path: Path) -> None:
             assert claims.get(mounts.get(SHARED)) == "ray-tune-cluster-storage"
             env = {e["name"]: e.get("value") for e in container["env"]}
             assert env["STORAGE_PATH"] == SHARED and env["ACCELERATOR"] == "gpu"
-            assert env["DATA_DIR"]
+            # The image names the dataset it staged (image/Dockerfile ENV): never override it.
+            assert not {"DATA_DIR", "DATASET"} & set(env)
 
 
 @pytest.mark.parametrize(
