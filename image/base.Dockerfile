@@ -18,6 +18,8 @@ WORKDIR /home/ray
 ENV HOME=/home/ray \
     PATH=/home/ray/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8
+# Ray is pinned by the RAY_VERSION argument.
+# hadolint ignore=DL3013
 RUN python3 -m venv /home/ray/python \
  && pip install --no-cache-dir --disable-pip-version-check \
       ${PIP_WHEELS:+--no-index --find-links "$PIP_WHEELS"} "ray[default]==${RAY_VERSION}" \

@@ -130,5 +130,6 @@ log "$engine_name build $tag (base: $base)"
 log "built $tag in $((SECONDS - start))s"
 
 # Run it as KubeRay runs a Ray container: non-root, every capability dropped.
+# shellcheck disable=SC2016  # $(id -u) expands in the container, not here
 "$engine" run --rm --user 1000:100 --cap-drop ALL --security-opt no-new-privileges "$tag" \
   bash -c 'test "$(id -u)" = 1000 && ray --version && python -c "import jobs.tune"'

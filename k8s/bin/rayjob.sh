@@ -17,11 +17,11 @@ poll_s=${RAYJOB_POLL_S:-10}
 pickup_s=${RAYJOB_PICKUP_S:-120}
 
 [[ -f $manifest ]] || { echo "error: no such manifest: $manifest" >&2; exit 2; }
-field() { sed -n "s/^  $1: *//p" "$manifest" | head -n 1; }
+number() { sed -n "s/^  $1: *\([0-9][0-9]*\).*/\1/p" "$manifest" | head -n 1; }
 name=$(sed -n 's/^  name: //p' "$manifest" | head -n 1)
 [[ -n $name ]] || { echo "error: no metadata.name in $manifest" >&2; exit 2; }
-deadline_s=$(field activeDeadlineSeconds)
-backoff=$(field backoffLimit)
+deadline_s=$(number activeDeadlineSeconds)
+backoff=$(number backoffLimit)
 timeout_s=${2:-$(((${backoff:-0} + 1) * ${deadline_s:-3600} + 600))}
 [[ $timeout_s =~ ^[0-9]+$ ]] || { echo "error: timeout must be whole seconds, not '$timeout_s'" >&2; exit 2; }
 

@@ -1,0 +1,286 @@
+"""The cluster path, executed: every kind RayJob run by tests/e2e/podman_rayjob.py in
+containers of the image built from image/Dockerfile, with KubeRay's commands, env, limits
+and retries; a head lost mid-run and a worker lost mid-trial.
+
+Needs podman (runc, debootstrap for the stand-in base; .ci/run installs them); skips with
+the reason where it is missing. The image is built first (`make image-offline`, cached)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs.config import STAGES
+from tests.conftest import REPO
+from tests.e2e.podman_rayjob import CONTAINERS_CONF, RUN_LABEL
+
+pytestmark = pytest.mark.e2e
+KIND = REPO / "k8s" / "kind"
+RAY_UID = 1000
+
+
+def _podman_problem() -> str | None:
+    if shutil.which("podman") is None:
+        return "podman is not installed (apt-get install podman runc debootstrap; .ci/run does)"
+    env = os.environ | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    proc = subprocess.run(["podman", "info"], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return f"podman cannot run here: {proc.stderr.strip()[-300:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    problem = _podman_problem()
+    if problem:
+        pytest.skip(problem)
+    proc = subprocess.run(
+        ["make", "-s", "image-offline", f"VENV={Path(sys.executable).parent.parent}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, (
+        f"image build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    return subprocess.run(
+        ["make", "-s", "print-image-cpu"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def variant(
+    tmp_path: Path, stage: str, spec: dict[str, Any] | None = None, **env_vars: str
+) -> Path:
+    """The kind manifest of `stage` with other `spec` fields or more runtimeEnvYAML settings."""
+    doc = yaml.safe_load((KIND / f"rayjob-{stage}.yaml").read_text())
+    env = yaml.safe_load(doc["spec"]["runtimeEnvYAML"])
+    env["env_vars"].update(env_vars)
+    doc["spec"]["runtimeEnvYAML"] = yaml.safe_dump(env)
+    doc["spec"].update(spec or {})
+    path = tmp_path / f"rayjob-{stage}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+class Run:
+    """One `python -m tests.e2e.podman_rayjob` in the background."""
+
+    def __init__(self, manifest: Path, work: Path) -> None:
+        self.work, self.run_id = work, f"pytest-{work.name}"[:60]
+        self.volume = work / "volume"
+        self.log = work / "runner.log"
+        work.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.e2e.podman_rayjob", str(manifest)),
+                *("--work", str(work), "--run-id", self.run_id),
+            ],
+            cwd=REPO,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout_s: float = 1500) -> dict[str, Any]:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()  # the runner removes its containers on SIGTERM
+            self.proc.wait(timeout=120)
+        lines = self.log.read_text().strip().splitlines()
+        return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+
+    def explain(self) -> str:
+        return self.log.read_text()[-8000:]
+
+    def kill(self, node_type: str) -> str:
+        """SIGKILL the container of this run with that KubeRay node type (head or worker)."""
+        env = os.environ | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
+        names = subprocess.run(
+            [
+                *("podman", "ps", "--format", "{{.Names}}"),
+                *("--filter", f"label={RUN_LABEL}={self.run_id}"),
+                *("--filter", f"label=ray.io/node-type={node_type}"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout.split()
+        assert names, f"no running {node_type} container"
+        subprocess.run(["podman", "kill", "--signal", "KILL", names[0]], env=env, check=True)
+        return names[0]
+
+
+def experiment(run: Run, stage: str) -> Path:
+    return run.volume / stage
+
+
+def trial_epochs(run: Run, stage: str) -> dict[str, list[int]]:
+    """Per trial folder, the epochs it reported (result.json), in order."""
+    folder = experiment(run, stage)
+    out = {}
+    for trial in sorted(folder.glob("train_trial_*")) if folder.is_dir() else []:
+        path = trial / "result.json"
+        lines = path.read_text().splitlines() if path.exists() else []
+        out[trial.name] = [json.loads(line)["epoch"] for line in lines if line.strip()]
+    return out
+
+
+def wait_until(condition: Callable[[], bool], run: Run, timeout_s: float = 900) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert run.proc.poll() is None, f"the run ended before the condition\n{run.explain()}"
+        time.sleep(0.5)
+    pytest.fail(f"condition not reached in {timeout_s}s\n{run.explain()}")
+
+
+def files(root: Path) -> Iterator[Path]:
+    yield from (p for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_kind_rayjob_succeeds_in_containers_of_the_image(
+    stage: str, image: str, tmp_path: Path
+) -> None:
+    run = Run(KIND / f"rayjob-{stage}.yaml", tmp_path / "run")
+    outcome = run.wait()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    assert outcome["attempts"] == 1 and outcome["image"] == image
+    summary = json.loads((experiment(run, stage) / "results.json").read_text())
+    env = yaml.safe_load(
+        yaml.safe_load((KIND / f"rayjob-{stage}.yaml").read_text())["spec"]["runtimeEnvYAML"]
+    )["env_vars"]
+    planned = 1 if stage == "baseline" else int(env["TUNE_NUM_SAMPLES"])
+    assert len(summary["trials"]) == planned, summary["trials"]
+    assert summary["counts"]["errored"] == 0
+    for trial in summary["trials"]:
+        assert trial["metrics"]["assigned_gpus"] >= 1.0  # placed on the fake GPU
+        assert trial["metrics"]["on_cuda"] == 0.0
+    # Written by the pods' non-root user, never by root, on the group-shared volume.
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in files(experiment(run, stage))}
+    assert owners == {(RAY_UID, 100)}, owners
+    assert not list(run.work.glob("logs")), "logs are kept only for failed runs"
+
+
+def test_head_lost_mid_checkpoint_resumes_from_the_volume(image: str, tmp_path: Path) -> None:
+    epochs = 3
+    manifest = variant(tmp_path, "checkpoint", TUNE_NUM_SAMPLES="3", TUNE_NUM_EPOCHS=str(epochs))
+    run = Run(manifest, tmp_path / "run")
+    snapshot: dict[str, list[int]] = {}
+
+    def one_done_one_in_flight() -> bool:
+        seen = trial_epochs(run, "checkpoint")
+        done = [e for e in seen.values() if e and e[-1] == epochs]
+        running = [e for e in seen.values() if e and e[-1] < epochs]
+        if done and running:
+            snapshot.update(seen)
+            return True
+        return False
+
+    wait_until(one_done_one_in_flight, run)
+    time.sleep(1.5)  # the experiment snapshot that follows a trial checkpoint
+    snapshot.update(trial_epochs(run, "checkpoint"))
+    run.kill("head")
+    outcome = run.wait()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    # The head came back (restartPolicy Always) or a new cluster was built; either way the
+    # job was submitted again and found its experiment on the volume.
+    assert outcome["submitter_pods"] + outcome["attempts"] >= 3, outcome
+    summary = json.loads((experiment(run, "checkpoint") / "results.json").read_text())
+    assert summary["counts"] == {"completed": 3, "early_stopped": 0, "errored": 0}
+    after = trial_epochs(run, "checkpoint")
+    finished = {name for name, e in snapshot.items() if e and e[-1] == epochs}
+    assert finished and all(after[name] == snapshot[name] for name in finished)  # not rerun
+    resumed = [t for t in summary["trials"] if t["metrics"]["start_epoch"] >= 1]
+    assert resumed, "the in-flight trial did not resume from its checkpoint"
+
+
+def test_worker_lost_mid_trial_retries_it_from_its_checkpoint(image: str, tmp_path: Path) -> None:
+    epochs = 4
+    manifest = variant(tmp_path, "checkpoint", TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS=str(epochs))
+    run = Run(manifest, tmp_path / "run")
+
+    def mid_trial() -> bool:
+        seen = [e for e in trial_epochs(run, "checkpoint").values() if e]
+        return bool(seen) and 1 <= seen[0][-1] < epochs - 1
+
+    wait_until(mid_trial, run)
+    run.kill("worker")
+    outcome = run.wait()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    assert outcome["attempts"] == 1 and outcome["ray_container_restarts"] >= 1, outcome
+    summary = json.loads((experiment(run, "checkpoint") / "results.json").read_text())
+    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
+    (trial,) = summary["trials"]
+    assert trial["metrics"]["start_epoch"] >= 1, trial  # from its checkpoint, not from 0
+    assert len(list(experiment(run, "checkpoint").glob("train_trial_*/error.txt"))) == 1
+
+
+def _leftovers(run: Run) -> list[str]:
+    """Containers and networks that still carry this run's label."""
+    env = os.environ | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    label = f"label={RUN_LABEL}={run.run_id}"
+    out = []
+    for command in (
+        ["ps", "-a", "--format", "{{.Names}}"],
+        ["network", "ls", "--format", "{{.Name}}"],
+    ):
+        proc = subprocess.run(
+            ["podman", *command, "--filter", label],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        out += proc.stdout.split()
+    return out
+
+
+def test_a_failing_job_is_retried_on_a_new_cluster_then_fails(image: str, tmp_path: Path) -> None:
+    # A flag the stage refuses: every attempt's Ray job FAILS (exit 2, one error line).
+    manifest = variant(
+        tmp_path,
+        "baseline",
+        {"entrypoint": "python -m jobs.baseline --no-such-flag", "backoffLimit": 1},
+    )
+    run = Run(manifest, tmp_path / "run")
+    outcome = run.wait()
+    assert outcome.get("status") == "FAILED", run.explain()
+    assert outcome["jobDeploymentStatus"] == "Failed" and outcome["reason"] == "AppFailed"
+    assert outcome["attempts"] == 2 and outcome["failed"] == 2, outcome
+    log = run.log.read_text()
+    clusters = {
+        line.split("cluster ")[1].rstrip(")")
+        for line in log.splitlines()
+        if "Initializing (cluster" in line
+    }
+    assert len(clusters) == 2, "each attempt gets a new cluster"
+    assert "attempt 1: Retrying jobStatus=FAILED failed=1" in log
+    kept = sorted(p.name for p in Path(outcome["logs"]).glob("attempt-*"))
+    assert kept == ["attempt-1", "attempt-2"]
+    submitter_logs = "".join(
+        p.read_text() for p in Path(outcome["logs"]).glob("attempt-1/ray-tune-baseline-*.log")
+    )
+    assert "error: " in submitter_logs and "--no-such-flag" in submitter_logs
+    assert _leftovers(run) == [], "the run removes every container and network it made"
+
+
+def test_the_deadline_ends_the_rayjob_without_a_retry(image: str, tmp_path: Path) -> None:
+    manifest = variant(tmp_path, "tune", {"activeDeadlineSeconds": 20, "backoffLimit": 2})
+    run = Run(manifest, tmp_path / "run")
+    outcome = run.wait()
+    assert outcome["jobDeploymentStatus"] == "Failed", run.explain()
+    assert outcome["reason"] == "DeadlineExceeded" and outcome["attempts"] == 1, outcome
+    assert _leftovers(run) == []
