@@ -186,10 +186,6 @@ port-forward: ## Forward the RayCluster's dashboard to localhost:DASHBOARD_PORT.
 rayjob: check-stage ## Apply k8s/rayjob-STAGE.yaml, wait for it, print status and logs.
 	k8s/bin/rayjob.sh k8s/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
 
-.PHONY: e2e-local
-e2e-local: check-stage $(STAMP) ## Run k8s/kind/rayjob-STAGE.yaml for real on local Ray nodes shaped by it.
-	$(PY) -m tests.harness k8s/kind/rayjob-$(STAGE).yaml
-
 .PHONY: e2e-podman
 e2e-podman: check-stage $(STAMP) image-offline ## Run k8s/kind/rayjob-STAGE.yaml as KubeRay would, in podman containers.
 	$(PY) -m tests.e2e.podman_rayjob k8s/kind/rayjob-$(STAGE).yaml $(ARGS)

@@ -1,5 +1,5 @@
-"""Private Ray nodes on this machine: the local head of `make submit`, and the multi-node
-clusters the manifest harness (tests/harness.py) builds from a RayJob.
+"""Private Ray nodes on this machine: the local head of `make submit` (and its workers, where
+a caller adds them).
 
 Each node is one `ray start --block` process tree with its own ports, like a pod. `stop()`
 shuts a node down gracefully; `kill()` SIGKILLs every process of the tree at once (raylet,

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tests.harness import quantity
-
 KUBERAY_VERSION = "v1.7.0"
 NAMESPACE = "default"
 CLUSTER_DOMAIN = "cluster.local"  # the operator's CLUSTER_DOMAIN default
@@ -22,6 +20,17 @@ SHM_VOLUME = "shared-mem"
 # convertParamMap renders a "false" of these as --key=false instead of dropping the flag.
 KEEP_FALSE = {"log-color", "include-dashboard", "include-log-monitor"}
 _MIG = re.compile(r"nvidia\.com/mig-\d+g\.\d+gb$")
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(q: str | int | float) -> float:
+    """A Kubernetes quantity ("500m", "3Gi", 2) as a number."""
+    match = _QUANTITY.match(str(q))
+    if not match or match.group(2) not in _UNITS:
+        raise ValueError(f"not a Kubernetes quantity: {q!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def value(q: str | int | float) -> int:
