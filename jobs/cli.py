@@ -14,6 +14,7 @@ from jobs.config import (
     resolve,
 )
 from jobs.data import require_idx_dir
+from jobs.lock import exclusive
 
 EXIT_BAD_INPUT = 2
 EXIT_TRIALS_FAILED = 1
@@ -50,8 +51,9 @@ def main(
         print(settings.to_json())
         return 0
     try:
-        summary = run(settings)
-    except ConfigError as err:  # found once connected (e.g. no node with the GPU asked for)
+        with exclusive(settings.experiment_dir, settings.lock_wait_s):
+            summary = run(settings)
+    except ConfigError as err:  # a busy experiment, or found once connected (no GPU node)
         return bad_input(err)
     errored = summary["counts"]["errored"]
     if errored or summary["best"] is None:

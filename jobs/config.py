@@ -319,6 +319,14 @@ OPTIONS: tuple[Option, ...] = (
         TUNE_ONLY,
     ),
     Option(
+        "lock_wait_s",
+        "LOCK_WAIT_S",
+        "--lock-wait-s",
+        _positive_float,
+        "120",
+        "how long to wait for another run of this stage on the same storage to end",
+    ),
+    Option(
         "fresh",
         None,
         "--fresh",
@@ -394,6 +402,7 @@ class Settings:
     trial_time_limit_s: float | None
     time_budget_s: float | None
     fail_at_epoch: int | None
+    lock_wait_s: float
     fresh: bool
     resume: bool
     dry_run: bool
