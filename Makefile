@@ -46,6 +46,8 @@ CLUSTER ?= ray-tune
 DASHBOARD_PORT ?= 8265
 RAYJOB_TIMEOUT_S ?= 7200
 FORMAT ?= table
+# `make results TARGET=k8s` copies a stage's outputs from the volume to RESULTS_DIR/<stage>.
+RESULTS_DIR ?= results/k8s
 # Benchmarks run on the real Fashion-MNIST Debian ships (offline, same format as MNIST).
 BENCH_DATA_DIR ?= /usr/share/datasets/fashion-mnist
 BENCH_DATASET ?= fashion-mnist
@@ -126,9 +128,9 @@ run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), n
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
 
 .PHONY: results
-results: check-stage $(STAMP) ## Print STAGE's leaderboard from results.json (TARGET=k8s: from the PVC).
+results: check-stage $(STAMP) ## Print STAGE's leaderboard (TARGET=k8s: copy its outputs from the PVC first).
 ifeq ($(TARGET),k8s)
-	k8s/bin/results.sh $(STAGE) | $(PY) -m jobs.results - --format $(FORMAT)
+	k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) | $(PY) -m jobs.results - --format $(FORMAT)
 else
 	$(PY) -m jobs.results "$$($(PY) -c 'from jobs.config import resolve; print(resolve("$(STAGE)").experiment_dir)')" --format $(FORMAT)
 endif

@@ -3,7 +3,7 @@
     python k8s/render.py            # write the manifests (make manifests)
     python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)
 
-Outputs: raycluster.yaml and rayjob-<stage>.yaml (T4 GPU node pools), and
+Outputs: raycluster.yaml, rayjob-<stage>.yaml (T4 GPU node pools), results-reader.yaml, and
 kind/rayjob-<stage>.yaml (kind: CPU image, small requests, fake GPUs, CI-sized settings).
 Ray's version and the image tags come from pyproject.toml: change the pin there.
 """
@@ -155,8 +155,12 @@ def kind_rayjob(stage: str) -> str:
     return KIND_HEADER.format(stage=stage) + body
 
 
+def results_reader() -> str:
+    return _fill("results-reader.yaml", IMAGE=image("gpu"))
+
+
 def render() -> dict[Path, str]:
-    files = {K8S / "raycluster.yaml": raycluster()}
+    files = {K8S / "raycluster.yaml": raycluster(), K8S / "results-reader.yaml": results_reader()}
     for stage in STAGES:
         files[K8S / f"rayjob-{stage}.yaml"] = rayjob(stage)
         files[K8S / "kind" / f"rayjob-{stage}.yaml"] = kind_rayjob(stage)

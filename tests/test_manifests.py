@@ -91,8 +91,8 @@ def test_strict_validation_catches_an_unknown_field() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [K8S / "storage.yaml", K8S / "kind" / "storage.yaml"],
-    ids=["storage.yaml", "kind/storage.yaml"],
+    [K8S / "storage.yaml", K8S / "kind" / "storage.yaml", K8S / "results-reader.yaml"],
+    ids=["storage.yaml", "kind/storage.yaml", "results-reader.yaml"],
 )
 def test_core_objects_validate_against_kubernetes(path: Path) -> None:
     for doc in docs(path):

@@ -7,7 +7,9 @@
 
 Each `get rayjob` answers the next status of the scenario and then stays on the last one.
 FAKE_KUBECTL_SCENARIO=operator_missing makes `get crd` fail as on a cluster without
-KubeRay. Every call is appended to FAKE_KUBECTL_STATE.calls for the tests to read.
+KubeRay. FAKE_KUBECTL_HEAD names a running head pod (none when unset), and
+FAKE_KUBECTL_PVC is a folder standing for the volume that `cp` copies from. Every call is
+appended to FAKE_KUBECTL_STATE.calls for the tests to read.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ FIELDS = ("jobDeploymentStatus", "jobStatus", "failed", "succeeded", "reason", "
 def main(argv: list[str]) -> int:
     import os
 
-    scenario = os.environ["FAKE_KUBECTL_SCENARIO"]
+    scenario = os.environ.get("FAKE_KUBECTL_SCENARIO", "success")
     state = Path(os.environ["FAKE_KUBECTL_STATE"])
     with state.with_suffix(".calls").open("a") as calls:
         calls.write(" ".join(argv) + "\n")
@@ -53,6 +55,23 @@ def main(argv: list[str]) -> int:
             re.sub(r"{\.status\.(\w+)}", lambda m: str(status.get(m.group(1), "")), template),
             end="",
         )
+        return 0
+    if argv[:2] == ["get", "pods"]:
+        head = os.environ.get("FAKE_KUBECTL_HEAD", "")
+        print(head if head and "ray.io/node-type=head" in " ".join(argv) else "")
+        return 0
+    if argv[:1] in (["wait"], ["delete"]):
+        return 0
+    if argv[:1] == ["cp"]:
+        args = argv[1:]
+        positional = [a for i, a in enumerate(args) if a[0] != "-" and args[i - 1] != "-c"]
+        source, dest = positional[-2:]
+        inside = source.split(":", 1)[1].removeprefix("/mnt/cluster_storage/")
+        path = Path(os.environ["FAKE_KUBECTL_PVC"]) / inside
+        if not path.is_file():
+            print(f"tar: {inside}: Cannot stat: No such file or directory", file=sys.stderr)
+            return 1
+        Path(dest).write_bytes(path.read_bytes())
         return 0
     if argv[:1] == ["logs"]:
         print("(submitter log of the last attempt)")
