@@ -175,6 +175,14 @@ operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION
 storage: ## Create the shared ReadWriteMany volume (k8s/storage.yaml).
 	$(KUBECTL) apply -f k8s/storage.yaml
 
+.PHONY: preflight
+preflight: $(STAMP) ## Before GPU hours: operator, RWX volume, T4 nodes, a write as uid 1000 (TARGET=k8s).
+ifeq ($(TARGET),k8s)
+	KUBECTL=$(KUBECTL) KUBERAY_VERSION=$(KUBERAY_VERSION) $(PY) k8s/bin/preflight.py
+else
+	@echo "error: preflight checks a Kubernetes cluster: make preflight TARGET=k8s" >&2; exit 2
+endif
+
 .PHONY: cluster
 cluster: ## Create the long-lived RayCluster (k8s/raycluster.yaml) and wait until it is ready.
 	$(KUBECTL) apply -f k8s/raycluster.yaml

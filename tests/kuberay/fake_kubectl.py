@@ -8,12 +8,15 @@
 Each `get rayjob` answers the next status of the scenario and then stays on the last one.
 FAKE_KUBECTL_SCENARIO=operator_missing makes `get crd` fail as on a cluster without
 KubeRay. FAKE_KUBECTL_HEAD names a running head pod (none when unset), and
-FAKE_KUBECTL_PVC is a folder standing for the volume that `cp` copies from. Every call is
-appended to FAKE_KUBECTL_STATE.calls for the tests to read.
+FAKE_KUBECTL_PVC is a folder standing for the volume that `cp` copies from.
+FAKE_KUBECTL_OBJECTS is a JSON file of what `get KIND[/NAME] -o json` answers (a missing
+key answers NotFound), plus `pod_phase` and `pod_logs` for the pods a script creates.
+Every call is appended to FAKE_KUBECTL_STATE.calls for the tests to read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -32,6 +35,29 @@ def main(argv: list[str]) -> int:
     state = Path(os.environ["FAKE_KUBECTL_STATE"])
     with state.with_suffix(".calls").open("a") as calls:
         calls.write(" ".join(argv) + "\n")
+    objects = (
+        json.loads(Path(os.environ["FAKE_KUBECTL_OBJECTS"]).read_text())
+        if os.environ.get("FAKE_KUBECTL_OBJECTS")
+        else None
+    )
+    if objects is not None:
+        if argv[:1] == ["get"] and argv[-2:] == ["-o", "json"]:
+            key = argv[1] + (f"/{argv[2]}" if argv[2][0] != "-" else "")
+            if objects.get(key) is None:
+                print(f"Error from server (NotFound): {key} not found", file=sys.stderr)
+                return 1
+            print(json.dumps(objects[key]))
+            return 0
+        if argv[:2] == ["get", "pod"]:
+            print(objects.get("pod_phase", "Pending"), end="")
+            return 0
+        if argv[:1] == ["logs"]:
+            print(objects.get("pod_logs", ""))
+            return 0
+        if argv[:3] == ["apply", "-f", "-"]:
+            state.with_suffix(".applied").write_text(sys.stdin.read())
+            print("pod/ray-tune-preflight created")
+            return 0
     if argv[:2] == ["get", "crd"]:
         if scenario == "operator_missing":
             print(
