@@ -91,8 +91,13 @@ def test_strict_validation_catches_an_unknown_field() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [K8S / "storage.yaml", K8S / "kind" / "storage.yaml", K8S / "results-reader.yaml"],
-    ids=["storage.yaml", "kind/storage.yaml", "results-reader.yaml"],
+    CORE := [
+        K8S / "storage.yaml",
+        K8S / "kind" / "storage.yaml",
+        K8S / "results-reader.yaml",
+        *sorted((K8S / "storage").glob("*.yaml")),
+    ],
+    ids=ids(CORE),
 )
 def test_core_objects_validate_against_kubernetes(path: Path) -> None:
     for doc in docs(path):
@@ -228,6 +233,10 @@ def test_security_settings(path: Path) -> None:
     assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
     for group in groups(spec):
         assert group["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        # Filestore and other fsGroup-honouring volumes: no recursive chown per pod start.
+        assert (
+            group["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+        )
     if doc["kind"] == "RayJob":
         assert doc["spec"]["submitterPodTemplate"]["spec"]["securityContext"]["runAsNonRoot"]
     for container in all_containers(doc):

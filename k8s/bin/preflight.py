@@ -151,7 +151,7 @@ def _writer_pod(reader: dict[str, Any], fs_group: int) -> dict[str, Any]:
     pod = json.loads(json.dumps(reader))
     pod["metadata"]["name"] = POD
     pod["metadata"]["labels"]["app.kubernetes.io/component"] = "preflight"
-    pod["spec"]["securityContext"]["fsGroup"] = fs_group
+    pod["spec"]["securityContext"] |= {"fsGroup": fs_group, "fsGroupChangePolicy": "OnRootMismatch"}
     (container,) = pod["spec"]["containers"]
     container["command"] = [
         "bash",
