@@ -12,7 +12,11 @@ PYTHON ?= python3
 # The virtual environment; .ci/run points it at a cache keyed by the pinned dependencies.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The venv is named after the lock: a new lock builds a new one (.ci/run keeps them cached).
 DEPS_HASH := $(shell $(PYTHON) .ci/deps.py --hash)
+# The lock is for the images' and CI's platform: Linux x86_64, Python 3.11.
+LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --custom-compile-command "make lock" --quiet
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 # Where `make data` stages the dataset for local runs (see README: Settings).
 DATA_DIR ?= $(CURDIR)/data
@@ -65,14 +69,22 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: install
-install: $(STAMP) ## Create the virtualenv with the pinned dependencies (pip).
+install: $(STAMP) ## Create the virtualenv with exactly the locked versions (.ci/lock/dev.txt).
 
-$(STAMP): pyproject.toml .ci/deps.py
+# --require-hashes --no-deps: pip installs what the lock says and resolves nothing.
+$(STAMP): .ci/lock/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $$($(PYTHON) .ci/deps.py | tr '\n' ' ')
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r .ci/lock/dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+.PHONY: lock
+lock: ## Resolve pyproject.toml's dependencies again into .ci/lock/ (uv, with hashes); commit it.
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet "$$(sed -n 's/.*"\(uv==[^"]*\)".*/\1/p' pyproject.toml)"
+	$(VENV)/bin/uv pip compile --system-certs pyproject.toml --extra dev $(LOCK_FLAGS) -o .ci/lock/dev.txt
+	$(VENV)/bin/uv pip compile --system-certs pyproject.toml -c .ci/lock/dev.txt $(LOCK_FLAGS) \
+	  -o .ci/lock/runtime.txt
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).

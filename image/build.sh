@@ -51,17 +51,19 @@ fi
 
 hash_of() { cat "$@" | sha256sum | cut -c1-12; }
 
-# A folder of wheels resolved by this machine's pip (its indexes, certificates and caches),
-# keyed by the requirements; pip inside the build then installs offline from it.
-wheelhouse() {  # wheelhouse NAME REQUIREMENT... -> prints the folder
-  local name=$1; shift
-  local dir
-  dir="$cache/wheels-$name-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)"
+# The lock's own wheels, downloaded by this machine's pip (its indexes, certificates and
+# caches) and checked against the lock's hashes, in a folder keyed by the lock; pip inside
+# the build then installs offline from it.
+wheelhouse() {  # wheelhouse LOCK -> prints the folder
+  local lock=$1 dir
+  dir="$cache/wheels-$(sha256sum "$lock" | cut -c1-12)"
   if [[ ! -f $dir/.complete ]]; then
-    log "resolving $name wheels into $dir"
+    log "downloading the wheels of $lock into $dir"
     rm -rf "$dir"; mkdir -p "$dir"
-    "$python" -m pip download --quiet --disable-pip-version-check --dest "$dir" "$@" >&2
+    "$python" -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+      --dest "$dir" -r "$lock" >&2
     touch "$dir/.complete"
+    find "$cache" -maxdepth 1 -name 'wheels-*' ! -path "$dir" -exec rm -rf {} +  # older locks
   fi
   printf '%s\n' "$dir"
 }
@@ -96,8 +98,7 @@ debian_base() {
 wheels=""
 if [[ -n $wheels_mode ]]; then
   [[ $wheels_mode == host ]] || die "WHEELS must be host or empty, not '$wheels_mode'"
-  mapfile -t requirements < <("$python" .ci/deps.py --runtime)
-  wheels=$(wheelhouse runtime "${requirements[@]}")
+  wheels=$(wheelhouse .ci/lock/runtime.txt)
 fi
 
 args=(--build-arg "RAY_VERSION=$ray_version" --build-arg "VARIANT=$variant"
@@ -128,6 +129,8 @@ start=$SECONDS
 log "$engine_name build $tag (base: $base)"
 "${build[@]}" -f image/Dockerfile "${args[@]}" -t "$tag" .
 log "built $tag in $((SECONDS - start))s"
+# Earlier builds of this image that the new one untagged, and nothing else.
+"$engine" image prune -f --filter label=io.ray-tune-k8s.image >/dev/null
 
 # Run it as KubeRay runs a Ray container: non-root, every capability dropped.
 # shellcheck disable=SC2016  # $(id -u) expands in the container, not here
