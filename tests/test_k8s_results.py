@@ -5,7 +5,6 @@ deleted afterwards. A stand-in kubectl (tests/kuberay/fake_kubectl.py) plays the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.kuberay.fake_kubectl import calls, environment
 
 SCRIPT = REPO / "k8s" / "bin" / "results.sh"
-FAKE = REPO / "tests" / "kuberay" / "fake_kubectl.py"
 SUMMARY = {"stage": "tune", "best": None, "trials": [], "counts": {}}
 
 
@@ -35,18 +34,8 @@ def results(tmp_path: Path, pvc: Path, head: str = "") -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=60,
-        env=os.environ
-        | {
-            "KUBECTL": str(FAKE),
-            "FAKE_KUBECTL_STATE": str(tmp_path / "state"),
-            "FAKE_KUBECTL_PVC": str(pvc),
-            "FAKE_KUBECTL_HEAD": head,
-        },
+        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), FAKE_KUBECTL_HEAD=head),
     )
-
-
-def calls(tmp_path: Path) -> list[str]:
-    return (tmp_path / "state.calls").read_text().splitlines()
 
 
 def test_without_a_cluster_a_reader_pod_copies_the_outputs(tmp_path: Path, pvc: Path) -> None:

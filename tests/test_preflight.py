@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tests.kuberay.fake_kubectl import calls, environment
 
 SCRIPT = REPO / "k8s" / "bin" / "preflight.py"
-FAKE = REPO / "tests" / "kuberay" / "fake_kubectl.py"
 CRD = {"spec": {"versions": [{"name": "v1", "served": True}]}}
 T4 = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
 
@@ -60,13 +59,11 @@ def preflight(tmp_path: Path, objects: dict[str, Any]) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=60,
-        env=os.environ
-        | {
-            "KUBECTL": str(FAKE),
-            "FAKE_KUBECTL_STATE": str(tmp_path / "state"),
-            "FAKE_KUBECTL_OBJECTS": str(tmp_path / "objects.json"),
-            "PREFLIGHT_WRITE_TIMEOUT_S": "3",
-        },
+        env=environment(
+            tmp_path,
+            FAKE_KUBECTL_OBJECTS=str(tmp_path / "objects.json"),
+            PREFLIGHT_WRITE_TIMEOUT_S="3",
+        ),
     )
 
 
@@ -80,7 +77,7 @@ def test_a_ready_cluster_passes_every_check(tmp_path: Path) -> None:
     applied = json.loads((tmp_path / "state.applied").read_text())
     assert applied["spec"]["securityContext"]["runAsUser"] == 1000
     assert applied["spec"]["securityContext"]["fsGroup"] == 100
-    assert "delete pod ray-tune-preflight --wait=false" in (tmp_path / "state.calls").read_text()
+    assert "delete pod ray-tune-preflight --wait=false" in calls(tmp_path)
 
 
 def _without(key: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ replayed by a stand-in kubectl (tests/kuberay/fake_kubectl.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,34 +11,23 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.kuberay.fake_kubectl import calls, environment
 
 SCRIPT = REPO / "k8s" / "bin" / "rayjob.sh"
-FAKE = REPO / "tests" / "kuberay" / "fake_kubectl.py"
 MANIFEST = REPO / "k8s" / "rayjob-tune.yaml"
 
 
 def rayjob(
     scenario: str, tmp_path: Path, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    state = tmp_path / "state"
+    settings = {"FAKE_KUBECTL_SCENARIO": scenario, "RAYJOB_POLL_S": "0.01", **env}
     return subprocess.run(
         ["bash", str(SCRIPT), str(MANIFEST), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=os.environ
-        | {
-            "KUBECTL": str(FAKE),
-            "FAKE_KUBECTL_SCENARIO": scenario,
-            "FAKE_KUBECTL_STATE": str(state),
-            "RAYJOB_POLL_S": "0.01",
-            **env,
-        },
+        env=environment(tmp_path, **settings),
     )
-
-
-def calls(tmp_path: Path) -> list[str]:
-    return (tmp_path / "state.calls").read_text().splitlines()
 
 
 def test_success_exits_zero_with_the_logs(tmp_path: Path) -> None:

@@ -25,6 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.kuberay.controller import SCENARIOS
 
+
+def environment(state_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment for a script under test: KUBECTL is this stand-in, its state and the
+    log of its calls live in `state_dir`, and `settings` add FAKE_KUBECTL_* and the like."""
+    import os
+
+    state = {
+        "KUBECTL": str(Path(__file__).resolve()),
+        "FAKE_KUBECTL_STATE": str(state_dir / "state"),
+    }
+    return os.environ | state | settings
+
+
+def calls(state_dir: Path) -> list[str]:
+    """Every kubectl command line the script ran, in order."""
+    return (state_dir / "state.calls").read_text().splitlines()
+
+
 FIELDS = ("jobDeploymentStatus", "jobStatus", "failed", "succeeded", "reason", "message")
 
 
