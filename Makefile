@@ -174,7 +174,7 @@ push: ## Push both images to IMAGE_REPO.
 ##@ Kubernetes
 
 .PHONY: manifests
-manifests: $(STAMP) ## Regenerate k8s/*.yaml from k8s/templates/ (IMAGE_REPO sets the registry).
+manifests: $(STAMP) ## Render k8s/*.yaml from k8s/templates/ and k8s/values/ (IMAGE_REPO: the registry).
 	IMAGE_REPO=$(IMAGE_REPO) $(PY) k8s/render.py
 
 .PHONY: operator

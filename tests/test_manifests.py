@@ -1,5 +1,5 @@
 """Kubernetes manifests: KubeRay v1.7.0 CRD schemas (strict), core schemas, admission rules,
-the project's invariants, no drift from k8s/templates/, and lint of the image and scripts."""
+the project's invariants, no drift from k8s/templates/ and k8s/values/, and lint of the image and scripts."""
 
 from __future__ import annotations
 
