@@ -41,6 +41,8 @@ WHEELS ?=
 # A local folder with the four IDX files to stage instead of downloading IMAGE_DATASET.
 DATA_FROM ?=
 IMAGE_DATASET ?= mnist
+# 1: render the manifests with the image digests `make push` recorded instead of tags.
+DIGESTS ?=
 OFFLINE_DATA_DIR ?= /usr/share/datasets/fashion-mnist
 IMAGE_ENV = DOCKER=$(DOCKER) BASE=$(BASE) WHEELS=$(WHEELS) DATA_FROM=$(DATA_FROM) \
   DATASET=$(IMAGE_DATASET) RAY_VERSION=$(RAY_VERSION) PYTHON=$(PY)
@@ -167,15 +169,15 @@ image-offline: ## The CPU image on a machine that reaches only PyPI and Debian (
 	  IMAGE_DATASET=fashion-mnist
 
 .PHONY: push
-push: ## Push both images to IMAGE_REPO.
-	$(DOCKER) push $(IMAGE_GPU)
-	$(DOCKER) push $(IMAGE_CPU)
+push: ## Push both images to IMAGE_REPO and record their digests (k8s/values/digests.yaml).
+	DOCKER=$(DOCKER) image/push.sh gpu $(IMAGE_GPU)
+	DOCKER=$(DOCKER) image/push.sh cpu $(IMAGE_CPU)
 
 ##@ Kubernetes
 
 .PHONY: manifests
-manifests: $(STAMP) ## Render k8s/*.yaml from k8s/templates/ and k8s/values/ (IMAGE_REPO: the registry).
-	IMAGE_REPO=$(IMAGE_REPO) $(PY) k8s/render.py
+manifests: $(STAMP) ## Render k8s/*.yaml from templates/ and values/ (IMAGE_REPO; DIGESTS=1: images by digest).
+	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) $(PY) k8s/render.py
 
 .PHONY: operator
 operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION).
@@ -186,6 +188,10 @@ operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION
 .PHONY: storage
 storage: ## Create the shared ReadWriteMany volume (k8s/storage.yaml).
 	$(KUBECTL) apply -f k8s/storage.yaml
+
+.PHONY: network-policy
+network-policy: ## Let only this project's pods (and the operator) reach the Ray pods (k8s/networkpolicy.yaml).
+	$(KUBECTL) apply -f k8s/networkpolicy.yaml
 
 .PHONY: preflight
 preflight: $(STAMP) ## Before GPU hours: operator, RWX volume, T4 nodes, a write as uid 1000 (TARGET=k8s).

@@ -3,6 +3,8 @@ one values file per variant (k8s/values/), in the spirit of a Helm chart.
 
     python k8s/render.py            # write the manifests (make manifests)
     python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)
+    DIGESTS=1 python k8s/render.py  # images by digest, from k8s/values/digests.yaml, which
+                                    # `make push` records (make manifests DIGESTS=1)
 
 Outputs: from values/t4.yaml (cloud T4 node pools) raycluster.yaml, rayjob-<stage>.yaml and
 results-reader.yaml; from values/kind.yaml (kind, make e2e-podman) kind/rayjob-<stage>.yaml.
@@ -25,6 +27,7 @@ K8S = Path(__file__).resolve().parent
 REPO = K8S.parent
 STAGES = ("baseline", "tune", "asha", "checkpoint", "train")
 IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
+DIGESTS = K8S / "values" / "digests.yaml"
 
 
 def versions() -> dict[str, str]:
@@ -37,7 +40,14 @@ def versions() -> dict[str, str]:
     return {"project": project["version"], "ray": ray.group(1)}
 
 
-def image(variant: str) -> str:
+def image(variant: str, by_digest: bool | None = None) -> str:
+    """The image reference for a variant: by tag (the default, also for local builds), or by
+    the digest `make push` recorded, so that a node runs exactly the image that was pushed."""
+    if by_digest if by_digest is not None else os.environ.get("DIGESTS") == "1":
+        recorded = yaml.safe_load(DIGESTS.read_text()) if DIGESTS.exists() else {}
+        if variant not in (recorded or {}):
+            raise SystemExit(f"error: no {variant} digest in {DIGESTS}: run `make push` first")
+        return recorded[variant]
     v = versions()
     return f"{IMAGE_REPO}:{v['project']}-ray{v['ray']}-{variant}"
 

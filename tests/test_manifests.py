@@ -1,5 +1,5 @@
-"""Kubernetes manifests: KubeRay v1.7.0 CRD schemas (strict), core schemas, admission rules,
-the project's invariants, no drift from k8s/templates/ and k8s/values/, and lint of the image and scripts."""
+"""Kubernetes manifests: KubeRay v1.7.0 CRD schemas (strict), core schemas, the project's
+invariants, no drift from k8s/templates/ and k8s/values/, and lint of the image and scripts."""
 
 from __future__ import annotations
 
@@ -293,3 +293,26 @@ def test_shell_scripts_pass_shellcheck() -> None:
     ]
     proc = subprocess.run([_tool("shellcheck"), *map(str, scripts)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypatch) -> None:
+    sys.path.insert(0, str(K8S))
+    import render
+
+    digests = tmp_path / "digests.yaml"
+    gpu = "registry.example/ray-tune-k8s@sha256:" + "a" * 64
+    cpu = "registry.example/ray-tune-k8s@sha256:" + "b" * 64
+    digests.write_text(f"gpu: {gpu}\ncpu: {cpu}\n")
+    monkeypatch.setattr(render, "DIGESTS", digests)
+    monkeypatch.setenv("DIGESTS", "1")
+    files = render.render()
+    for path, text in files.items():
+        doc = yaml.safe_load(text)
+        images = (
+            [c["image"] for c in all_containers(doc)]
+            if doc["kind"] in ("RayJob", "RayCluster")
+            else [c["image"] for c in doc["spec"]["containers"]]
+        )
+        assert images and all(i in (gpu, cpu) for i in images), (path, images)
+    monkeypatch.delenv("DIGESTS")
+    assert render.image("gpu").endswith("-gpu")  # tags stay the default

@@ -222,7 +222,11 @@ class RayJobRun:
         for cap in sc.get("capabilities", {}).get("add", []):
             flags += ["--cap-add", cap]
         if sc.get("readOnlyRootFilesystem"):
-            flags += ["--read-only"]
+            # Only the pod's own writable mounts, not podman's default tmpfs at /tmp and /run.
+            flags += ["--read-only", "--read-only-tmpfs=false"]
+        profile = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if profile not in (None, "RuntimeDefault"):
+            raise SystemExit(f"error: seccompProfile {profile} is not emulated (RuntimeDefault is)")
         return flags
 
     def _limits(self, container: dict[str, Any]) -> list[str]:
@@ -247,7 +251,8 @@ class RayJobRun:
             if "persistentVolumeClaim" in volume:
                 flags += ["--volume", f"{self.volume}:{path}"]
             elif "emptyDir" in volume:
-                flags += ["--mount", f"type=tmpfs,destination={path}"]
+                # An emptyDir: writable by the pod's fsGroup, like the kubelet makes it.
+                flags += ["--mount", f"type=tmpfs,destination={path},tmpfs-mode=1777"]
             else:
                 raise SystemExit(
                     f"error: volume {mount['name']}: only PVCs and emptyDirs are emulated"
@@ -303,7 +308,14 @@ class RayJobRun:
             # wait-gcs-ready: the init container polls the head's GCS through its Service.
             self.podman.run(
                 f"{name}-init",
-                [*common, "--entrypoint", "/bin/bash", image, *pods.wait_gcs_ready(fqdn, port)[1:]],
+                [
+                    *common,
+                    *self._mounts(pod, container, None),  # KubeRay copies the Ray container's
+                    "--entrypoint",
+                    "/bin/bash",
+                    image,
+                    *pods.wait_gcs_ready(fqdn, port)[1:],
+                ],
                 {k: v for k, v in env.items() if k.startswith("RAY_AUTH")},
             )
         secret = {k: env.pop(k) for k in list(env) if k == "RAY_AUTH_TOKEN"}
@@ -320,7 +332,8 @@ class RayJobRun:
         role = "head" if head else "worker"
         attempt.ray.append(Container(name, role))
         self._pending_starts.append((name, args, secret, None if head else f"{name}-init"))
-        log(f"attempt {attempt.number}: {role} pod {name}: {command.strip()}")
+        root = "read-only root" if "--read-only" in args else "writable root"
+        log(f"attempt {attempt.number}: {role} pod {name} ({root}): {command.strip()}")
 
     def _start_cluster(self, attempt: Attempt) -> None:
         self._pending_starts = []
@@ -398,6 +411,7 @@ class RayJobRun:
         env |= submitter.env(cluster=attempt.cluster, job_id=attempt.job_id, token=self.token)
         secret = {k: env.pop(k) for k in list(env) if k == "RAY_AUTH_TOKEN"}
         labels = {
+            **template.get("metadata", {}).get("labels", {}),
             "ray.io/originated-from-cr-name": self.name,
             "ray.io/originated-from-crd": "RayJob",
             "app.kubernetes.io/created-by": "kuberay-operator",
@@ -412,6 +426,7 @@ class RayJobRun:
             *self._limits(container),
             *[f for k, v in labels.items() for f in ("--label", f"{k}={v}")],
             *[f for k, v in env.items() for f in ("--env", f"{k}={v}")],
+            *self._mounts(pod, container, None),
             "--entrypoint",
             command[0],
             self._image(container),

@@ -172,6 +172,11 @@ def test_every_kind_rayjob_succeeds_in_containers_of_the_image(
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in files(experiment(run, stage))}
     assert owners == {(RAY_UID, 100)}, owners
     assert not list(run.work.glob("logs")), "logs are kept only for failed runs"
+    # Every Ray container ran with the read-only root filesystem its manifest declares.
+    pods = [
+        line for line in run.log.read_text().splitlines() if " pod " in line and "ray start" in line
+    ]
+    assert pods and all("(read-only root)" in line for line in pods), pods
 
 
 def test_head_lost_mid_checkpoint_resumes_from_the_volume(image: str, tmp_path: Path) -> None:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Push one image and record its digest for `make manifests DIGESTS=1`.
+#   image/push.sh VARIANT TAG        # VARIANT: gpu | cpu; DOCKER: docker or podman
+# The digest goes to k8s/values/digests.yaml as `VARIANT: repo@sha256:...`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+variant=${1:?usage: image/push.sh gpu|cpu TAG}
+tag=${2:?usage: image/push.sh gpu|cpu TAG}
+engine=${DOCKER:-docker}
+digests=k8s/values/digests.yaml
+[[ $variant == gpu || $variant == cpu ]] || { echo "error: VARIANT must be gpu or cpu" >&2; exit 2; }
+
+if [[ $(basename "$engine") == podman ]]; then
+  file=$(mktemp)
+  trap 'rm -f "$file"' EXIT
+  "$engine" push --digestfile "$file" "$tag"
+  digest=$(cat "$file")
+else
+  "$engine" push "$tag"
+  digest=$("$engine" inspect --format '{{index .RepoDigests 0}}' "$tag" | sed 's/.*@//')
+fi
+[[ $digest == sha256:* ]] || { echo "error: no digest for $tag (got '$digest')" >&2; exit 1; }
+ref="${tag%:*}@${digest}"
+touch "$digests"
+grep -v "^${variant}:" "$digests" >"$digests.new" || true
+echo "${variant}: ${ref}" >>"$digests.new"
+mv "$digests.new" "$digests"
+echo "recorded ${variant}: ${ref} in ${digests}"
