@@ -76,7 +76,7 @@ install: $(STAMP) ## Create the virtualenv with exactly the locked versions (.ci
 # --require-hashes --no-deps: pip installs what the lock says and resolves nothing.
 $(STAMP): .ci/lock/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r .ci/lock/dev.txt
+	$(PY) -m pip install -qq --require-hashes --no-deps -r .ci/lock/dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -87,15 +87,35 @@ lock: ## Resolve pyproject.toml's dependencies again into .ci/lock/ (uv, with ha
 	$(VENV)/bin/uv pip compile --system-certs pyproject.toml --extra dev $(LOCK_FLAGS) -o .ci/lock/dev.txt
 	$(VENV)/bin/uv pip compile --system-certs pyproject.toml -c .ci/lock/dev.txt $(LOCK_FLAGS) \
 	  -o .ci/lock/runtime.txt
+	$(VENV)/bin/uv pip compile --system-certs .ci/lock/tools.in $(LOCK_FLAGS) -o .ci/lock/tools.txt
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data
 
+# Tools that cannot share the venv (see .ci/lock/tools.in), in their own, beside it.
+TOOLS := $(VENV)/tools
+TOOLS_STAMP = $(TOOLS)/.installed-$(shell sha256sum .ci/lock/tools.txt | cut -c1-12)
+LINT_PODS ?= build/lint-pods
+
+$(TOOLS)/.installed-%: .ci/lock/tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -qq --require-hashes --no-deps -r .ci/lock/tools.txt
+	@rm -f $(TOOLS)/.installed-*
+	@touch $@
+
 .PHONY: lint
-lint: $(STAMP) ## Lint and check formatting (ruff).
+lint: $(STAMP) $(TOOLS_STAMP) ## Lint: ruff (check, format), hadolint, shellcheck, checkov (pods, Dockerfiles).
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint image/Dockerfile image/base.Dockerfile
+	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh image/*.sh tests/e2e/*.sh
+	@rm -rf $(LINT_PODS)
+	$(PY) -m tests.kuberay.export_pods $(LINT_PODS)
+	cp k8s/networkpolicy.yaml $(LINT_PODS)/
+	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework kubernetes -d $(LINT_PODS)
+	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework dockerfile \
+	  -f image/Dockerfile -f image/base.Dockerfile
 
 .PHONY: format
 format: $(STAMP) ## Format and auto-fix (ruff).
@@ -103,8 +123,7 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: $(STAMP) ## Run every test: lint, unit, integration (e2e skip without Docker/kind).
-	$(VENV)/bin/ruff check .
+test: lint ## Lint, then every test: unit, integration, e2e (podman; kind skips without Docker).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench

@@ -22,25 +22,8 @@ READER = K8S / "results-reader.yaml"
 
 
 def kuberay_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The pod specs KubeRay creates from one RayCluster or RayJob (pod.go)."""
-    spec = cluster_specs(doc)
-    out = {}
-    head = copy.deepcopy(spec["headGroupSpec"]["template"]["spec"])
-    if spec.get("enableInTreeAutoscaling"):  # BuildAutoscalerContainer
-        options = spec.get("autoscalerOptions", {})
-        head["containers"].append(
-            {"name": "autoscaler", "securityContext": options.get("securityContext", {})}
-        )
-    out["head"] = head
-    for group in spec["workerGroupSpecs"]:
-        worker = copy.deepcopy(group["template"]["spec"])
-        ray = pods.ray_container(worker)
-        init = {"name": "wait-gcs-ready", "securityContext": copy.deepcopy(ray["securityContext"])}
-        worker["initContainers"] = [*worker.get("initContainers", []), init]
-        out[f"worker {group['groupName']}"] = worker
-    if doc["kind"] == "RayJob":
-        out["submitter"] = doc["spec"]["submitterPodTemplate"]["spec"]
-    return out
+    """Pod specs by role, as KubeRay builds them (tests/kuberay/pods.cluster_pods)."""
+    return {role: pod["spec"] for role, pod in pods.cluster_pods(doc).items()}
 
 
 def preflight_writer() -> dict[str, Any]:

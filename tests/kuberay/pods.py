@@ -5,6 +5,7 @@ Ported, not copied: the rules below restate what the named Go functions do.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -240,4 +241,69 @@ def labels(template: dict[str, Any], *, cluster: str, group: str, head: bool) ->
         "ray.io/node-type": "head" if head else "worker",
         "ray.io/group": "headgroup" if head else group,
     }
+    return out
+
+
+def cluster_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pods KubeRay creates from a RayCluster or RayJob, as Pod manifests: the head with
+    the autoscaler sidecar when autoscaling is on (BuildAutoscalerContainer), each worker
+    group with its wait-gcs-ready init container, which copies the Ray container's security
+    context (DefaultWorkerPodTemplate), and a RayJob's submitter; with KubeRay's labels."""
+    spec = doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+    cluster = doc["metadata"]["name"] + ("-xxxxx" if doc["kind"] == "RayJob" else "")
+
+    def pod(name: str, template: dict[str, Any], pod_labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": pod_labels},
+            "spec": copy.deepcopy(template["spec"]),
+        }
+
+    head_group = spec["headGroupSpec"]
+    head = pod(
+        f"{cluster}-head",
+        head_group["template"],
+        labels(head_group["template"], cluster=cluster, group="headgroup", head=True),
+    )
+    if spec.get("enableInTreeAutoscaling"):
+        options = spec.get("autoscalerOptions", {})
+        head["spec"]["containers"].append(
+            {
+                "name": "autoscaler",
+                "image": ray_container(head["spec"])["image"],
+                "resources": options.get("resources", {}),
+                "securityContext": options.get("securityContext", {}),
+            }
+        )
+    out = {"head": head}
+    for group in spec.get("workerGroupSpecs", []):
+        name = group["groupName"]
+        worker = pod(
+            f"{cluster}-{name}-worker",
+            group["template"],
+            labels(group["template"], cluster=cluster, group=name, head=False),
+        )
+        ray = ray_container(worker["spec"])
+        init = {
+            "name": "wait-gcs-ready",
+            "image": ray["image"],
+            "resources": {
+                "limits": {"cpu": "200m", "memory": "256Mi"},
+                "requests": {"cpu": "200m", "memory": "256Mi"},
+            },
+            "securityContext": copy.deepcopy(ray.get("securityContext", {})),
+            "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
+        }
+        worker["spec"]["initContainers"] = [*worker["spec"].get("initContainers", []), init]
+        out[f"worker-{name}"] = worker
+    if doc["kind"] == "RayJob":
+        template = doc["spec"]["submitterPodTemplate"]
+        submitter_labels = {
+            **template.get("metadata", {}).get("labels", {}),
+            "ray.io/originated-from-cr-name": doc["metadata"]["name"],
+            "ray.io/originated-from-crd": "RayJob",
+            "app.kubernetes.io/created-by": "kuberay-operator",
+        }
+        out["submitter"] = pod(doc["metadata"]["name"] + "-submitter", template, submitter_labels)
     return out
