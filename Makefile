@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 # local: a private Ray head on this machine; k8s: the RayCluster of `make cluster`.
 TARGET ?= local
 # Ray's version comes from the pin in pyproject.toml: the image tags and manifests follow it.
-RAY_VERSION := $(shell sed -n 's/.*"ray\[.*\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+RAY_VERSION := $(shell $(PYTHON) .ci/deps.py --pin ray)
 PROJECT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_REPO ?= ghcr.io/ray-tune-k8s/ray-tune-k8s
 IMAGE_GPU ?= $(IMAGE_REPO):$(PROJECT_VERSION)-ray$(RAY_VERSION)-gpu

@@ -3,6 +3,8 @@
 
     deps.py --hash                 names the virtualenv: a hash of the dev lock, so a new lock
                                    builds a new venv and an unchanged one reuses it
+    deps.py --pin NAME             the locked version of one package: the one reader of the
+                                   pins for the Makefile, the renderer and the image build
     deps.py --without-torch LOCK   LOCK less torch, torchvision and the CUDA libraries PyPI's
                                    torch pulls in: for an image whose torch of the same
                                    version comes from PyTorch's own index (cu126 or cpu)
@@ -35,10 +37,21 @@ def blocks(text: str) -> list[tuple[str | None, str]]:
     return out
 
 
+def pin(name: str) -> str:
+    """The locked version of `name` (the lock agrees with pyproject.toml; a test checks it)."""
+    text = (LOCK / "runtime.txt").read_text()
+    match = re.search(rf"^{re.escape(name)}==(\S+)", text, re.M | re.I)
+    if match is None:
+        raise SystemExit(f"error: {name} is not in {LOCK / 'runtime.txt'}")
+    return match.group(1)
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--hash"]:
         digest = hashlib.sha256((LOCK / "dev.txt").read_bytes()).hexdigest()
         print(f"py{sys.version_info.major}{sys.version_info.minor}-{digest[:12]}")
+    elif len(argv) == 2 and argv[0] == "--pin":
+        print(pin(argv[1]))
     elif len(argv) == 2 and argv[0] == "--without-torch":
         kept = [
             body

@@ -3,7 +3,7 @@
 #   image/build.sh VARIANT TAG          # VARIANT: gpu | cpu
 # Settings (the Makefile passes them; all optional):
 #   DOCKER           the engine: docker or podman (default: docker if its daemon answers, else podman)
-#   RAY_VERSION      the Ray pin (default: from pyproject.toml)
+#   RAY_VERSION      the Ray pin (default: the lock's, .ci/deps.py --pin ray)
 #   BASE             official: rayproject/ray:<RAY_VERSION>-py311-<VARIANT> (default)
 #                    debian: a stand-in built here from Debian's packages (image/base.Dockerfile),
 #                    for machines that cannot pull the official image
@@ -23,7 +23,7 @@ log() { printf '[image] %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 [[ $variant == gpu || $variant == cpu ]] || die "VARIANT must be gpu or cpu, not '$variant'"
 
-ray_version=${RAY_VERSION:-$(sed -n 's/.*"ray\[.*\]==\([0-9.]*\)".*/\1/p' pyproject.toml)}
+ray_version=${RAY_VERSION:-$(python3 .ci/deps.py --pin ray)}
 base=${BASE:-official}
 dataset=${DATASET:-mnist}
 wheels_mode=${WHEELS:-}

@@ -13,10 +13,11 @@ The Ray version and the image tags come from pyproject.toml: change the pin ther
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import re
 import sys
 import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,15 @@ IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
 DIGESTS = K8S / "values" / "digests.yaml"
 
 
+@cache
 def versions() -> dict[str, str]:
+    """The project's version, and Ray's from the one reader of the pins (.ci/deps.py)."""
+    spec = importlib.util.spec_from_file_location("deps", REPO / ".ci" / "deps.py")
+    assert spec is not None and spec.loader is not None
+    deps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deps)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    ray = next(
-        re.fullmatch(r"ray\[[^]]*\]==(.+)", d)
-        for d in project["dependencies"]
-        if d.startswith("ray[")
-    )
-    return {"project": project["version"], "ray": ray.group(1)}
+    return {"project": project["version"], "ray": deps.pin("ray")}
 
 
 def image(variant: str, by_digest: bool | None = None) -> str:
