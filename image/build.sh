@@ -68,6 +68,12 @@ wheelhouse() {  # wheelhouse LOCK -> prints the folder
   printf '%s\n' "$dir"
 }
 
+# Other tags of one of our own image names (older inputs), and nothing else.
+drop_older() {  # drop_older REPOSITORY KEEP_TAG
+  "$engine" images --format '{{.Repository}}:{{.Tag}}' "$1" | grep -vxF "$2" \
+    | xargs -r "$engine" rmi >/dev/null 2>&1 || true
+}
+
 # The stand-in base: a Debian 12 root from debootstrap, then the `ray` user and Ray.
 debian_base() {
   local packages=python3,python3-venv,ca-certificates,wget
@@ -83,6 +89,7 @@ debian_base() {
       || { tail -n 20 "$root/debootstrap.log" >&2; die "debootstrap failed"; }
     tar -C "$root/root" -c . | "$engine" import - "$rootfs_tag" >/dev/null
     rm -rf "$root"
+    drop_older localhost/ray-tune-k8s/debian "$rootfs_tag"
   fi
   local base_tag
   base_tag="localhost/ray-tune-k8s/ray-base:${ray_version}-py311-cpu-$(hash_of image/base.Dockerfile)"
@@ -91,6 +98,7 @@ debian_base() {
     [[ -z $wheels_mode ]] || args+=(--volume "$wheels:/wheels:ro" --build-arg PIP_WHEELS=/wheels)
     log "building the stand-in base $base_tag"
     "${build[@]}" --network host -f image/base.Dockerfile "${args[@]}" -t "$base_tag" image >&2
+    drop_older localhost/ray-tune-k8s/ray-base "$base_tag"
   fi
   printf '%s\n' "$base_tag"
 }
