@@ -50,7 +50,8 @@ KUBERAY_VERSION ?= 1.7.0
 OPERATOR_NAMESPACE ?= kuberay-system
 CLUSTER ?= ray-tune
 DASHBOARD_PORT ?= 8265
-RAYJOB_TIMEOUT_S ?= 7200
+# Empty: k8s/bin/rayjob.sh waits (backoffLimit + 1) x activeDeadlineSeconds + 10 min.
+RAYJOB_TIMEOUT_S ?=
 FORMAT ?= table
 # `make results TARGET=k8s` copies a stage's outputs from the volume to RESULTS_DIR/<stage>.
 RESULTS_DIR ?= results/k8s

@@ -126,7 +126,8 @@ def test_ray_start_on_kind_gives_each_worker_a_fake_gpu(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
-def test_dev_shm_holds_the_object_store_ray_chooses(path: Path) -> None:
+def test_no_manifest_shrinks_dev_shm_below_the_object_store(path: Path) -> None:
+    """KubeRay's own /dev/shm is the memory limit; a volume of ours there would replace it."""
     doc = load(path)
     spec = cluster_specs(doc)
     for head, group in [(True, spec["headGroupSpec"])] + [

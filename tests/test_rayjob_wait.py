@@ -95,3 +95,32 @@ def test_a_bad_timeout_is_refused(tmp_path: Path, timeout: str) -> None:
     proc = rayjob("success", tmp_path, timeout)
     assert proc.returncode == 2 and proc.stderr.startswith("error:"), proc.stderr
     assert not (tmp_path / "state.calls").exists()
+
+
+def test_the_empty_status_between_attempts_is_not_a_missing_operator(tmp_path: Path) -> None:
+    # Retrying resets the status to "" before the next attempt; that is not "no operator".
+    proc = rayjob("retry_then_success", tmp_path, RAYJOB_PICKUP_S="0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "attempt 2: Complete jobStatus=SUCCEEDED" in proc.stdout
+
+
+def test_a_finished_rayjob_is_deleted_and_run_again(tmp_path: Path) -> None:
+    proc = rayjob("success", tmp_path, FAKE_KUBECTL_PREVIOUS="Complete|SUCCEEDED|0|1||")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deleting the finished RayJob/ray-tune-tune (Complete)" in proc.stdout
+    log = calls(tmp_path)
+    deleted = next(i for i, c in enumerate(log) if c.startswith("delete rayjob ray-tune-tune"))
+    applied = next(i for i, c in enumerate(log) if c.startswith("apply"))
+    assert deleted < applied
+
+
+def test_a_running_rayjob_is_not_touched(tmp_path: Path) -> None:
+    proc = rayjob("success", tmp_path, FAKE_KUBECTL_PREVIOUS="Running|RUNNING|0|0||")
+    assert proc.returncode == 1
+    assert "still running (Running)" in proc.stderr
+    assert not [c for c in calls(tmp_path) if c.startswith(("apply", "delete"))]
+
+
+def test_brief_api_errors_during_the_wait_are_retried(tmp_path: Path) -> None:
+    proc = rayjob("success", tmp_path, FAKE_KUBECTL_GET_FAILURES="3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

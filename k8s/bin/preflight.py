@@ -9,7 +9,8 @@ One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any proble
 - the T4 nodes: which nodes match the worker group's nodeSelector, tolerate its taints and
   offer allocatable nvidia.com/gpu (none yet is fine when the pool scales from zero);
 - a pod of our image, as uid 1000 with the pods' fsGroup, can write to the volume.
-The node selector, tolerations, claim and image are read from k8s/raycluster.yaml.
+The node selector and tolerations are read from k8s/raycluster.yaml, the claim and the
+image from k8s/results-reader.yaml (all rendered from k8s/values/t4.yaml).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def check_nodes(report: Report, pod: dict[str, Any]) -> None:
     if blocked:
         report.problem(
             f"nodes {blocked} match {label} but have taints the workers do not tolerate",
-            "add the taint to tolerations in k8s/templates/cluster-spec.yaml",
+            "add the taint to worker.tolerations in k8s/values/t4.yaml, then make manifests",
         )
     if no_gpu:
         report.problem(
@@ -165,9 +166,13 @@ def _writer_pod(reader: dict[str, Any], fs_group: int) -> dict[str, Any]:
 
 def check_write(report: Report, reader: dict[str, Any], fs_group: int) -> None:
     pod = _writer_pod(reader, fs_group)
+    kubectl("delete", "pod", POD, "--ignore-not-found", "--wait=true")  # one left from before
     applied = kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     if applied.returncode != 0:
-        report.problem(f"cannot create the preflight pod: {applied.stderr.strip()}", "RBAC")
+        report.problem(
+            f"cannot create the preflight pod: {applied.stderr.strip()}",
+            "check that you may create pods in this namespace (kubectl auth can-i create pods)",
+        )
         return
     try:
         deadline = time.monotonic() + WRITE_TIMEOUT_S

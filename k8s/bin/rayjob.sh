@@ -29,15 +29,39 @@ if ! "$kubectl" get crd rayjobs.ray.io >/dev/null 2>&1; then
   echo "error: the RayJob CRD is not installed: the KubeRay operator is missing (make operator)" >&2
   exit 1
 fi
+# A RayJob stays after its cluster is deleted; applying it again would change nothing and
+# report the old result. A finished one is deleted first; a running one is left alone.
+path='{.status.jobDeploymentStatus}|{.status.jobStatus}|{.status.failed}|{.status.succeeded}|{.status.reason}|{.status.message}'
+if previous=$("$kubectl" get rayjob "$name" -o jsonpath="$path" 2>/dev/null); then
+  case ${previous%%|*} in
+    Complete | Failed | ValidationFailed)
+      echo "deleting the finished RayJob/$name (${previous%%|*}) to run it again"
+      "$kubectl" delete rayjob "$name" --wait=true ;;
+    *)
+      echo "error: RayJob/$name is still running (${previous%%|*}): wait for it, or" \
+        "kubectl delete rayjob $name" >&2
+      exit 1 ;;
+  esac
+fi
 "$kubectl" apply -f "$manifest"
 echo "following RayJob/$name for up to ${timeout_s}s (backoffLimit ${backoff:-0}, ${deadline_s:-no}s per attempt)"
 
-path='{.status.jobDeploymentStatus}|{.status.jobStatus}|{.status.failed}|{.status.succeeded}|{.status.reason}|{.status.message}'
 start=$SECONDS
-last="" deployment="" status=""
+last="" deployment="" status="" seen=0 get_failures=0
 while true; do
-  line=$("$kubectl" get rayjob "$name" -o jsonpath="$path" 2>/dev/null || true)
+  if ! line=$("$kubectl" get rayjob "$name" -o jsonpath="$path" 2>&1); then
+    # The API server may be briefly unreachable during a long run: retry, up to a point.
+    get_failures=$((get_failures + 1))
+    if ((get_failures >= 30)); then
+      echo "error: kubectl get rayjob $name failed $get_failures times in a row: $line" >&2
+      exit 1
+    fi
+    sleep "$poll_s"
+    continue
+  fi
+  get_failures=0
   IFS='|' read -r deployment status failed succeeded reason message <<<"$line"
+  [[ -n $deployment ]] && seen=1
   if [[ $line != "$last" ]]; then
     attempt=$((${failed:-0} + ${succeeded:-0} + 1))
     # After Complete, Failed or Retrying the counts already include the attempt just ended.
@@ -50,7 +74,8 @@ while true; do
   case $deployment in
     Complete | Failed | ValidationFailed) break ;;
   esac
-  if [[ -z $deployment ]] && ((SECONDS - start >= pickup_s)); then
+  # Never any status (an empty one between attempts is normal): no operator picked it up.
+  if ((seen == 0)) && ((SECONDS - start >= pickup_s)); then
     echo "error: RayJob/$name still has no status after ${pickup_s}s: is the KubeRay operator running?" \
       "(kubectl get pods -A -l app.kubernetes.io/name=kuberay-operator)" >&2
     exit 1

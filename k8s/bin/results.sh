@@ -16,13 +16,19 @@ reader=k8s/results-reader.yaml
 files=(results.json results.csv learning_curves.png best_model.pt)
 note() { printf '%s\n' "$*" >&2; }
 
-pod=$("$kubectl" get pods -l "ray.io/cluster=${cluster},ray.io/node-type=head" \
-  --field-selector=status.phase=Running -o name 2>/dev/null | head -n 1)
+if ! heads=$("$kubectl" get pods -l "ray.io/cluster=${cluster},ray.io/node-type=head" \
+  --field-selector=status.phase=Running -o name 2>&1); then
+  note "error: kubectl cannot list pods: $heads"
+  exit 1
+fi
+pod=$(head -n 1 <<<"$heads")
 container=ray-head
 if [[ -z $pod ]]; then
   pod=pod/$(sed -n 's/^  name: //p' "$reader" | head -n 1)
   container=reader
   note "no running head of RayCluster ${cluster}: reading the volume through ${pod}"
+  # A reader left by an interrupted run would answer with its old spec: start afresh.
+  "$kubectl" delete "$pod" --ignore-not-found --wait=true >/dev/null
   "$kubectl" apply -f "$reader" >&2
   trap '"$kubectl" delete "$pod" --wait=false >/dev/null 2>&1 || true' EXIT
   "$kubectl" wait "$pod" --for=condition=Ready --timeout=180s >&2

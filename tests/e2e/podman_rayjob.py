@@ -156,6 +156,9 @@ class Attempt:
     job_id: str
     network: str
     started: float = field(default_factory=time.monotonic)
+    start_time: str = field(
+        default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
     ray: list[Container] = field(default_factory=list)
     submitters: list[Container] = field(default_factory=list)
     job_status: str = ""
@@ -198,7 +201,8 @@ class RayJobRun:
         if exists.returncode != 0:
             raise SystemExit(
                 f"error: image {image} is not present and nothing can be pulled here: "
-                "build it with `make image-cpu`"
+                "build it with `make image-offline` (or `make image-cpu` where images can be "
+                "pulled)"
             )
         return image
 
@@ -273,7 +277,7 @@ class RayJobRun:
         head_group = self.cluster_spec["headGroupSpec"]
         port = pods.head_port(head_group)
         autoscaling = bool(self.cluster_spec.get("enableInTreeAutoscaling"))
-        params = pods.start_params(group, head=head, fqdn=fqdn, autoscaling=autoscaling)
+        params = pods.start_params(group, head=head, fqdn=fqdn, port=port, autoscaling=autoscaling)
         command = pods.start_command(params, head=head)
         group_name = "headgroup" if head else group["groupName"]
         name = (
@@ -295,32 +299,43 @@ class RayJobRun:
         )
         image = self._image(container)
         labels = pods.labels(
-            group["template"], cluster=attempt.cluster, group=group_name, head=head
+            group["template"],
+            cluster=attempt.cluster,
+            group=group_name,
+            head=head,
+            group_labels=group.get("labels"),
         )
         common = [
             "--network",
             attempt.network,
             *self._security(pod, container),
-            *self._limits(container),
             *[f for k, v in labels.items() for f in ("--label", f"{k}={v}")],
         ]
         if not head:
-            # wait-gcs-ready: the init container polls the head's GCS through its Service.
+            # wait-gcs-ready polls the head's GCS through its Service: a copy of the Ray
+            # container's user env and mounts, plus FQ_RAY_IP/RAY_IP and the auth variables,
+            # with its own 200m/256Mi (DefaultWorkerPodTemplate, setInitContainerEnvVars).
+            init_env = user_env | {"FQ_RAY_IP": fqdn, "RAY_IP": fqdn.split(".")[0]}
+            if self.token is not None:
+                init_env["RAY_AUTH_MODE"] = "token"
             self.podman.run(
                 f"{name}-init",
                 [
                     *common,
-                    *self._mounts(pod, container, None),  # KubeRay copies the Ray container's
+                    *self._limits({"resources": {"limits": pods.INIT_RESOURCES}}),
+                    *[f for k, v in init_env.items() for f in ("--env", f"{k}={v}")],
+                    *self._mounts(pod, container, None),
                     "--entrypoint",
                     "/bin/bash",
                     image,
                     *pods.wait_gcs_ready(fqdn, port)[1:],
                 ],
-                {k: v for k, v in env.items() if k.startswith("RAY_AUTH")},
+                {"RAY_AUTH_TOKEN": self.token} if self.token else {},
             )
         secret = {k: env.pop(k) for k in list(env) if k == "RAY_AUTH_TOKEN"}
         args = [
             *common,
+            *self._limits(container),
             "--hostname",
             name,
             *[f for k, v in env.items() for f in ("--env", f"{k}={v}")],
@@ -351,12 +366,17 @@ class RayJobRun:
                 waiting.append(pending)
         # A worker's Ray container starts once its init container has seen the GCS.
         while waiting and not self._deadline_passed(attempt):
+            self._kubelet(attempt, started_only=True)  # a head that dies meanwhile comes back
             for pending in list(waiting):
                 name, args, secret, init = pending
                 status, code = self.podman.state(init)
+                if status == "missing":
+                    raise RuntimeError(f"init container {init} is gone")
                 if status == "exited":
-                    if code != 0:
-                        raise RuntimeError(f"init container {init} failed with {code}")
+                    if code != 0:  # restartPolicy Always: the kubelet runs it again
+                        log(f"init container {init} exited with {code}; restarting it")
+                        self.podman("start", init, check=False)
+                        continue
                     self.podman.run(name, args, secret)
                     waiting.remove(pending)
             time.sleep(POLL_S)
@@ -441,10 +461,12 @@ class RayJobRun:
         deadline = self.spec.get("activeDeadlineSeconds")
         return deadline is not None and time.monotonic() - attempt.started > float(deadline)
 
-    def _kubelet(self, attempt: Attempt) -> None:
+    def _kubelet(self, attempt: Attempt, started_only: bool = False) -> None:
         """restartPolicy Always: an exited Ray container starts again in place."""
         now = time.monotonic()
         for c in attempt.ray:
+            if started_only and c.name not in self.podman.containers:
+                continue
             status, code = self.podman.state(c.name)
             if status not in ("exited", "stopped"):
                 continue
@@ -495,13 +517,17 @@ class RayJobRun:
                         break
                     time.sleep(POLL_S)
                     job_status = self._job_status(attempt)
-                if job_status == "SUCCEEDED":
+                if job_status in ("SUCCEEDED", "STOPPED"):
                     return Outcome("Complete", job_status)
+                if job_status == "FAILED":
+                    return Outcome("Failed", job_status, "AppFailed", "Ray job FAILED")
+                # checkSubmitterFinishedTimeoutAndUpdateStatusIfNeeded
                 return Outcome(
                     "Failed",
-                    job_status or "FAILED",
-                    "AppFailed",
-                    f"Ray job {job_status or 'not terminal'}",
+                    "FAILED",
+                    "JobDeploymentStatusTransitionGracePeriodExceeded",
+                    "The RayJob submitter finished but the ray job did not reach terminal "
+                    "state within 30s",
                 )
             if status == "exited":
                 submitter_failures += 1
@@ -528,7 +554,8 @@ class RayJobRun:
             "Failed",
             attempt.job_status,
             "DeadlineExceeded",
-            f"The RayJob has passed the activeDeadlineSeconds. ActiveDeadlineSeconds: {deadline}",
+            f"The RayJob has passed the activeDeadlineSeconds. StartTime: {attempt.start_time}. "
+            f"ActiveDeadlineSeconds: {deadline}",
         )
 
     def _end_attempt(self, attempt: Attempt, keep_logs: bool) -> None:
@@ -557,14 +584,19 @@ class RayJobRun:
                 cluster,
             )
             self.attempts.append(attempt)
-            outcome = self._run_attempt(attempt)
+            try:
+                outcome = self._run_attempt(attempt)
+            except RuntimeError as err:  # podman itself failed: not KubeRay's behaviour to copy
+                log(f"attempt {attempt.number}: the runner failed: {err}")
+                outcome = Outcome("Failed", attempt.job_status, "RunnerError", str(err)[-500:])
             if outcome.deployment == "Complete":
                 self.succeeded += 1
             else:
                 self.failed += 1
             retry = (
                 outcome.deployment == "Failed"
-                and outcome.reason not in ("DeadlineExceeded", "JobStatusCheckTimeoutExceeded")
+                and outcome.reason
+                not in ("DeadlineExceeded", "JobStatusCheckTimeoutExceeded", "RunnerError")
                 and self.failed < backoff + 1
             )
             self._end_attempt(attempt, keep_logs=outcome.deployment != "Complete")
@@ -647,14 +679,18 @@ def main(argv: list[str] | None = None) -> int:
             outcome, seconds = job.run()
     except KeyboardInterrupt as stop:
         outcome = Outcome("Failed", "", "Interrupted", str(stop))
-        for attempt in job.attempts:
+        for attempt in job.attempts:  # the containers of the attempt that was running
             for c in attempt.ray + attempt.submitters:
-                job.podman.save_logs(c.name, work / "logs" / f"attempt-{attempt.number}")
+                if c.name in job.podman.containers:
+                    job.podman.save_logs(c.name, work / "logs" / f"attempt-{attempt.number}")
     finally:
+        # A second Ctrl-C must not leave containers behind: cleanup runs to its end.
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
         job.podman.cleanup()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     seconds = seconds or time.monotonic() - start
-    status = "SUCCEEDED" if outcome.deployment == "Complete" else outcome.job_status
-    status = status or (
+    status = outcome.job_status or (
         "ValidationFailed" if outcome.deployment == "ValidationFailed" else "FAILED"
     )
     print(
@@ -677,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
-    return 0 if status == "SUCCEEDED" else 1
+    return 0 if outcome.deployment == "Complete" and status == "SUCCEEDED" else 1
 
 
 if __name__ == "__main__":

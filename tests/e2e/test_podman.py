@@ -30,8 +30,11 @@ RAY_UID = 1000
 
 
 def _podman_problem() -> str | None:
-    if shutil.which("podman") is None:
-        return "podman is not installed (apt-get install podman runc debootstrap; .ci/run does)"
+    for tool in ("podman", "debootstrap"):  # debootstrap: the image's stand-in base
+        if shutil.which(tool) is None:
+            return (
+                f"{tool} is not installed (apt-get install podman runc debootstrap; .ci/run does)"
+            )
     env = os.environ | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
     proc = subprocess.run(["podman", "info"], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -275,8 +278,9 @@ def test_a_failing_job_is_retried_on_a_new_cluster_then_fails(image: str, tmp_pa
     assert "attempt 1: Retrying jobStatus=FAILED failed=1" in log
     kept = sorted(p.name for p in Path(outcome["logs"]).glob("attempt-*"))
     assert kept == ["attempt-1", "attempt-2"]
+    # The submitter pod is <rayjob>-<5 characters>; the cluster's pods have longer names.
     submitter_logs = "".join(
-        p.read_text() for p in Path(outcome["logs"]).glob("attempt-1/ray-tune-baseline-*.log")
+        p.read_text() for p in Path(outcome["logs"]).glob("attempt-1/ray-tune-baseline-?????.log")
     )
     assert "error: " in submitter_logs and "--no-such-flag" in submitter_logs
     assert _leftovers(run) == [], "the run removes every container and network it made"

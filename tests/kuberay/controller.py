@@ -22,7 +22,10 @@ Status = tuple[str, str, int, int, str, str]
 _RUNNING = "Job is currently running."
 _DONE = "Job finished successfully."
 _APP_FAILED = "Job entrypoint command failed with exit code 1"
-DEADLINE = "The RayJob has passed the activeDeadlineSeconds. ActiveDeadlineSeconds: 1800"
+DEADLINE = (
+    "The RayJob has passed the activeDeadlineSeconds. StartTime: 2026-11-29 12:00:00 +0000 UTC. "
+    "ActiveDeadlineSeconds: 1800"
+)
 INVALID = (
     "The RayJob spec is invalid: resource fields should not be set in both rayStartParams "
     "and Resources for t4 group; please use only one"

@@ -86,10 +86,30 @@ def main(argv: list[str]) -> int:
             return 1
         print("rayjobs.ray.io")
         return 0
+    applied = state.with_suffix(".applied-rayjob")
     if argv[:1] == ["apply"]:
+        applied.touch()
         print("rayjob.ray.io/ray-tune-stage created")
         return 0
+    if argv[:2] == ["delete", "rayjob"]:
+        state.with_suffix(".deleted").touch()
+        return 0
+    if argv[:2] == ["get", "rayjob"] and not applied.exists():
+        # Before our apply: a RayJob of an earlier run (FAKE_KUBECTL_PREVIOUS, its status
+        # fields joined by |) or none; a deleted one is gone.
+        previous = os.environ.get("FAKE_KUBECTL_PREVIOUS", "")
+        if not previous or state.with_suffix(".deleted").exists():
+            print('Error from server (NotFound): rayjobs.ray.io "x" not found', file=sys.stderr)
+            return 1
+        print(previous, end="")
+        return 0
     if argv[:2] == ["get", "rayjob"]:
+        failures = state.with_suffix(".get-failures")
+        failed = int(failures.read_text()) if failures.exists() else 0
+        if failed < int(os.environ.get("FAKE_KUBECTL_GET_FAILURES", "0")):
+            failures.write_text(str(failed + 1))
+            print("Unable to connect to the server: i/o timeout", file=sys.stderr)
+            return 1
         steps = SCENARIOS[scenario]
         index = int(state.read_text()) if state.exists() else 0
         state.write_text(str(index + 1))

@@ -18,7 +18,7 @@ CLUSTER_DOMAIN = "cluster.local"  # the operator's CLUSTER_DOMAIN default
 DEFAULT_HEAD_PORT = "6379"  # GetHeadPort
 DASHBOARD_PORT = 8265
 SHM_VOLUME = "shared-mem"
-# convertParamMap renders a "false" of these as --key=false instead of dropping the flag.
+# convertParamMap renders these as --key=value always (other booleans: bare flag or nothing).
 KEEP_FALSE = {"log-color", "include-dashboard", "include-log-monitor"}
 _MIG = re.compile(r"nvidia\.com/mig-\d+g\.\d+gb$")
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
@@ -69,7 +69,12 @@ def ray_container(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_params(
-    group: dict[str, Any], *, head: bool, fqdn: str, autoscaling: bool = False
+    group: dict[str, Any],
+    *,
+    head: bool,
+    fqdn: str,
+    port: str = DEFAULT_HEAD_PORT,
+    autoscaling: bool = False,
 ) -> dict[str, str]:
     """The `ray start` parameters of one group, as DefaultHeadPodTemplate /
     DefaultWorkerPodTemplate and generateRayStartCommand derive them."""
@@ -101,7 +106,7 @@ def start_params(
         if autoscaling:
             params["no-monitor"] = "true"
     else:
-        params.setdefault("address", f"{fqdn}:{head_port(group) if head else DEFAULT_HEAD_PORT}")
+        params.setdefault("address", f"{fqdn}:{port}")  # the head group's port (GetHeadPort)
     params.setdefault("metrics-export-port", "8080")
     params["block"] = "true"
     params.setdefault("dashboard-agent-listen-port", "52365")
@@ -127,12 +132,11 @@ def start_command(params: dict[str, str], *, head: bool) -> str:
     flags = ""
     for key in sorted(params):
         raw = params[key]
-        if raw.lower() == "true":
+        if key in KEEP_FALSE:  # always --key=value, "true" included
+            flags += f" --{key}={raw} "
+        elif raw.lower() == "true":
             flags += f" --{key} "
-        elif raw.lower() == "false":
-            if key in KEEP_FALSE:
-                flags += f" --{key}={raw} "
-        else:
+        elif raw.lower() != "false":  # "false" drops the flag
             flags += f" --{key}={raw} "
     return ("ray start --head " if head else "ray start ") + flags
 
@@ -224,10 +228,18 @@ def dev_shm(pod: dict[str, Any], params: dict[str, str]) -> Shm | None:
     return Shm(value(memory) if memory else None, added_by_kuberay=True)
 
 
-def labels(template: dict[str, Any], *, cluster: str, group: str, head: bool) -> dict[str, str]:
+def labels(
+    template: dict[str, Any],
+    *,
+    cluster: str,
+    group: str,
+    head: bool,
+    group_labels: dict[str, str] | None = None,
+) -> dict[str, str]:
     """labelPod: the template's labels, then KubeRay's (which users cannot override for
     cluster, node-type and group)."""
     out = dict(template.get("metadata", {}).get("labels", {}))
+    out |= group_labels or {}  # mergeLabels: the group's `labels` on top of the template's
     kuberay = {
         "ray.io/is-ray-node": "yes",
         "ray.io/identifier": f"{cluster}-{'head' if head else 'worker'}",
@@ -242,6 +254,22 @@ def labels(template: dict[str, Any], *, cluster: str, group: str, head: bool) ->
         "ray.io/group": "headgroup" if head else group,
     }
     return out
+
+
+INIT_RESOURCES = {"cpu": "200m", "memory": "256Mi"}  # DefaultWorkerPodTemplate's init container
+
+
+def _add_shm(pod: dict[str, Any], params: dict[str, str]) -> None:
+    """The shared-mem volume BuildPod adds when the Ray container has no /dev/shm mount."""
+    shm = dev_shm(pod, params)
+    if shm is None or not shm.added_by_kuberay:
+        return
+    size = {"sizeLimit": str(shm.size_bytes)} if shm.size_bytes else {}
+    pod.setdefault("volumes", []).append(
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", **size}}
+    )
+    mounts = ray_container(pod).setdefault("volumeMounts", [])
+    mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
 
 
 def cluster_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -264,38 +292,62 @@ def cluster_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     head = pod(
         f"{cluster}-head",
         head_group["template"],
-        labels(head_group["template"], cluster=cluster, group="headgroup", head=True),
+        labels(
+            head_group["template"],
+            cluster=cluster,
+            group="headgroup",
+            head=True,
+            group_labels=head_group.get("labels"),
+        ),
     )
     if spec.get("enableInTreeAutoscaling"):
+        # BuildAutoscalerContainer (500m/512Mi unless autoscalerOptions.resources), and the
+        # ray-logs emptyDir BuildPod mounts at /tmp/ray in the head and the autoscaler.
         options = spec.get("autoscalerOptions", {})
+        default = {"cpu": "500m", "memory": "512Mi"}
+        logs = {"name": "ray-logs", "mountPath": "/tmp/ray"}
         head["spec"]["containers"].append(
             {
                 "name": "autoscaler",
                 "image": ray_container(head["spec"])["image"],
-                "resources": options.get("resources", {}),
+                "resources": options.get("resources", {"requests": default, "limits": default}),
                 "securityContext": options.get("securityContext", {}),
+                "volumeMounts": [logs],
             }
         )
+        ray_container(head["spec"]).setdefault("volumeMounts", []).append(logs)
+        head["spec"].setdefault("volumes", []).append({"name": "ray-logs", "emptyDir": {}})
+    _add_shm(head["spec"], start_params(head_group, head=True, fqdn=""))
     out = {"head": head}
     for group in spec.get("workerGroupSpecs", []):
         name = group["groupName"]
         worker = pod(
             f"{cluster}-{name}-worker",
             group["template"],
-            labels(group["template"], cluster=cluster, group=name, head=False),
+            labels(
+                group["template"],
+                cluster=cluster,
+                group=name,
+                head=False,
+                group_labels=group.get("labels"),
+            ),
         )
         ray = ray_container(worker["spec"])
-        init = {
+        fqdn = head_fqdn(cluster)
+        init = {  # wait-gcs-ready: a copy of the Ray container's user settings
             "name": "wait-gcs-ready",
             "image": ray["image"],
-            "resources": {
-                "limits": {"cpu": "200m", "memory": "256Mi"},
-                "requests": {"cpu": "200m", "memory": "256Mi"},
-            },
+            "resources": {"limits": INIT_RESOURCES, "requests": INIT_RESOURCES},
             "securityContext": copy.deepcopy(ray.get("securityContext", {})),
             "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
+            "env": [
+                *copy.deepcopy(ray.get("env", [])),
+                {"name": "FQ_RAY_IP", "value": fqdn},
+                {"name": "RAY_IP", "value": fqdn.split(".")[0]},
+            ],
         }
         worker["spec"]["initContainers"] = [*worker["spec"].get("initContainers", []), init]
+        _add_shm(worker["spec"], start_params(group, head=False, fqdn=fqdn))
         out[f"worker-{name}"] = worker
     if doc["kind"] == "RayJob":
         template = doc["spec"]["submitterPodTemplate"]

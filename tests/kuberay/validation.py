@@ -200,7 +200,7 @@ def validate_rayjob(doc: dict[str, Any]) -> str | None:
     if mode == "InteractiveMode" and spec.get("backoffLimit", 0) > 0:
         return prefix + "BackoffLimit is incompatible with InteractiveMode"
     if mode == "SidecarMode" and "submitterPodTemplate" in spec:
-        return prefix + "Currently, SidecarMode doesn't support SubmitterPodTemplate"
+        return "Currently, SidecarMode doesn't support SubmitterPodTemplate"  # no prefix in Go
     if (spec["rayClusterSpec"].get("authOptions") or {}).get("enableK8sTokenAuth"):
         return prefix + "K8s token auth mode is currently not supported for RayJob"
     try:
