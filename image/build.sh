@@ -140,7 +140,10 @@ log "built $tag in $((SECONDS - start))s"
 # Earlier builds of this image that the new one untagged, and nothing else.
 "$engine" image prune -f --filter label=io.ray-tune-k8s.image >/dev/null
 
-# Run it as KubeRay runs a Ray container: non-root, every capability dropped.
+# Run it as the pods run it: its own user (which must be uid 1000, not root), every
+# capability dropped, a read-only root with a writable /tmp.
+ro=(--read-only --tmpfs /tmp)
+[[ $engine_name == podman ]] && ro=(--read-only --read-only-tmpfs=false --tmpfs /tmp)
 # shellcheck disable=SC2016  # $(id -u) expands in the container, not here
-"$engine" run --rm --user 1000:100 --cap-drop ALL --security-opt no-new-privileges "$tag" \
+"$engine" run --rm --cap-drop ALL --security-opt no-new-privileges "${ro[@]}" "$tag" \
   bash -c 'test "$(id -u)" = 1000 && ray --version && python -c "import jobs.tune"'

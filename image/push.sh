@@ -17,7 +17,9 @@ if [[ $(basename "$engine") == podman ]]; then
   digest=$(cat "$file")
 else
   "$engine" push "$tag"
-  digest=$("$engine" inspect --format '{{index .RepoDigests 0}}' "$tag" | sed 's/.*@//')
+  # The digest under this tag's repository (an image can carry others' too).
+  digest=$("$engine" inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$tag" \
+    | grep -F "${tag%:*}@" | head -n 1 | sed 's/.*@//')
 fi
 [[ $digest == sha256:* ]] || { echo "error: no digest for $tag (got '$digest')" >&2; exit 1; }
 ref="${tag%:*}@${digest}"

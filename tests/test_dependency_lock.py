@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -68,7 +69,13 @@ def test_every_locked_package_carries_hashes(name: str) -> None:
 
 
 def test_the_venv_is_exactly_the_lock() -> None:
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # The venv's own site-packages only: importing ray adds its vendored copies to sys.path.
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)
+    }
+    extra = set(installed) - set(pins(LOCK / "dev.txt")) - {"pip", "setuptools", "wheel"}
+    assert not extra, f"installed but not locked: {sorted(extra)} (make lock, or remove them)"
     for name, version in pins(LOCK / "dev.txt").items():
         assert name in installed, f"{name} is locked but not installed (make install)"
         # torch reports its build as a local version (2.14.1+cu130); the lock pins 2.14.1.

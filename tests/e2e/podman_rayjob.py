@@ -436,9 +436,11 @@ class RayJobRun:
             "ray.io/originated-from-crd": "RayJob",
             "app.kubernetes.io/created-by": "kuberay-operator",
         }
-        command = container.get("command") or submitter.command(
-            self.spec, cluster=attempt.cluster, job_id=attempt.job_id
-        )
+        # K8sJobMode: KubeRay sets the command only where the user gave none (then the
+        # user's own command and args run as given).
+        command = [*container.get("command", []), *container.get("args", [])]
+        if not container.get("command"):
+            command = submitter.command(self.spec, cluster=attempt.cluster, job_id=attempt.job_id)
         args = [
             "--network",
             attempt.network,

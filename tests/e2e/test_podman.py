@@ -286,7 +286,9 @@ def test_a_failing_job_is_retried_on_a_new_cluster_then_fails(image: str, tmp_pa
     assert _leftovers(run) == [], "the run removes every container and network it made"
 
 
-def test_the_deadline_ends_the_rayjob_without_a_retry(image: str, tmp_path: Path) -> None:
+def test_a_deadline_reached_while_the_cluster_starts_ends_the_rayjob_without_a_retry(
+    image: str, tmp_path: Path
+) -> None:
     manifest = variant(tmp_path, "tune", {"activeDeadlineSeconds": 20, "backoffLimit": 2})
     run = Run(manifest, tmp_path / "run")
     outcome = run.wait()

@@ -39,12 +39,15 @@ def command(spec: dict[str, Any], *, cluster: str, job_id: str) -> list[str]:
     if spec.get("runtimeEnvYAML"):
         submit += ["--runtime-env-json", _go_quote(runtime_env_json(spec["runtimeEnvYAML"]))]
     if spec.get("metadata"):
-        submit += ["--metadata-json", _go_quote(json.dumps(spec["metadata"], sort_keys=True))]
+        metadata = json.dumps(spec["metadata"], sort_keys=True, separators=(",", ":"))
+        submit += ["--metadata-json", _go_quote(metadata)]
     submit += ["--submission-id", job_id]
     if spec.get("entrypointNumCpus"):
         submit += ["--entrypoint-num-cpus", f"{float(spec['entrypointNumCpus']):f}"]
     if spec.get("entrypointNumGpus"):
         submit += ["--entrypoint-num-gpus", f"{float(spec['entrypointNumGpus']):f}"]
+    if spec.get("entrypointResources"):
+        submit += ["--entrypoint-resources", _go_quote(spec["entrypointResources"])]
     submit += ["--", spec["entrypoint"].strip()]
     script = " ".join(
         [
