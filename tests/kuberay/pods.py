@@ -288,18 +288,15 @@ def cluster_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "spec": copy.deepcopy(template["spec"]),
         }
 
+    def group_pod(name: str, group: dict[str, Any], group_name: str, head: bool) -> dict[str, Any]:
+        template = group["template"]
+        pod_labels = labels(
+            template, cluster=cluster, group=group_name, head=head, group_labels=group.get("labels")
+        )
+        return pod(name, template, pod_labels)
+
     head_group = spec["headGroupSpec"]
-    head = pod(
-        f"{cluster}-head",
-        head_group["template"],
-        labels(
-            head_group["template"],
-            cluster=cluster,
-            group="headgroup",
-            head=True,
-            group_labels=head_group.get("labels"),
-        ),
-    )
+    head = group_pod(f"{cluster}-head", head_group, "headgroup", head=True)
     if spec.get("enableInTreeAutoscaling"):
         # BuildAutoscalerContainer (500m/512Mi unless autoscalerOptions.resources), and the
         # ray-logs emptyDir BuildPod mounts at /tmp/ray in the head and the autoscaler.
@@ -321,17 +318,7 @@ def cluster_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {"head": head}
     for group in spec.get("workerGroupSpecs", []):
         name = group["groupName"]
-        worker = pod(
-            f"{cluster}-{name}-worker",
-            group["template"],
-            labels(
-                group["template"],
-                cluster=cluster,
-                group=name,
-                head=False,
-                group_labels=group.get("labels"),
-            ),
-        )
+        worker = group_pod(f"{cluster}-{name}-worker", group, name, head=False)
         ray = ray_container(worker["spec"])
         fqdn = head_fqdn(cluster)
         init = {  # wait-gcs-ready: a copy of the Ray container's user settings
