@@ -7,7 +7,8 @@ MAKEFLAGS += --no-print-directory
 ##@ Settings (override on the command line: make submit STAGE=asha TUNE_NUM_SAMPLES=8)
 
 STAGE ?= tune
-STAGES := baseline tune asha checkpoint train
+# The stages, from the registry (jobs/registry.py; standard library only).
+STAGES := $(shell $(PYTHON) -m jobs.registry)
 PYTHON ?= python3
 # The virtual environment; .ci/run points it at a cache keyed by the pinned dependencies.
 VENV ?= .venv
@@ -92,7 +93,7 @@ lock: ## Resolve pyproject.toml's dependencies again into .ci/lock/ (uv, with ha
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).
-	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data
+	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data
 
 # Tools that cannot share the venv (see .ci/lock/tools.in), in their own, beside it.
 TOOLS := $(VENV)/tools
@@ -110,9 +111,9 @@ lint: $(STAMP) $(TOOLS_STAMP) ## Lint: ruff (check, format), hadolint, shellchec
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint image/Dockerfile image/base.Dockerfile
-	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh image/*.sh tests/e2e/*.sh
+	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh image/*.sh tests/e2e/*.sh jobs/bench/*.sh
 	@rm -rf $(LINT_PODS)
-	$(PY) -m tests.kuberay.export_pods $(LINT_PODS)
+	$(PY) -m tests.support.kuberay.export_pods $(LINT_PODS)
 	cp k8s/networkpolicy.yaml $(LINT_PODS)/
 	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework kubernetes -d $(LINT_PODS)
 	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework dockerfile \
@@ -128,12 +129,12 @@ test: lint ## Lint, then every test: unit, integration, e2e (podman; kind skips 
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes tests/bench/results/.
-	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m tests.bench.bench
+bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes jobs/bench/results/.
+	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m jobs.bench.bench
 
 .PHONY: test-unit
-test-unit: $(STAMP) ## Run the fast tests only (no Ray cluster).
-	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+test-unit: $(STAMP) ## Run tests/unit only: no Ray cluster, no dataset package (~2 min).
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: ## Remove caches (not the venv, data or results).
@@ -152,13 +153,13 @@ submit: check-stage $(STAMP) ## Run STAGE via the Ray Jobs API: a private local 
 ifeq ($(TARGET),k8s)
 	PY=$(PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
 else
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data; fi
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.submit $(STAGE) $(ARGS)
 endif
 
 .PHONY: run
 run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), no Jobs API.
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.data; fi
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
 
 .PHONY: results
@@ -166,12 +167,12 @@ results: check-stage $(STAMP) ## Print STAGE's leaderboard (TARGET=k8s: copy its
 ifeq ($(TARGET),k8s)
 	k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) | $(PY) -m jobs.results - --format $(FORMAT)
 else
-	$(PY) -m jobs.results "$$($(PY) -c 'from jobs.config import resolve; print(resolve("$(STAGE)").experiment_dir)')" --format $(FORMAT)
+	$(PY) -m jobs.results $(STAGE) --format $(FORMAT)
 endif
 
 .PHONY: tensorboard
 tensorboard: check-stage $(STAMP) ## Serve STAGE's TensorBoard event files (Tune writes them per trial).
-	$(VENV)/bin/tensorboard --logdir "$$($(PY) -c 'from jobs.config import resolve; print(resolve("$(STAGE)").experiment_dir)')" --port $(TENSORBOARD_PORT)
+	$(VENV)/bin/tensorboard --logdir "$$($(PY) -m jobs.results $(STAGE) --folder)" --port $(TENSORBOARD_PORT)
 
 ##@ Image
 

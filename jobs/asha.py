@@ -8,16 +8,16 @@ whose validation loss trails the others at each rung. Rungs are counted in epoch
 from __future__ import annotations
 
 import sys
-from functools import partial
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from jobs import cli, experiment
-from jobs.config import Settings
-from jobs.resources import TrialPlan
-from jobs.tune import lr_points
+from jobs.core import cli, experiment
+from jobs.core.resources import TrialPlan
+from jobs.core.search import lr_points
+from jobs.core.settings import Settings
+from jobs.core.stage import Kubernetes, Stage
 
 MAX_T = 10  # the walkthrough's ASHAScheduler(max_t=10, grace_period=2)
 GRACE_PERIOD = 2
@@ -50,7 +50,7 @@ def rungs(
     grace: int = GRACE_PERIOD,
     factor: int = REDUCTION_FACTOR,
 ) -> tuple[int, ...]:
-    """The epochs where ASHA compares trials: grace * factor^k below max_t (2 and 8)."""
+    """The epochs where ASHA compares trials: grace * factor^k below max_t."""
     out, milestone = [], grace
     while milestone < max_t:
         out.append(milestone)
@@ -58,13 +58,20 @@ def rungs(
     return tuple(out)
 
 
-STAGE = experiment.TuneStage(
-    "asha",
-    tune_config,
-    rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
-    note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
-    "resumed trials are judged against the rungs of this run only",
+STAGE = Stage(
+    name="asha",
+    part=3,
+    defaults={"num_samples": 4, "num_epochs": 8},
+    run=experiment.TuneRun(
+        tune_config=tune_config,
+        rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
+        note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
+        "resumed trials are judged against the rungs of this run only",
+    ),
+    preflight=experiment.preflight,
+    # 8 epochs per trial, and Optuna runs trials more sequentially than random search.
+    kubernetes=Kubernetes(deadline_s=7200),
 )
 
 if __name__ == "__main__":
-    sys.exit(cli.main("asha", partial(experiment.run, STAGE), experiment.preflight))
+    sys.exit(cli.main(STAGE))

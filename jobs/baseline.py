@@ -12,17 +12,13 @@ from typing import Any
 
 import ray
 
-from jobs import cli, report, results
-from jobs.config import Settings
-from jobs.engine import DataSpec, Trainer, format_epoch
-from jobs.experiment import data_spec
-from jobs.resources import (
-    TrialPlan,
-    placement,
-    set_threads,
-    trial_device,
-)
-from jobs.runtime import connect_and_plan
+from jobs.core import cli, report, results
+from jobs.core.engine import DataSpec, Trainer, format_epoch
+from jobs.core.experiment import data_spec, finish
+from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
+from jobs.core.runtime import connect_and_plan
+from jobs.core.settings import Scope, Settings
+from jobs.core.stage import Kubernetes, Stage
 
 TRIAL_ID = "baseline"
 
@@ -57,9 +53,9 @@ def task_options(plan: TrialPlan) -> dict[str, Any]:
     return options
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def run(settings: Settings) -> results.Summary:
     started = time.monotonic()
-    plan = connect_and_plan(settings)
+    plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
     task = ray.remote(train_baseline).options(**task_options(plan))
     history = ray.get(
@@ -78,20 +74,30 @@ def run(settings: Settings) -> dict[str, Any]:
         "batch_size": settings.batch_size,
         "num_epochs": settings.num_epochs,
     }
-    metrics = {**history[-1], "time_total_s": sum(h["epoch_s"] for h in history)}
-    record = results.TrialRecord(TRIAL_ID, "completed", len(history), config, metrics)
-    summary = results.summarize(
+    metrics = {
+        **history[-1],
+        "training_iteration": len(history),
+        "time_total_s": sum(h["epoch_s"] for h in history),
+    }
+    record = results.record(TRIAL_ID, False, settings.num_epochs, config, metrics, history)
+    summary = results.Summary(
         "baseline", settings.metric, settings.mode, [record], time.monotonic() - started
     )
     written = report.finish(
         settings.experiment_dir, summary, {TRIAL_ID: history}, plan.device, plan.device_units()
     )
-    path = results.write(settings.experiment_dir, summary)
-    print(results.leaderboard(summary), flush=True)
-    for item in (path, *written):
-        print(f"[baseline] wrote {item}", flush=True)
+    finish(settings, summary, written)
     return summary
 
 
+STAGE = Stage(
+    name="baseline",
+    part=1,
+    defaults={"num_epochs": 2},
+    scopes=frozenset({Scope.ALL, Scope.SINGLE}),
+    run=run,
+    kubernetes=Kubernetes(deadline_s=1800),
+)
+
 if __name__ == "__main__":
-    sys.exit(cli.main("baseline", run))
+    sys.exit(cli.main(STAGE))

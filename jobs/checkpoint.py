@@ -3,28 +3,78 @@
 Every epoch the trial saves model, optimizer and epoch with `tune.report(...,
 checkpoint=...)` and resumes from `tune.get_checkpoint()`; `FailureConfig(max_failures=2)`
 retries a failed trial from its last checkpoint; the experiment lives on the shared path,
-and running the stage again resumes it (see jobs.experiment). Options add the
-walkthrough's custom Stopper, a per-trial time limit and an experiment time budget.
+and running the stage again resumes it (see jobs.core.experiment). The stage's own settings
+add the walkthrough's custom Stopper, a per-trial time limit and an experiment time budget;
+at the end it exports the best checkpoint as best_model.pt and prints its path.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from ray import tune
 
-from jobs import cli, experiment
-from jobs.config import Settings
-from jobs.export import export_best_model
-from jobs.resources import TrialPlan
-from jobs.tune import tune_config as random_search
+from jobs.core import cli, experiment
+from jobs.core.export import export_best_model
+from jobs.core.resources import TrialPlan
+from jobs.core.search import random_search
+from jobs.core.settings import Settings, integer, optional, positive_float, setting
+from jobs.core.stage import Kubernetes, Stage
 
 MAX_FAILURES = 2
 # num_to_keep=1 also makes Tune snapshot the experiment after every trial checkpoint, so a
 # killed driver loses at most the epoch in flight (the snapshot otherwise lags by >= 1 s).
 KEEP_CHECKPOINTS = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopOptions:
+    """The checkpoint stage's own settings (Settings.options)."""
+
+    stop_all_at: float | None = setting(
+        None,
+        env="STOP_ALL_AT",
+        flag="--stop-all-at",
+        parse=optional(positive_float),
+        shown_default="off",
+        help="the walkthrough's custom Stopper: end the whole experiment once any trial's "
+        "metric reaches this value (walkthrough: 0.05)",
+    )
+    stop_trial_worse_than: float | None = setting(
+        None,
+        env="STOP_TRIAL_WORSE_THAN",
+        flag="--stop-trial-worse-than",
+        parse=optional(positive_float),
+        shown_default="off",
+        help="the Stopper's per-trial rule: stop a trial whose metric is still worse than this "
+        "after STOP_TRIAL_AFTER epochs (walkthrough: 1.0)",
+    )
+    stop_trial_after: int = setting(
+        5,
+        env="STOP_TRIAL_AFTER",
+        flag="--stop-trial-after",
+        parse=integer(1),
+        help="epochs before STOP_TRIAL_WORSE_THAN applies",
+    )
+    trial_time_limit_s: float | None = setting(
+        None,
+        env="TRIAL_TIME_LIMIT_S",
+        flag="--trial-time-limit-s",
+        parse=optional(positive_float),
+        shown_default="off",
+        help="stop each trial after this many seconds",
+    )
+    time_budget_s: float | None = setting(
+        None,
+        env="TIME_BUDGET_S",
+        flag="--time-budget-s",
+        parse=optional(positive_float),
+        shown_default="off",
+        help="stop the whole experiment after this many seconds",
+    )
 
 
 class ThresholdStopper(tune.Stopper):
@@ -70,26 +120,28 @@ class ThresholdStopper(tune.Stopper):
         return self.reached
 
 
+def options(settings: Settings) -> StopOptions:
+    assert isinstance(settings.options, StopOptions)
+    return settings.options
+
+
 def stopper(settings: Settings) -> ThresholdStopper | None:
-    if (
-        settings.stop_all_at is None
-        and settings.stop_trial_worse_than is None
-        and (settings.trial_time_limit_s is None)
-    ):
+    o = options(settings)
+    if o.stop_all_at is None and o.stop_trial_worse_than is None and o.trial_time_limit_s is None:
         return None
     return ThresholdStopper(
         settings.metric,
         settings.mode,
-        stop_all_at=settings.stop_all_at,
-        worse_than=settings.stop_trial_worse_than,
-        after=settings.stop_trial_after,
-        time_limit_s=settings.trial_time_limit_s,
+        stop_all_at=o.stop_all_at,
+        worse_than=o.stop_trial_worse_than,
+        after=o.stop_trial_after,
+        time_limit_s=o.trial_time_limit_s,
     )
 
 
 def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
     config = random_search(settings, plan)
-    config.time_budget_s = settings.time_budget_s
+    config.time_budget_s = options(settings).time_budget_s
     return config
 
 
@@ -101,13 +153,21 @@ def run_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-STAGE = experiment.TuneStage(
-    "checkpoint",
-    tune_config,
-    trainable=partial(experiment.trial_trainable, checkpoint=True),
-    run_config=run_config,
-    after_fit=export_best_model,
+STAGE = Stage(
+    name="checkpoint",
+    part=4,
+    defaults={"num_samples": 4, "num_epochs": 2},
+    options=StopOptions,
+    run=experiment.TuneRun(
+        tune_config=tune_config,
+        trainable=partial(experiment.trial_trainable, checkpoint=True),
+        run_config=run_config,
+        checkpoints=True,
+        after_fit=export_best_model,
+    ),
+    preflight=experiment.preflight,
+    kubernetes=Kubernetes(deadline_s=3600),
 )
 
 if __name__ == "__main__":
-    sys.exit(cli.main("checkpoint", partial(experiment.run, STAGE), experiment.preflight))
+    sys.exit(cli.main(STAGE))

@@ -6,24 +6,49 @@ with DATASET / VAL_LIMIT), from DATA_DIR, on the GPU when there is one.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 import torch
 
-from jobs.config import ConfigError, resolve
-from jobs.data import batches, load_split
-from jobs.engine import VAL_BATCH_SIZE
-from jobs.model import build_model
+from jobs import registry
+from jobs.core.checkpoints import load_file
+from jobs.core.data import batches, load_split, validate_dataset
+from jobs.core.engine import VAL_BATCH_SIZE
+from jobs.core.model import build_model
+from jobs.core.settings import DATASETS, ConfigError, Parser, resolve
+
+MODEL_KEYS = ("model", "trial_id", "config", "epoch", "dataset")
+
+
+def read_model_file(path: Path) -> dict:
+    """best_model.pt as jobs.core.export writes it; anything else is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist or is not a file")
+    try:
+        saved = load_file(path)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ConfigError(f"{path} is not a model file ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or any(k not in saved for k in MODEL_KEYS):
+        raise ConfigError(
+            f"{path} is not a best_model.pt from the checkpoint stage "
+            f"(needs {', '.join(MODEL_KEYS)})"
+        )
+    if saved["dataset"] not in DATASETS:
+        raise ConfigError(f"{path} names an unknown dataset {saved['dataset']!r}")
+    try:
+        build_model().load_state_dict(saved["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path} holds weights that do not fit the model: {first}") from None
+    return saved
 
 
 @torch.no_grad()
 def evaluate(
-    path: Path, data_dir: str, dataset: str | None = None, val_limit: int | None = None
-) -> tuple[float, float, dict]:
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved: dict, data_dir: str, dataset: str | None = None, val_limit: int | None = None
+) -> tuple[float, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model()
     model.load_state_dict(saved["model"])
@@ -32,7 +57,7 @@ def evaluate(
         data_dir,
         dataset or saved["dataset"],
         "test",
-        val_limit if val_limit is not None else saved.get("val_limit"),
+        val_limit,
     ).to(device)
     criterion = torch.nn.CrossEntropyLoss(reduction="sum")
     loss, correct = 0.0, 0
@@ -40,23 +65,32 @@ def evaluate(
         logits = model(images)
         loss += float(criterion(logits, labels))
         correct += int((logits.argmax(dim=1) == labels).sum())
-    return correct / len(split), loss / len(split), saved
+    return correct / len(split), loss / len(split)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    parser = Parser(prog="python -m jobs.evaluate", description=__doc__)
     parser.add_argument("path", type=Path, help="best_model.pt written by the checkpoint stage")
-    args = parser.parse_args(argv)
-    if not args.path.is_file():
-        print(f"error: {args.path} does not exist", file=sys.stderr)
-        return 2
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the file and the data, evaluate nothing"
+    )
     try:
-        settings = resolve("baseline", [])
-        dataset = os.environ.get("DATASET") and settings.dataset
-        accuracy, loss, saved = evaluate(args.path, settings.data_dir, dataset, settings.val_limit)
+        args = parser.parse_args(argv)
+        settings = resolve(registry.load("baseline"), [])
+        saved = read_model_file(args.path)
+        dataset = settings.dataset if os.environ.get("DATASET") else saved["dataset"]
+        val_limit = settings.val_limit if settings.val_limit is not None else saved.get("val_limit")
+        validate_dataset(settings.data_dir, dataset, None, val_limit)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        print(
+            f"{args.path}: trial {saved['trial_id']}, "
+            f"would be evaluated on {dataset} from {settings.data_dir}"
+        )
+        return 0
+    accuracy, loss = evaluate(saved, settings.data_dir, dataset, val_limit)
     print(f"trial: {saved['trial_id']} (epoch {saved['epoch']}, config {saved['config']})")
     print(f"accuracy: {accuracy:.4f}")
     print(f"loss: {loss:.4f}")

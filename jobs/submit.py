@@ -20,18 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobs.cli import bad_input, validate
-from jobs.config import OPTIONS, STAGES, ConfigError, check_address_reachable, resolve
-from jobs.localcluster import LocalCluster, NodeSpec
-from jobs.runtime import DRIVER_ENV, WORKER_ENV
+from jobs import registry
+from jobs.core.cli import bad_input, prepare
+from jobs.core.localcluster import LocalCluster, NodeSpec
+from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
+from jobs.core.settings import ConfigError, Parser, env_names, ray_address
+from jobs.core.stage import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Settings forwarded to the job when they are set here (the names of jobs.config).
-FORWARDED_ENV = (
-    *(o.env for o in OPTIONS if o.env and o.env != "RAY_ADDRESS"),
-    *DRIVER_ENV,
-    *WORKER_ENV,
-)
 # Uploaded with working_dir to a remote cluster: the code, not the venv or data.
 WORKING_DIR_EXCLUDES = [".venv", "data", ".git", "tests", "image", "k8s", "*.pyc"]
 
@@ -64,8 +60,14 @@ def _cuda_devices() -> int:
         return 0
 
 
-def _job_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+def forwarded_env(stage: Stage) -> tuple[str, ...]:
+    """What the job gets from this shell when set: the stage's settings (RAY_ADDRESS is the
+    job's own cluster's) and the Ray fixes of jobs.core.runtime."""
+    return (*(n for n in env_names(stage) if n != "RAY_ADDRESS"), *DRIVER_ENV, *WORKER_ENV)
+
+
+def _job_env(stage: Stage) -> dict[str, str]:
+    return {k: os.environ[k] for k in forwarded_env(stage) if k in os.environ}
 
 
 async def _stream(client, job_id: str) -> None:
@@ -73,15 +75,15 @@ async def _stream(client, job_id: str) -> None:
         print(lines, end="", flush=True)
 
 
-def submit_and_wait(address: str, stage: str, stage_args: list[str], *, local: bool) -> str:
+def submit_and_wait(address: str, stage: Stage, stage_args: list[str], *, local: bool) -> str:
     """Submit the stage, stream its logs to the end, return the job's final status."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address)
     entrypoint = " ".join(
-        [sys.executable if local else "python", "-m", f"jobs.{stage}", *stage_args]
+        [sys.executable if local else "python", "-m", f"jobs.{stage.name}", *stage_args]
     )
-    env = _job_env()
+    env = _job_env(stage)
     if local:
         # Same machine: import the code in place rather than uploading it.
         runtime_env = {"env_vars": {**env, "PYTHONPATH": str(REPO_ROOT)}}
@@ -94,7 +96,7 @@ def submit_and_wait(address: str, stage: str, stage_args: list[str], *, local: b
     job_id = client.submit_job(
         entrypoint=entrypoint,
         runtime_env=runtime_env,
-        submission_id=f"{stage}-{secrets.token_hex(4)}",
+        submission_id=f"{stage.name}-{secrets.token_hex(4)}",
     )
     print(f"[submit] job {job_id}: {entrypoint}", flush=True)
     try:
@@ -111,27 +113,27 @@ def submit_and_wait(address: str, stage: str, stage_args: list[str], *, local: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m jobs.submit",
         description="Submit a stage through the Ray Jobs API: to RAY_ADDRESS (a dashboard URL) "
         "when set, else to a private local Ray head started for the run.",
     )
-    parser.add_argument("stage", help=f"one of {', '.join(STAGES)}")
+    parser.add_argument("stage", help=f"one of {', '.join(registry.names())}")
     parser.add_argument(
         "stage_args", nargs=argparse.REMAINDER, help="arguments passed to the stage (e.g. --fresh)"
     )
-    args = parser.parse_args(argv)
-    address = os.environ.get("RAY_ADDRESS") or None
     try:
-        if args.stage not in STAGES:
-            raise ConfigError(f"unknown stage {args.stage!r}; choose one of {', '.join(STAGES)}")
-        # Check the settings here first: a bad value fails before any head starts.
+        args = parser.parse_args(argv)
+        address = ray_address(os.environ.get("RAY_ADDRESS", ""), "RAY_ADDRESS")
+        stage = registry.load(args.stage)
+        # Check the settings here first: a bad value fails before any head starts. With an
+        # address, the job's storage and data are the cluster's: only the address is checked.
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        settings = resolve(args.stage, args.stage_args, env)
-        if address is None:
-            validate(settings)
-        else:
-            check_address_reachable(address)
+        settings = prepare(
+            stage, args.stage_args, {**env, "RAY_ADDRESS": address or ""}, local=address is None
+        )
+    except registry.UnknownStage as err:
+        return bad_input(ConfigError(str(err)))
     except ConfigError as err:
         return bad_input(err)
     if settings.dry_run:
@@ -139,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     if address is not None:
-        status = submit_and_wait(address, args.stage, args.stage_args, local=False)
+        status = submit_and_wait(address, stage, args.stage_args, local=False)
         return 0 if status == "SUCCEEDED" else 1
     # A one-off token for the private head: auth stays on, nothing lands in ~/.ray.
     if os.environ["RAY_AUTH_MODE"] == "token":
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     with local_head() as cluster:
-        status = submit_and_wait(cluster.dashboard_url, args.stage, args.stage_args, local=True)
+        status = submit_and_wait(cluster.dashboard_url, stage, args.stage_args, local=True)
     return 0 if status == "SUCCEEDED" else 1
 
 

@@ -9,9 +9,7 @@ retried or restored trial resumes its own Train run.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,15 +21,59 @@ from ray import tune
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from jobs import cli, experiment
-from jobs.config import Settings
-from jobs.engine import DataSpec, Trainer, format_epoch
-from jobs.resources import TrialPlan, placement, set_threads, trial_device
-from jobs.runtime import gpu_nodes_have_cuda, quiet_known_noise
-from jobs.trial import CHECKPOINT_FILE
-from jobs.tune import tune_config as random_search
+from jobs.core import checkpoints, cli, experiment
+from jobs.core.engine import DataSpec, Trainer, format_epoch
+from jobs.core.resources import (
+    ClusterView,
+    TrialPlan,
+    placement,
+    set_threads,
+    trial_device,
+    wants_gpu,
+)
+from jobs.core.runtime import gpu_nodes_have_cuda, quiet_known_noise
+from jobs.core.search import random_search
+from jobs.core.settings import Scope, Settings
+from jobs.core.stage import Kubernetes, Stage
 
 TRAIN_MAX_FAILURES = 1
+TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
+# A Train-inside-Tune trial only drives the Train run; 0 CPU is rejected by Tune.
+DRIVER_CPU = 0.01
+# Ray Train workers take slightly under a CPU each, so a 2-CPU node fits the 2 workers of
+# one trial plus the trial's own sliver (findings: 1.0 each deadlocks on 2 cores).
+TRAIN_WORKER_CPU = 0.99
+
+
+def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
+    """A trial is a driver (a CPU sliver) plus TRAIN_WORKERS workers of a GPU or CPUs each."""
+    use_gpu = wants_gpu(settings, cluster)
+    if use_gpu:
+        # 0.99 CPU, as on CPU: a 1-CPU GPU node then fits a worker beside a trial's sliver.
+        worker = {"CPU": TRAIN_WORKER_CPU, "GPU": 1}
+        # Tune does not count the Train workers: cap runs at GPUs / GPUs per run.
+        caps = [c for c in (settings.max_concurrent, int(cluster.gpus // TRAIN_WORKERS)) if c]
+        concurrency = min(caps) if caps else None
+        return TrialPlan(
+            True,
+            {"cpu": DRIVER_CPU},
+            concurrency,
+            cpus_per_trial=1,
+            worker_resources=worker,
+            num_workers=TRAIN_WORKERS,
+        )
+    per_worker = max(TRAIN_WORKER_CPU, float(int(cluster.max_node_cpus // TRAIN_WORKERS)) - 0.01)
+    per_run = per_worker * TRAIN_WORKERS + DRIVER_CPU
+    cap = max(1, int(cluster.cpus // per_run))
+    concurrency = min(settings.max_concurrent or cap, cap)
+    return TrialPlan(
+        False,
+        {"cpu": DRIVER_CPU},
+        concurrency,
+        cpus_per_trial=max(1, round(per_worker)),
+        worker_resources={"CPU": per_worker},
+        num_workers=TRAIN_WORKERS,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,27 +114,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     start = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as folder:
-            start = trainer.load_state(
-                torch.load(
-                    os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=False
-                )
-            )
+        start = trainer.load_state(checkpoints.load(checkpoint, device))
     for epoch in range(start + 1, config["num_epochs"] + 1):
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics(), "start_epoch": start, **placed}
-        with tempfile.TemporaryDirectory() as folder:
-            ckpt = None
-            if rank == 0:
-                print(
-                    format_epoch(
-                        f"{ctx.get_experiment_name()} rank 0", result, config["num_epochs"], device
-                    ),
-                    flush=True,
-                )
-                torch.save(trainer.state(epoch), os.path.join(folder, CHECKPOINT_FILE))
-                ckpt = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report(metrics, checkpoint=ckpt)  # every rank reports
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None)  # every rank reports; rank 0 saves
+            continue
+        who = f"{ctx.get_experiment_name()} rank 0"
+        print(format_epoch(who, result, config["num_epochs"], device), flush=True)
+        with checkpoints.saved(trainer.state(epoch), ray.train.Checkpoint) as saved:
+            ray.train.report(metrics, checkpoint=saved)
 
 
 def train_driver(config: dict[str, Any], run: RunSpec) -> None:
@@ -135,14 +167,25 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
     return tune.with_parameters(train_driver, run=run)
 
 
-STAGE = experiment.TuneStage(
-    "train",
-    random_search,
-    trainable=trainable,
-    # A trial whose Train run fails past its own retries is retried once by Tune; the Train
-    # run then resumes from its snapshot because its name is stable.
-    run_config=lambda settings: {"failure_config": tune.FailureConfig(max_failures=1)},
+STAGE = Stage(
+    name="train",
+    part=5,
+    defaults={"num_samples": 2, "num_epochs": 3, "max_concurrent": 2},
+    # No FAIL_AT_EPOCH: the Train workers run their own loop, not the shared trial.
+    scopes=frozenset({Scope.ALL, Scope.TUNE}),
+    run=experiment.TuneRun(
+        tune_config=random_search,
+        trainable=trainable,
+        # A trial whose Train run fails past its own retries is retried once by Tune; the
+        # Train run then resumes from its snapshot because its name is stable.
+        run_config=lambda settings: {"failure_config": tune.FailureConfig(max_failures=1)},
+        checkpoints=True,
+        plan=plan_train,
+    ),
+    preflight=experiment.preflight,
+    # Each trial's 2 Train workers hold a GPU each: kind runs 2 fixed (fake-GPU) workers.
+    kubernetes=Kubernetes(deadline_s=3600, kind_workers=2),
 )
 
 if __name__ == "__main__":
-    sys.exit(cli.main("train", partial(experiment.run, STAGE), experiment.preflight))
+    sys.exit(cli.main(STAGE))

@@ -8,7 +8,8 @@ one values file per variant (k8s/values/), in the spirit of a Helm chart.
 
 Outputs: from values/t4.yaml (cloud T4 node pools) raycluster.yaml, rayjob-<stage>.yaml and
 results-reader.yaml; from values/kind.yaml (kind, make e2e-podman) kind/rayjob-<stage>.yaml.
-The Ray version and the image tags come from pyproject.toml: change the pin there.
+The stages and their facts (deadline, kind workers) come from the registry (jobs/registry.py
+and each jobs/<stage>.py); the Ray version and the image tags from the pins (.ci/deps.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import yaml
 
 K8S = Path(__file__).resolve().parent
 REPO = K8S.parent
-STAGES = ("baseline", "tune", "asha", "checkpoint", "train")
+sys.path.insert(0, str(REPO))
+from jobs import registry  # noqa: E402  (after the repository is on the path)
+
 IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
 DIGESTS = K8S / "values" / "digests.yaml"
 
@@ -77,11 +80,13 @@ def _render(template: str, v: dict[str, Any], **context: Any) -> str:
     return ENV.get_template(template).render(**base, **context)
 
 
-def _cluster_spec(v: dict[str, Any], stage: str | None) -> str:
-    return _render("cluster-spec.yaml.j2", v, stage=stage).strip()
+def _cluster_spec(v: dict[str, Any], stage: str | None, stage_workers: int | None = None) -> str:
+    return _render("cluster-spec.yaml.j2", v, stage=stage, stage_workers=stage_workers).strip()
 
 
-def render() -> dict[Path, str]:
+def render(stages: tuple[str, ...] | None = None) -> dict[Path, str]:
+    """Every manifest's text by path: the registry's stages unless `stages` names others."""
+    stages = registry.names() if stages is None else stages
     t4, kind = values("t4"), values("kind")
     files = {
         K8S / "raycluster.yaml": _render(
@@ -93,15 +98,18 @@ def render() -> dict[Path, str]:
         (t4, K8S, "k8s/storage.yaml"),
         (kind, K8S / "kind", "k8s/kind/storage.yaml"),
     ):
-        for stage in STAGES:
-            path = folder / f"rayjob-{stage}.yaml"
+        for name in stages:
+            path = folder / f"rayjob-{name}.yaml"
+            facts = registry.load(name).kubernetes
             files[path] = _render(
                 "rayjob.yaml.j2",
                 v,
-                stage=stage,
+                stage=name,
+                module=registry.STAGES[name],
+                deadline_s=v["deadline_s"] or facts.deadline_s,
                 path=str(path.relative_to(REPO)),
                 storage=storage,
-                cluster_spec=_cluster_spec(v, stage),
+                cluster_spec=_cluster_spec(v, name, facts.kind_workers),
             )
     return files
 

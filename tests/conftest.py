@@ -1,30 +1,37 @@
-"""Shared fixtures: real Fashion-MNIST, private storage and Ray temp dirs, stage runners."""
+"""Fixtures and the per-folder markers: tests/unit, tests/integration, tests/e2e.
+
+Helpers live in tests/support, imported from there (not from this file).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# Debian's dataset-fashion-mnist (installed by .ci/run): real data in MNIST's IDX format.
-FASHION_MNIST = Path(os.environ.get("TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
-# CI-sized runs: a few seconds per epoch on 2 cores, still well above chance accuracy.
-CI_SIZE = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512"}
+from tests.support.idx import make_dataset
+from tests.support.runs import CI_SIZE, FASHION_MNIST, clean_env
+
+KINDS = ("unit", "integration", "e2e")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # In-process Ray (Tuner wiring tests) must not write ~/.ray/auth_token or warn about it.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with the kind of its folder, so `-m unit` selects a folder."""
+    tests = Path(__file__).parent
+    for item in items:
+        kind = item.path.relative_to(tests).parts[0]
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +44,12 @@ def fashion_mnist() -> Path:
     return FASHION_MNIST
 
 
+@pytest.fixture(scope="session")
+def tiny_idx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real MNIST-format dataset (64 train, 32 test images) made by the tests."""
+    return make_dataset(tmp_path_factory.mktemp("tiny-idx"))
+
+
 @pytest.fixture
 def ray_tmp() -> Iterator[Path]:
     """A short private Ray temp dir (Ray's socket paths must stay under ~107 chars)."""
@@ -47,57 +60,19 @@ def ray_tmp() -> Iterator[Path]:
 
 @pytest.fixture
 def stage_env(tmp_path: Path, fashion_mnist: Path, ray_tmp: Path) -> dict[str, str]:
-    """Environment for running a stage as a user would, isolated from the machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TUNE_"))}
-    for key in (
-        "STORAGE_PATH",
-        "DATA_DIR",
-        "DATASET",
-        "ACCELERATOR",
-        "TRAIN_LIMIT",
-        "VAL_LIMIT",
-        "BATCH_SIZE",
-        "SEED",
-        "FAIL_AT_EPOCH",
-    ):
-        env.pop(key, None)
-    env.update(
-        {
-            "STORAGE_PATH": str(tmp_path / "storage"),
-            "DATA_DIR": str(fashion_mnist),
-            "DATASET": "fashion-mnist",
-            "RAY_TMPDIR": str(ray_tmp),
-            "RAY_AUTH_MODE": "disabled",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONPATH": str(REPO),
-            **CI_SIZE,
-        }
-    )
-    return env
-
-
-def run_module(
-    module: str,
-    args: list[str],
-    env: dict[str, str],
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    """Environment for running a stage as a user would on real Fashion-MNIST."""
+    return clean_env(
+        STORAGE_PATH=str(tmp_path / "storage"),
+        DATA_DIR=str(fashion_mnist),
+        DATASET="fashion-mnist",
+        RAY_TMPDIR=str(ray_tmp),
+        **CI_SIZE,
     )
 
 
-def load_results(env: dict[str, str], stage: str) -> dict[str, Any]:
-    return json.loads((Path(env["STORAGE_PATH"]) / stage / "results.json").read_text())
-
-
-def explain(proc: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
-        f"--- stderr ---\n{proc.stderr[-6000:]}"
+@pytest.fixture
+def tiny_env(tmp_path: Path, tiny_idx: Path) -> dict[str, str]:
+    """Environment for a stage's command line on the tiny dataset (no Ray is started)."""
+    return clean_env(
+        STORAGE_PATH=str(tmp_path / "storage"), DATA_DIR=str(tiny_idx), DATASET="fashion-mnist"
     )

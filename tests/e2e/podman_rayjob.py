@@ -2,7 +2,7 @@
 
     python -m tests.e2e.podman_rayjob k8s/kind/rayjob-tune.yaml     # make e2e-podman STAGE=tune
 
-What happens, with the KubeRay function each step follows (tests/kuberay/ has the ports):
+What happens, with the KubeRay function each step follows (tests/support/kuberay/ has the ports):
 - the spec is validated first (ValidateRayJobSpec); a refused one ends as ValidationFailed;
 - per attempt, a cluster `<rayjob>-xxxxx` on its own podman network: the head container
   reachable under its Service's name and FQDN (service.go), a container per worker replica
@@ -46,8 +46,8 @@ from typing import Any
 
 import yaml
 
-from tests.kuberay import pods, submitter
-from tests.kuberay.validation import validate_rayjob
+from tests.support.kuberay import pods, submitter
+from tests.support.kuberay.validation import validate_rayjob
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "tests" / "e2e" / "containers.conf"

@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from jobs.config import STAGES
-from tests.conftest import REPO
+from jobs import registry
 from tests.e2e.podman_rayjob import CONTAINERS_CONF, RUN_LABEL
+from tests.support.runs import REPO
 
-pytestmark = pytest.mark.e2e
 KIND = REPO / "k8s" / "kind"
 RAY_UID = 1000
 
@@ -153,7 +152,7 @@ def files(root: Path) -> Iterator[Path]:
     yield from (p for p in root.rglob("*"))
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", registry.names())
 def test_every_kind_rayjob_succeeds_in_containers_of_the_image(
     stage: str, image: str, tmp_path: Path
 ) -> None:

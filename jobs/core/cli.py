@@ -1,0 +1,78 @@
+"""The command line every stage shares: --help, --dry-run, checks, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from jobs.core.data import validate_dataset
+from jobs.core.lock import exclusive
+from jobs.core.settings import (
+    ConfigError,
+    Settings,
+    check_address_reachable,
+    check_storage_writable,
+    resolve,
+)
+from jobs.core.stage import Stage
+
+EXIT_BAD_INPUT = 2
+EXIT_TRIALS_FAILED = 1
+
+
+def bad_input(err: ConfigError) -> int:
+    """Report a bad setting as one line on stderr; the exit code for it."""
+    print(f"error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def validate(settings: Settings, *, local: bool = True) -> None:
+    """Everything that can be checked before any cluster work or write.
+
+    `local=False` (a job submitted to a remote cluster): the storage and data live there,
+    so only the address is checked here.
+    """
+    if local:
+        check_storage_writable(settings.storage_path)
+        validate_dataset(
+            settings.data_dir, settings.dataset, settings.train_limit, settings.val_limit
+        )
+    check_address_reachable(settings.ray_address)
+
+
+def prepare(
+    stage: Stage,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    local: bool = True,
+) -> Settings:
+    """Resolve and check the settings, then the stage's own preflight. Raises ConfigError."""
+    settings = resolve(stage, argv, os.environ if env is None else env)
+    validate(settings, local=local)
+    if local and stage.preflight is not None:
+        stage.preflight(settings)
+    return settings
+
+
+def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
+    """`python -m jobs.<stage>`: exit 0 when every trial finished, 1 when some errored,
+    2 on bad input (one `error:` line, nothing written)."""
+    try:
+        settings = prepare(stage, sys.argv[1:] if argv is None else list(argv))
+    except ConfigError as err:
+        return bad_input(err)
+    if settings.dry_run:
+        print(settings.to_json())
+        return 0
+    try:
+        with exclusive(settings.experiment_dir, settings.lock_wait_s):
+            summary = stage.run(settings)
+    except ConfigError as err:  # a busy experiment, or found once connected (no GPU node)
+        return bad_input(err)
+    errored = summary.counts["errored"]
+    if errored or summary.best is None:
+        print(f"error: {errored} of {len(summary.trials)} trials errored", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0

@@ -1,0 +1,155 @@
+"""Running a Tune stage: resources, fresh-or-resume, fit, results, leaderboard.
+
+A stage file describes only what its part of the walkthrough adds (search algorithm,
+scheduler, stoppers, trainable) as a `TuneRun`; calling it does the rest the same way for
+every Tune stage.
+
+Experiment recovery applies to every Tune stage: when `<STORAGE_PATH>/<stage>` holds a
+previous experiment, the run resumes it with `Tuner.restore(..., restart_errored=True)`
+instead of starting a new one under the same name, which would overwrite its restore state
+(ray#35812). `--fresh` archives the old experiment first; nothing is deleted. This is what
+turns a KubeRay `backoffLimit` retry (new cluster, same PVC) into a resume.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from jobs.core import report, results
+from jobs.core.engine import DataSpec
+from jobs.core.resources import ClusterView, TrialPlan, plan_trials
+from jobs.core.runtime import connect_and_plan
+from jobs.core.search import search_space
+from jobs.core.settings import ConfigError, Settings
+from jobs.core.trial import TrialSpec, train_trial
+
+
+def data_spec(settings: Settings) -> DataSpec:
+    return DataSpec(settings.data_dir, settings.dataset, settings.train_limit, settings.val_limit)
+
+
+def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = False) -> Any:
+    spec = TrialSpec(
+        data=data_spec(settings),
+        use_gpu=plan.use_gpu,
+        cpus=plan.cpus_per_trial,
+        seed=settings.seed,
+        checkpoint=checkpoint,
+        fail_at_epoch=settings.fail_at_epoch,
+    )
+    return tune.with_parameters(train_trial, spec=spec)
+
+
+def experiment_exists(path: Path) -> bool:
+    return tune.Tuner.can_restore(str(path))
+
+
+def preflight(settings: Settings) -> None:
+    """Checks of the experiment folder that must fail before any cluster work."""
+    if settings.resume and not experiment_exists(settings.experiment_dir):
+        raise ConfigError(f"--resume: no experiment to resume in {settings.experiment_dir}")
+
+
+def archive(path: Path) -> Path:
+    target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(target)
+    print(f"[experiment] --fresh: moved the previous experiment to {target}", flush=True)
+    return target
+
+
+def resume_message(path: Path, checkpoints: bool) -> str:
+    unfinished = (
+        "unfinished ones continue from their last checkpoint"
+        if checkpoints
+        else "unfinished ones start again from epoch 1 (this stage saves no checkpoints)"
+    )
+    return (
+        f"[experiment] resuming {path}: finished trials are kept, {unfinished}, errored ones "
+        "restart; the settings of the original run apply (pass --fresh to start over)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneRun:
+    """What one walkthrough part adds on top of the shared Tune run; `Stage.run`."""
+
+    tune_config: Callable[[Settings, TrialPlan], tune.TuneConfig]
+    trainable: Callable[[Settings, TrialPlan], Any] = trial_trainable
+    run_config: Callable[[Settings], dict[str, Any]] = field(default=lambda s: {})
+    # Whether trials save checkpoints (what a resume continues from).
+    checkpoints: bool = False
+    note_on_resume: str = ""
+    # Epochs where a scheduler judges trials (for the plot).
+    rungs: Callable[[Settings], tuple[int, ...]] = field(default=lambda s: ())
+    # Extra outputs once fit() returns (e.g. the best model); returns the files written.
+    after_fit: Callable[[Settings, Any, results.Summary], list[Path]] | None = None
+    # Sizes one trial for a cluster (the stage's resource-planning hook).
+    plan: Callable[[Settings, ClusterView], TrialPlan] = plan_trials
+
+    def open_tuner(self, settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
+        path = settings.experiment_dir
+        if experiment_exists(path):
+            if settings.fresh:
+                archive(path)
+            else:
+                print(resume_message(path, self.checkpoints), flush=True)
+                if self.note_on_resume:
+                    print(f"[experiment] note: {self.note_on_resume}", flush=True)
+                return tune.Tuner.restore(str(path), trainable=trainable, restart_errored=True)
+        return tune.Tuner(
+            trainable,
+            param_space=search_space(settings),
+            tune_config=self.tune_config(settings, plan),
+            run_config=tune.RunConfig(
+                name=settings.stage,
+                storage_path=settings.storage_path,
+                verbose=1,
+                **self.run_config(settings),
+            ),
+        )
+
+    def __call__(self, settings: Settings) -> results.Summary:
+        started = time.monotonic()
+        plan = connect_and_plan(settings, self.plan)
+        print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)
+        trainable = tune.with_resources(self.trainable(settings, plan), plan.resources)
+        grid = self.open_tuner(settings, plan, trainable).fit()
+        histories = [report.history_of(r) for r in grid]
+        records = [
+            results.record_from_result(r, settings.num_epochs, h)
+            for r, h in zip(grid, histories, strict=True)
+        ]
+        summary = results.Summary(
+            settings.stage, settings.metric, settings.mode, records, time.monotonic() - started
+        )
+        by_id = {rec.trial_id: h for rec, h in zip(records, histories, strict=True)}
+        written = report.finish(
+            settings.experiment_dir,
+            summary,
+            by_id,
+            plan.device,
+            plan.device_units(),
+            self.rungs(settings),
+        )
+        if self.after_fit is not None:
+            written += self.after_fit(settings, grid, summary)
+        finish(settings, summary, written)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"[experiment] driver peak RSS: {peak_mib:.0f} MiB", flush=True)
+        return summary
+
+
+def finish(settings: Settings, summary: results.Summary, written: list[Path]) -> None:
+    """Write results.json and results.csv; print the table, the best trial and the files."""
+    written = [*results.write(settings.experiment_dir, summary), *written]
+    print(results.leaderboard(summary), flush=True)
+    print(results.best_report(summary), flush=True)
+    for item in written:
+        print(f"[{settings.stage}] wrote {item}", flush=True)

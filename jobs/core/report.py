@@ -1,0 +1,136 @@
+"""What a person opens after a run besides the results table: learning_curves.png and the
+compute used.
+
+Written next to results.json in `<STORAGE_PATH>/<stage>/` from the per-epoch history of
+every trial (Tune's own result rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs.core.results import History, Summary
+
+CURVES_FILE = "learning_curves.png"
+
+
+def compute_used(summary: Summary, device: str, device_units: float) -> dict[str, Any]:
+    """Trial-epochs and device-seconds spent, against running every trial to the end.
+
+    Device-seconds are trial wall time times the GPUs (or CPUs) a trial held: what a cloud
+    bill counts.
+    """
+    trials = summary.trials
+    spent = sum(t.epochs for t in trials)
+    full = sum(int(t.config.get("num_epochs", t.epochs)) for t in trials)
+    seconds = sum(float(t.metrics.get("time_total_s") or 0.0) for t in trials) * device_units
+    return {
+        "device": device,
+        "device_units_per_trial": device_units,
+        "trial_epochs": spent,
+        "trial_epochs_if_run_to_end": full,
+        "trial_epoch_saving": round(full / spent, 3) if spent else None,
+        "device_seconds": round(seconds, 2),
+    }
+
+
+def plot_curves(
+    path: Path,
+    summary: Summary,
+    histories: Mapping[str, History],
+    rungs: Sequence[int] = (),
+) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = draw_curves(summary, histories, rungs)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_curves(
+    summary: Summary,
+    histories: Mapping[str, History],
+    rungs: Sequence[int] = (),
+) -> Any:
+    """val_loss per epoch for every trial: the best trial's line thick, early-stopped trials
+    dashed and ending in an X, errored ones ending in a black square, ASHA's rungs as dotted
+    vertical lines; a log scale when losses span more than 50x. Returns the Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = summary.best.trial_id if summary.best else None
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for trial in summary.trials:
+        rows = [r for r in histories.get(trial.trial_id, []) if r.get("val_loss") is not None]
+        if not rows:
+            continue
+        epochs = [int(r["epoch"]) for r in rows]
+        losses = [float(r["val_loss"]) for r in rows]
+        label = f"{trial.trial_id} lr={trial.config.get('lr', float('nan')):.2g}"
+        is_best = trial.trial_id == best
+        style = {
+            "linewidth": 3.0 if is_best else 1.2,
+            "alpha": 1.0 if is_best else 0.75,
+            "linestyle": "--" if trial.status == "early_stopped" else "-",
+        }
+        if is_best:
+            label += " (best)"
+        if trial.status == "early_stopped":
+            label += " (stopped early)"
+        (line,) = ax.plot(epochs, losses, marker="o", markersize=3, label=label, **style)
+        if trial.status == "early_stopped":
+            ax.plot(epochs[-1], losses[-1], marker="X", markersize=11, color=line.get_color())
+        if trial.status == "errored":
+            ax.plot(epochs[-1], losses[-1], marker="s", markersize=9, color="black")
+    for i, rung in enumerate(rungs):
+        ax.axvline(
+            rung,
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="ASHA rung (trials cut here)" if i == 0 else None,
+        )
+    values = [
+        float(r["val_loss"])
+        for h in histories.values()
+        for r in h
+        if isinstance(r.get("val_loss"), int | float) and r["val_loss"] > 0
+    ]
+    if values and max(values) / min(values) > 50:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss (cross-entropy)")
+    ax.set_title(f"{summary.stage}: validation loss per epoch, {len(summary.trials)} trials")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def history_of(result: Any) -> list[dict[str, Any]]:
+    """Per-epoch rows of a ray.tune.Result (Tune's result rows, restored runs included)."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or frame.empty or "epoch" not in frame:
+        return []
+    keep = [c for c in ("epoch", "loss", "val_loss", "val_accuracy") if c in frame]
+    rows = frame[keep].dropna(subset=["epoch"]).drop_duplicates(subset=["epoch"], keep="last")
+    return rows.sort_values("epoch").to_dict("records")
+
+
+def finish(
+    experiment_dir: Path,
+    summary: Summary,
+    histories: Mapping[str, History],
+    device: str,
+    device_units: float,
+    rungs: Sequence[int] = (),
+) -> list[Path]:
+    """Add the compute used to the summary; draw learning_curves.png."""
+    summary.compute = compute_used(summary, device, device_units)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    return [plot_curves(experiment_dir / CURVES_FILE, summary, histories, rungs)]

@@ -1,0 +1,307 @@
+"""What a run leaves: a typed summary, written as results.json and results.csv and printed.
+
+results.json schema (the interface other tools read): stage, metric, mode, best {trial_id,
+config, metrics}, trials [{trial_id, status, epochs, config, metrics}], counts {completed,
+early_stopped, errored}, wall_time_s, compute. Status: `completed` (ran every epoch),
+`early_stopped` (a scheduler, Stopper or time limit ended it), `errored`.
+
+One table, `TABLE`, is both the printed leaderboard and results.csv: the walkthrough's
+result-dataframe columns (`loss`, `training_iteration`, `config/lr`) next to ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.json"
+CSV_FILE = "results.csv"
+STATUSES = ("completed", "early_stopped", "errored")
+# Metrics worth keeping per trial; Tune adds many bookkeeping keys we leave out.
+KEPT_METRICS = (
+    "epoch",
+    "loss",
+    "val_loss",
+    "val_accuracy",
+    "best_val_loss",
+    "best_val_accuracy",
+    "epoch_s",
+    "train_images_per_s",
+    "start_epoch",
+    "assigned_gpus",
+    "on_cuda",
+    "time_total_s",
+    "training_iteration",
+    "checkpoint_path",
+)
+_TRIAL_DIR_ID = re.compile(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?:_|$)")
+
+History = Sequence[Mapping[str, Any]]  # one row per epoch: epoch, loss, val_loss, ...
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    status: str
+    epochs: int
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "status": self.status,
+            "epochs": self.epochs,
+            "config": self.config,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        return cls(
+            data["trial_id"], data["status"], int(data["epochs"]), data["config"], data["metrics"]
+        )
+
+
+@dataclass
+class Summary:
+    stage: str
+    metric: str
+    mode: str
+    trials: list[TrialRecord]
+    wall_time_s: float
+    compute: dict[str, Any] = field(default_factory=dict)  # set by jobs.core.report
+
+    def __post_init__(self) -> None:
+        self.trials = sorted(self.trials, key=lambda r: r.trial_id)
+
+    def _key(self, trial: TrialRecord) -> float:
+        value = trial.metrics.get(self.metric)
+        if value is None:
+            return math.inf
+        return value if self.mode == "min" else -value
+
+    def ranked(self) -> list[TrialRecord]:
+        """Trials best first on the experiment's metric; trials without it last."""
+        return sorted(self.trials, key=self._key)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        ranked = self.ranked()
+        if not ranked or ranked[0].metrics.get(self.metric) is None:
+            return None
+        return ranked[0]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {status: sum(r.status == status for r in self.trials) for status in STATUSES}
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "stage": self.stage,
+            "metric": self.metric,
+            "mode": self.mode,
+            "best": None
+            if best is None
+            else {"trial_id": best.trial_id, "config": best.config, "metrics": best.metrics},
+            "trials": [r.as_dict() for r in self.trials],
+            "counts": self.counts,
+            "wall_time_s": round(self.wall_time_s, 3),
+            **({"compute": self.compute} if self.compute else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
+        return cls(
+            data["stage"],
+            data["metric"],
+            data["mode"],
+            [TrialRecord.from_dict(t) for t in data["trials"]],
+            float(data["wall_time_s"]),
+            dict(data.get("compute") or {}),
+        )
+
+
+def trial_status(errored: bool, epochs: int, num_epochs: int) -> str:
+    if errored:
+        return "errored"
+    return "completed" if epochs >= num_epochs else "early_stopped"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _finite(values: Iterable[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+
+
+def record(
+    trial_id: str,
+    errored: bool,
+    planned_epochs: int,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    history: History = (),
+) -> TrialRecord:
+    """A TrialRecord from a trial's last metrics and its per-epoch history."""
+    kept = {k: metrics[k] for k in KEPT_METRICS if k in metrics}
+    val_losses = _finite(r.get("val_loss") for r in history)
+    accuracies = _finite(r.get("val_accuracy") for r in history)
+    if val_losses:
+        kept["best_val_loss"] = min(val_losses)
+    if accuracies:
+        kept["best_val_accuracy"] = max(accuracies)
+    epochs = int(metrics.get("epoch", 0) or 0)
+    return TrialRecord(
+        trial_id,
+        trial_status(errored, epochs, planned_epochs),
+        epochs,
+        _clean(dict(config)),
+        _clean(kept),
+    )
+
+
+def record_from_result(result: Any, num_epochs: int, history: History = ()) -> TrialRecord:
+    """A TrialRecord from a ray.tune.Result."""
+    metrics = dict(result.metrics or {})
+    trial_id = metrics.get("trial_id")
+    if not trial_id:
+        match = _TRIAL_DIR_ID.search(os.path.basename(str(result.path)))
+        trial_id = match.group(1) if match else os.path.basename(str(result.path))
+    config = dict(result.config or {})
+    # A restored experiment keeps its own epoch count, whatever the current settings say.
+    planned = int(config.get("num_epochs", num_epochs))
+    return record(trial_id, result.error is not None, planned, config, metrics, history)
+
+
+# --- the one table: leaderboard and results.csv ---------------------------------------------
+
+
+def _device_seconds(summary: Summary, trial: TrialRecord) -> float | None:
+    units = summary.compute.get("device_units_per_trial")
+    spent = trial.metrics.get("time_total_s")
+    return None if units is None or spent is None else round(float(spent) * float(units), 2)
+
+
+Column = tuple[str, Callable[[Summary, TrialRecord], Any]]
+TABLE: tuple[Column, ...] = (
+    ("trial_id", lambda s, t: t.trial_id),
+    ("status", lambda s, t: t.status),
+    # The walkthrough's result dataframe: loss, training_iteration, config/lr.
+    ("loss", lambda s, t: t.metrics.get("loss")),
+    ("training_iteration", lambda s, t: t.metrics.get("training_iteration", t.epochs)),
+    ("epoch", lambda s, t: t.epochs),
+    ("config/lr", lambda s, t: t.config.get("lr")),
+    ("config/batch_size", lambda s, t: t.config.get("batch_size")),
+    # Ours: validation metrics of the last epoch and the best epoch, and the compute spent.
+    ("val_loss", lambda s, t: t.metrics.get("val_loss")),
+    ("val_accuracy", lambda s, t: t.metrics.get("val_accuracy")),
+    ("best_val_loss", lambda s, t: t.metrics.get("best_val_loss")),
+    ("time_total_s", lambda s, t: t.metrics.get("time_total_s")),
+    ("device_seconds", _device_seconds),
+)
+COLUMNS = ("rank", *(name for name, _ in TABLE))
+
+
+def rows(summary: Summary) -> list[list[Any]]:
+    """The table's rows, best trial first."""
+    return [
+        [rank, *(get(summary, t) for _, get in TABLE)] for rank, t in enumerate(summary.ranked(), 1)
+    ]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def as_csv(summary: Summary) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([["" if v is None else v for v in row] for row in rows(summary)])
+    return out.getvalue()
+
+
+def leaderboard(summary: Summary, limit: int | None = None) -> str:
+    """Trials best first as an aligned text table, and a footer with the counts."""
+    table = [list(COLUMNS), *([_fmt(v) for v in row] for row in rows(summary)[:limit])]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    counts = summary.counts
+    footer = (
+        f"{summary.stage}: {len(summary.trials)} trials "
+        f"({counts['completed']} completed, {counts['early_stopped']} early-stopped, "
+        f"{counts['errored']} errored) in {summary.wall_time_s:.1f}s; ranked on "
+        f"{summary.metric} ({summary.mode})"
+    )
+    return "\n".join([*lines, footer])
+
+
+def best_report(summary: Summary) -> str:
+    """The walkthrough's `get_best_result()` printout: the best trial's whole config and its
+    metrics, the tuned metric first."""
+    best = summary.best
+    if best is None:
+        return f"{summary.stage}: no trial reported {summary.metric}"
+    order = [summary.metric, *(k for k in KEPT_METRICS if k != summary.metric)]
+    metrics = {k: best.metrics[k] for k in order if k in best.metrics}
+    return "\n".join(
+        [
+            f"best trial {best.trial_id} ({best.status}, {best.epochs} epochs), ranked on "
+            f"{summary.metric} ({summary.mode})",
+            f"  config:  {json.dumps(best.config, sort_keys=True)}",
+            f"  metrics: {json.dumps({k: _clean(v) for k, v in metrics.items()})}",
+        ]
+    )
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    """A reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def write(experiment_dir: Path, summary: Summary) -> list[Path]:
+    """results.json and results.csv."""
+    return [
+        _atomic_write(
+            experiment_dir / RESULTS_FILE, json.dumps(summary.as_dict(), indent=2) + "\n"
+        ),
+        _atomic_write(experiment_dir / CSV_FILE, as_csv(summary)),
+    ]
+
+
+def load(source: Path) -> Summary:
+    """A summary from results.json or the experiment folder holding it."""
+    path = source / RESULTS_FILE if source.is_dir() else source
+    return Summary.from_dict(json.loads(path.read_text()))

@@ -1,0 +1,64 @@
+"""The Tune trial the `tune`, `asha` and `checkpoint` stages share.
+
+A function trainable: build a `Trainer`, resume from `tune.get_checkpoint()` when Tune hands
+one back, then per epoch train, validate and `tune.report` the metrics (with a checkpoint when
+the stage asks for it). Static settings travel through `tune.with_parameters`, so the trial
+config, the progress table and results.json hold only hyperparameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+
+from jobs.core import checkpoints
+from jobs.core.engine import DataSpec, Trainer, format_epoch
+from jobs.core.resources import placement, set_threads, trial_device
+from jobs.core.runtime import quiet_known_noise
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs besides its hyperparameters."""
+
+    data: DataSpec
+    use_gpu: bool
+    cpus: int
+    seed: int
+    checkpoint: bool  # checkpoint every epoch (the checkpoint stage)
+    fail_at_epoch: int | None = None  # fault injection, for the resume tests
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once per trial by FAIL_AT_EPOCH, to exercise FailureConfig retries."""
+
+
+def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    quiet_known_noise()
+    set_threads(spec.cpus)
+    device = trial_device(spec.use_gpu)
+    trainer = Trainer(
+        spec.data, lr=config["lr"], batch_size=config["batch_size"], seed=spec.seed, device=device
+    )
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        start = trainer.load_state(checkpoints.load(checkpoint, device))
+    trial_id = tune.get_context().get_trial_id()
+    placed = placement(device)
+    if start:
+        print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
+    for epoch in range(start + 1, config["num_epochs"] + 1):
+        if spec.fail_at_epoch == epoch and start == 0:
+            # Only in an attempt that started from scratch: the retry resumes past it.
+            raise InjectedFailure(f"injected failure at epoch {epoch} (FAIL_AT_EPOCH)")
+        result = trainer.run_epoch(epoch)
+        print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
+        metrics = {**result.metrics(), "start_epoch": start, **placed}
+        if not spec.checkpoint:
+            tune.report(metrics)
+            continue
+        with checkpoints.saved(trainer.state(epoch), tune.Checkpoint) as saved:
+            tune.report(metrics, checkpoint=saved)

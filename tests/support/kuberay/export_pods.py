@@ -1,0 +1,62 @@
+"""Write every pod the project makes Kubernetes run as a Pod manifest, for scanners.
+
+    python -m tests.support.kuberay.export_pods OUT_DIR      # make lint runs checkov over OUT_DIR
+
+The pods of every RayCluster and RayJob as KubeRay builds them (tests/support/kuberay/pods.py:
+cluster_pods), the results reader and the preflight writer (k8s/bin/preflight.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.kuberay.pods import cluster_pods
+
+K8S = Path(__file__).resolve().parents[3] / "k8s"
+
+
+def _preflight_writer(reader: dict[str, Any]) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("preflight", K8S / "bin" / "preflight.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._writer_pod(reader, 100)
+
+
+def all_pods() -> dict[str, dict[str, Any]]:
+    """Every pod, by a file-friendly name."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in [
+        K8S / "raycluster.yaml",
+        *sorted(K8S.glob("rayjob-*.yaml")),
+        *sorted((K8S / "kind").glob("rayjob-*.yaml")),
+    ]:
+        doc = yaml.safe_load(path.read_text())
+        prefix = str(path.relative_to(K8S)).removesuffix(".yaml").replace("/", "-")
+        for role, pod in cluster_pods(doc).items():
+            out[f"{prefix}-{role}"] = pod
+    reader = yaml.safe_load((K8S / "results-reader.yaml").read_text())
+    out["results-reader"] = reader
+    out["preflight-writer"] = _preflight_writer(reader)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m tests.support.kuberay.export_pods OUT_DIR", file=sys.stderr)
+        return 2
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, pod in all_pods().items():
+        (out / f"{name}.yaml").write_text(yaml.safe_dump(pod, sort_keys=False))
+    print(f"wrote {len(list(out.glob('*.yaml')))} pods to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

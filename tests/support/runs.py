@@ -1,0 +1,87 @@
+"""Running the project as a user would: modules in a subprocess, with a clean environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs import registry
+from jobs.core.settings import Settings, resolve
+
+REPO = Path(__file__).resolve().parents[2]
+# Debian's dataset-fashion-mnist (installed by .ci/run): real data in MNIST's IDX format.
+FASHION_MNIST = Path(os.environ.get("TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
+# CI-sized runs: a few seconds per epoch on 2 cores, still well above chance accuracy.
+CI_SIZE = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512"}
+# Settings a test must not inherit from the shell that runs it.
+PROJECT_ENV = (
+    "STORAGE_PATH",
+    "DATA_DIR",
+    "DATASET",
+    "ACCELERATOR",
+    "TRAIN_LIMIT",
+    "VAL_LIMIT",
+    "BATCH_SIZE",
+    "SEED",
+    "FAIL_AT_EPOCH",
+    "LR",
+    "LOCK_WAIT_S",
+    "GPU_WAIT_S",
+)
+
+
+def settings(stage: str, *argv: str, env: Mapping[str, str] | None = None) -> Settings:
+    """A stage's settings from flags and an environment (empty by default)."""
+    return resolve(registry.load(stage), list(argv), {} if env is None else env)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the project's and Ray's settings, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_", "TUNE_", "STOP_")) and k not in PROJECT_ENV
+    }
+    env.update(
+        {
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": str(REPO),
+            **extra,
+        }
+    )
+    return env
+
+
+def run_module(
+    module: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float = 600,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+    )
+
+
+def load_results(env: Mapping[str, str], stage: str) -> dict[str, Any]:
+    return json.loads((Path(env["STORAGE_PATH"]) / stage / "results.json").read_text())
+
+
+def explain(proc: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
+        f"--- stderr ---\n{proc.stderr[-6000:]}"
+    )

@@ -1,0 +1,259 @@
+"""Kubernetes manifests: KubeRay v1.7.0 CRD schemas (strict), core schemas, the project's
+invariants, no drift from k8s/templates/ and k8s/values/. (Linters run in `make lint`.)"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from jobs import registry
+from tests.support.manifests import (
+    ALL_RAY,
+    CRDS,
+    GPU_JOBS,
+    K8S,
+    KIND_JOBS,
+    KUBERNETES_VERSION,
+    REPO,
+    SHARED,
+    all_containers,
+    cluster_specs,
+    docs,
+    groups,
+    ids,
+)
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields, as `kubectl apply --validate=strict` does."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@cache
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((CRDS / f"ray.io_{kind.lower()}s.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+
+
+def test_crds_are_the_shared_kuberay_release() -> None:
+    shared = REPO.parent / "shared" / "kuberay-v1.7.0" / "crds"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is not present to compare the vendored copy with")
+    for name in ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml"):
+        assert (CRDS / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_validates_against_the_kuberay_crd_strictly(path: Path) -> None:
+    (doc,) = docs(path)
+    errors = sorted(crd_validator(doc["kind"]).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def test_strict_validation_catches_an_unknown_field() -> None:
+    (doc,) = docs(K8S / "rayjob-tune.yaml")
+    broken = copy.deepcopy(doc)
+    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "imagePullPolice"
+    ] = "Always"
+    assert list(crd_validator("RayJob").iter_errors(broken))
+    broken = copy.deepcopy(doc)
+    broken["spec"]["backofLimit"] = 1
+    assert list(crd_validator("RayJob").iter_errors(broken))
+
+
+@pytest.mark.parametrize(
+    "path",
+    CORE := [
+        K8S / "storage.yaml",
+        K8S / "kind" / "storage.yaml",
+        K8S / "results-reader.yaml",
+        *sorted((K8S / "storage").glob("*.yaml")),
+    ],
+    ids=ids(CORE),
+)
+def test_core_objects_validate_against_kubernetes(path: Path) -> None:
+    for doc in docs(path):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def ray_pin() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    return re.search(r'"ray\[[^]]*\]==([^"]+)"', text).group(1)
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_versions_follow_the_pyproject_pin(path: Path) -> None:
+    (doc,) = docs(path)
+    assert cluster_specs(doc)["rayVersion"] == ray_pin()
+    for container in all_containers(doc):
+        assert f"-ray{ray_pin()}-" in container["image"], container["image"]
+
+
+def test_every_stage_has_a_rayjob_and_nothing_else() -> None:
+    assert sorted(p.stem.removeprefix("rayjob-") for p in GPU_JOBS) == sorted(registry.names())
+    assert sorted(p.stem.removeprefix("rayjob-") for p in KIND_JOBS) == sorted(registry.names())
+
+
+@pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
+def test_rayjob_runs_its_stage_and_resumes_on_retry(path: Path) -> None:
+    (doc,) = docs(path)
+    stage = path.stem.removeprefix("rayjob-")
+    spec = doc["spec"]
+    assert spec["entrypoint"] == f"python -m jobs.{stage}"
+    assert (REPO / "jobs" / f"{stage}.py").is_file()
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 1
+    assert "clusterSelector" not in spec
+    env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert set(env) == {"env_vars"}
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_every_ray_container_mounts_the_shared_volume(path: Path) -> None:
+    (doc,) = docs(path)
+    for group in groups(cluster_specs(doc)):
+        pod = group["template"]["spec"]
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        for container in pod["containers"]:
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert claims.get(mounts.get(SHARED)) == "ray-tune-cluster-storage"
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["STORAGE_PATH"] == SHARED and env["ACCELERATOR"] == "gpu"
+            # The image names the dataset it staged (image/Dockerfile ENV): never override it.
+            assert not {"DATA_DIR", "DATASET"} & set(env)
+
+
+@pytest.mark.parametrize(
+    "path", [K8S / "raycluster.yaml", *GPU_JOBS], ids=ids([K8S / "raycluster.yaml", *GPU_JOBS])
+)
+def test_gpu_group_asks_for_a_t4(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (group,) = spec["workerGroupSpecs"]
+    assert group["resources"]["accelerator_type:T4"] == "1"  # autoscale from zero
+    pod = group["template"]["spec"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-t4"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["enableInTreeAutoscaling"] is True
+    assert ":" in pod["containers"][0]["image"] and pod["containers"][0]["image"].endswith("-gpu")
+
+
+def _keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
+
+
+@pytest.mark.parametrize("path", KIND_JOBS, ids=ids(KIND_JOBS))
+def test_kind_variant_has_fake_gpus_only(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    keys = set(_keys(doc))
+    assert not keys & {"nvidia.com/gpu", "nodeSelector", "tolerations"}, keys
+    for group in spec["workerGroupSpecs"]:
+        assert group["resources"] == {"GPU": "1", "accelerator_type:T4": "1"}
+    for container in all_containers(doc):
+        assert container["image"].endswith("-cpu")
+    env = yaml.safe_load(doc["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert {"TRAIN_LIMIT", "VAL_LIMIT", "TUNE_NUM_SAMPLES", "TUNE_NUM_EPOCHS"} <= set(env)
+
+
+@pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
+def test_security_settings(path: Path) -> None:
+    (doc,) = docs(path)
+    spec = cluster_specs(doc)
+    assert spec["authOptions"]["mode"] == "token"
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    for group in groups(spec):
+        assert group["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        # Filestore and other fsGroup-honouring volumes: no recursive chown per pod start.
+        assert (
+            group["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+        )
+    if doc["kind"] == "RayJob":
+        assert doc["spec"]["submitterPodTemplate"]["spec"]["securityContext"]["runAsNonRoot"]
+    for container in all_containers(doc):
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind]), container["name"]
+        for env in container.get("env", []):  # the token is never written in a manifest
+            assert not (env["name"] == "RAY_AUTH_TOKEN" and "value" in env)
+
+
+def test_manifests_match_their_templates() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(K8S / "render.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_one_cluster_shape_everywhere() -> None:
+    (cluster,) = docs(K8S / "raycluster.yaml")
+    for path in GPU_JOBS:
+        (job,) = docs(path)
+        assert json.dumps(job["spec"]["rayClusterSpec"], sort_keys=True) == json.dumps(
+            cluster["spec"], sort_keys=True
+        ), path.name
+
+
+def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypatch) -> None:
+    sys.path.insert(0, str(K8S))
+    import render
+
+    digests = tmp_path / "digests.yaml"
+    gpu = "registry.example/ray-tune-k8s@sha256:" + "a" * 64
+    cpu = "registry.example/ray-tune-k8s@sha256:" + "b" * 64
+    digests.write_text(f"gpu: {gpu}\ncpu: {cpu}\n")
+    monkeypatch.setattr(render, "DIGESTS", digests)
+    monkeypatch.setenv("DIGESTS", "1")
+    files = render.render()
+    for path, text in files.items():
+        doc = yaml.safe_load(text)
+        images = (
+            [c["image"] for c in all_containers(doc)]
+            if doc["kind"] in ("RayJob", "RayCluster")
+            else [c["image"] for c in doc["spec"]["containers"]]
+        )
+        assert images and all(i in (gpu, cpu) for i in images), (path, images)
+    monkeypatch.delenv("DIGESTS")
+    assert render.image("gpu").endswith("-gpu")  # tags stay the default

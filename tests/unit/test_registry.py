@@ -1,0 +1,79 @@
+"""Adding a stage is one new file and one registry line: a throwaway sixth stage, registered
+here, gets settings, --help, a dry run, a Tune configuration and its RayJob manifests."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs import registry
+from jobs.core import cli
+from jobs.core.resources import ClusterView
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE_FILE = '''
+"""A throwaway Part 6: one grid of learning rates."""
+from ray import tune
+
+from jobs.core import experiment
+from jobs.core.search import lr_points
+from jobs.core.stage import Kubernetes, Stage
+
+
+def tune_config(settings, plan):
+    return tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=1,
+                           max_concurrent_trials=plan.max_concurrent)
+
+
+STAGE = Stage(
+    name="grid",
+    part=6,
+    defaults={"num_epochs": 1, "num_samples": 1},
+    run=experiment.TuneRun(tune_config=tune_config),
+    preflight=experiment.preflight,
+    kubernetes=Kubernetes(deadline_s=900),
+)
+'''
+
+
+@pytest.fixture
+def grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "throwaway_grid.py").write_text(STAGE_FILE)  # the one new file
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.STAGES, "grid", "throwaway_grid")  # the one registry line
+    yield registry.load("grid")
+    sys.modules.pop("throwaway_grid", None)
+
+
+def test_a_registered_stage_gets_settings_help_and_a_dry_run(
+    grid, tiny_env, capsys, monkeypatch
+) -> None:
+    assert "grid" in registry.names()
+    for key, value in tiny_env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(grid, ["--dry-run", "--num-epochs", "4"]) == 0
+    out = capsys.readouterr().out
+    assert '"stage": "grid"' in out and '"num_epochs": 4' in out and '"num_samples": 1' in out
+    with pytest.raises(SystemExit):
+        cli.main(grid, ["--help"])
+    assert "walkthrough part 6" in capsys.readouterr().out
+    s = cli.prepare(grid, [], tiny_env)
+    config = grid.run.tune_config(s, grid.run.plan(s, ClusterView(2, 0, 2, {"CPU": 2})))
+    assert config.num_samples == 1 and config.max_concurrent_trials == 1
+
+
+def test_a_registered_stage_gets_its_rayjob_manifests(grid) -> None:
+    spec = importlib.util.spec_from_file_location("render", REPO / "k8s" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    files = render.render()
+    rayjob = yaml.safe_load(files[REPO / "k8s" / "rayjob-grid.yaml"])
+    assert rayjob["spec"]["entrypoint"] == "python -m throwaway_grid"
+    assert rayjob["spec"]["activeDeadlineSeconds"] == 900  # the stage's own deadline
+    kind = yaml.safe_load(files[REPO / "k8s" / "kind" / "rayjob-grid.yaml"])
+    assert kind["spec"]["activeDeadlineSeconds"] == 1800  # kind's CI-sized override
+    assert kind["metadata"]["name"] == "ray-tune-grid"

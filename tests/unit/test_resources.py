@@ -1,0 +1,75 @@
+"""Per-trial resources: GPU bundles, CPU sizing, Train-in-Tune caps, fail-fast checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobs import train
+from jobs.core import resources
+from jobs.core.resources import ClusterView, check_placeable, plan_trials
+from jobs.core.settings import ConfigError
+from tests.support import runs
+
+CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
+CPU_8 = ClusterView(cpus=8, gpus=0, max_node_cpus=8, resources={"CPU": 8})
+T4_X4 = ClusterView(
+    cpus=20, gpus=4, max_node_cpus=4, resources={"CPU": 20, "GPU": 4, "accelerator_type:T4": 4}
+)
+
+
+def settings(stage: str = "tune", **env: str):
+    return runs.settings(stage, env=env)
+
+
+def test_auto_picks_gpu_when_the_cluster_has_gpus() -> None:
+    plan = plan_trials(settings(), T4_X4)
+    assert plan.use_gpu
+    assert plan.resources == {"cpu": 1, "gpu": 1, "accelerator_type:T4": 0.001}
+
+
+def test_auto_falls_back_to_cpu_and_sizes_cpus_for_concurrency() -> None:
+    plan = plan_trials(settings(), CPU_2)  # 4 samples on 2 CPUs: 2 at a time, 1 CPU each
+    assert (plan.use_gpu, plan.resources, plan.max_concurrent) == (False, {"cpu": 1}, 2)
+    plan = plan_trials(settings(), CPU_8)  # 4 samples on 8 CPUs: all 4 at once, 2 CPUs each
+    assert (plan.resources, plan.max_concurrent, plan.cpus_per_trial) == ({"cpu": 2}, 4, 2)
+
+
+def test_max_concurrent_setting_wins() -> None:
+    plan = plan_trials(settings(TUNE_MAX_CONCURRENT="1"), CPU_8)
+    assert (plan.resources, plan.max_concurrent) == ({"cpu": 8}, 1)
+
+
+def test_accelerator_type_is_configurable() -> None:
+    plan = plan_trials(settings(ACCELERATOR="gpu", ACCELERATOR_TYPE="A10G"), CPU_2)
+    assert plan.resources["accelerator_type:A10G"] == 0.001 and plan.resources["gpu"] == 1
+
+
+def test_gpu_without_that_accelerator_fails_fast() -> None:
+    s = settings(ACCELERATOR="gpu")
+    with pytest.raises(ConfigError, match="no node offers accelerator_type:T4"):
+        check_placeable(plan_trials(s, CPU_2), s, CPU_2)
+    check_placeable(plan_trials(s, T4_X4), s, T4_X4)  # placeable: no error
+
+
+def test_train_stage_keeps_the_trial_tiny_and_caps_runs() -> None:
+    plan = train.plan_train(settings("train"), CPU_2)
+    assert plan.resources == {"cpu": 0.01}
+    assert plan.worker_resources == {"CPU": 0.99} and plan.num_workers == 2
+    assert plan.max_concurrent == 1  # 2 CPUs fit one run of 2 workers, never two
+    gpu = train.plan_train(settings("train"), T4_X4)
+    assert gpu.use_gpu and gpu.worker_resources == {"CPU": 0.99, "GPU": 1}
+    assert gpu.max_concurrent == 2  # 4 GPUs / 2 per run
+
+
+def test_cpu_mode_ignores_gpus() -> None:
+    assert not plan_trials(settings(ACCELERATOR="cpu"), T4_X4).use_gpu
+
+
+def test_fake_gpu_picks_the_cpu_device_and_says_so_once(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(resources, "_warned_fake_gpu", False)
+    assert resources.trial_device(True).type == "cpu"
+    assert resources.trial_device(True).type == "cpu"
+    assert capsys.readouterr().out.count("CUDA is not available") == 1
+    assert resources.trial_device(False).type == "cpu"

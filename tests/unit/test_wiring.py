@@ -1,0 +1,188 @@
+"""Each stage's Tune wiring, built without fit(); results.json and the leaderboard."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import ray
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from jobs import asha, checkpoint, train
+from jobs import tune as tune_stage
+from jobs.core import results
+from jobs.core.resources import ClusterView, plan_trials
+from jobs.core.search import search_space
+from tests.support.runs import settings as resolve
+
+CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
+
+
+def _wire(stage_module, name: str, *argv: str):
+    s = resolve(name, *argv)
+    run = stage_module.STAGE.run
+    plan = run.plan(s, CPU_2)
+    return s, plan, run.tune_config(s, plan)
+
+
+def test_search_space_is_the_walkthroughs() -> None:
+    space = search_space(resolve("tune"))
+    assert isinstance(space["lr"], tune.search.sample.Float)
+    assert (space["lr"].lower, space["lr"].upper) == (1e-4, 1e-1)
+    assert (space["batch_size"], space["num_epochs"]) == (128, 3)
+
+
+def test_tune_stage_is_random_search_capped_by_resources() -> None:
+    _s, plan, config = _wire(tune_stage, "tune")
+    assert isinstance(config.search_alg, BasicVariantGenerator)
+    assert config.search_alg.max_concurrent == plan.max_concurrent == 2
+    assert (config.metric, config.mode, config.num_samples) == ("val_loss", "min", 4)
+    assert config.scheduler is None
+
+
+def test_asha_stage_is_optuna_plus_asha_on_epochs() -> None:
+    _, _, config = _wire(asha, "asha", "--lr-points", "0.001,0.1")
+    assert isinstance(config.search_alg, OptunaSearch)
+    assert config.search_alg._points_to_evaluate == [{"lr": 0.001}, {"lr": 0.1}]
+    sched = config.scheduler
+    assert isinstance(sched, AsyncHyperBandScheduler)
+    assert sched._time_attr == "epoch" and sched._max_t == 10
+    # grace_period=2, reduction factor 4, max_t=10: ASHA judges trials at epochs 2 and 8.
+    assert sorted(milestone for milestone, _ in sched._brackets[0]._rungs) == [2, 8]
+    assert config.num_samples == 4 and config.max_concurrent_trials == 2
+
+
+def test_asha_lets_trials_run_past_the_walkthroughs_max_t() -> None:
+    # ASHA stops any trial that reaches max_t, so a budget over 10 epochs raises it.
+    s, _, config = _wire(asha, "asha", "--num-epochs", "16")
+    assert config.scheduler._max_t == 16
+    assert asha.STAGE.run.rungs(s) == (2, 8)  # 32 is past the budget
+    s, _, config = _wire(asha, "asha", "--num-epochs", "3")
+    assert config.scheduler._max_t == 10 and asha.STAGE.run.rungs(s) == (2,)  # plotted rungs
+
+
+def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
+    s = resolve(
+        "checkpoint",
+        *("--stop-all-at", "0.05", "--stop-trial-worse-than", "1.0"),
+        *("--trial-time-limit-s", "60", "--time-budget-s", "600"),
+    )
+    run = checkpoint.run_config(s)
+    assert run["failure_config"].max_failures == 2
+    assert run["checkpoint_config"].num_to_keep == 1
+    assert isinstance(run["stop"], checkpoint.ThresholdStopper)
+    assert checkpoint.tune_config(s, plan_trials(s, CPU_2)).time_budget_s == 600
+    assert checkpoint.run_config(resolve("checkpoint"))["stop"] is None
+
+
+def test_threshold_stopper_is_the_walkthroughs() -> None:
+    stopper = checkpoint.ThresholdStopper(
+        "val_loss", "min", stop_all_at=0.05, worse_than=1.0, after=5, time_limit_s=100
+    )
+    assert not stopper("a", {"val_loss": 2.0, "epoch": 5})  # still within the grace epochs
+    assert stopper("a", {"val_loss": 2.0, "epoch": 6})  # bad after 5 epochs: stop this trial
+    assert not stopper.stop_all()
+    assert stopper("b", {"val_loss": 0.5, "epoch": 1, "time_total_s": 100})  # time limit
+    assert not stopper("c", {"val_loss": 0.04, "epoch": 2})
+    assert stopper.stop_all()  # one trial reached 0.05: stop everything
+    maximise = checkpoint.ThresholdStopper(
+        "val_accuracy", "max", stop_all_at=0.9, worse_than=0.5, after=1, time_limit_s=None
+    )
+    assert maximise("a", {"val_accuracy": 0.4, "epoch": 2})
+    assert not maximise("a", {"val_accuracy": 0.6, "epoch": 2}) and not maximise.stop_all()
+
+
+def test_train_stage_wiring() -> None:
+    s, plan, config = _wire(train, "train")
+    assert isinstance(config.search_alg, BasicVariantGenerator)
+    assert config.num_samples == 2 and config.search_alg.max_concurrent == 1
+    assert train.STAGE.run.run_config(s)["failure_config"].max_failures == 1
+    assert plan.resources == {"cpu": 0.01} and plan.num_workers == 2
+
+
+@pytest.fixture
+def local_ray(ray_tmp):
+    """tune.with_parameters stores its objects in Ray: a small private instance."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        _temp_dir=str(ray_tmp),
+        logging_level="WARNING",
+    )
+    yield
+    ray.shutdown()
+
+
+def test_every_tune_stage_builds_a_tuner_without_fit(tmp_path, local_ray) -> None:
+    for module, name in (
+        (tune_stage, "tune"),
+        (asha, "asha"),
+        (checkpoint, "checkpoint"),
+        (train, "train"),
+    ):
+        s = resolve(name, env={"STORAGE_PATH": str(tmp_path)})
+        run = module.STAGE.run
+        plan = run.plan(s, CPU_2)
+        trainable = tune.with_resources(run.trainable(s, plan), plan.resources)
+        tuner = run.open_tuner(s, plan, trainable)
+        assert isinstance(tuner, tune.Tuner)
+        # Tune writes tuner.pkl on construction: a run killed before fit() is restorable.
+        assert tune.Tuner.can_restore(str(tmp_path / name))
+
+
+def _result(trial_id: str, epoch: int, val_loss: float | None, error=None, num_epochs=3):
+    metrics = (
+        {}
+        if val_loss is None
+        else {
+            "trial_id": trial_id,
+            "epoch": epoch,
+            "val_loss": val_loss,
+            "loss": 0.5,
+            "val_accuracy": 0.8,
+            "done": True,
+        }
+    )
+    return SimpleNamespace(
+        metrics=metrics,
+        config={"lr": 0.01, "num_epochs": num_epochs},
+        error=error,
+        path=f"/x/train_trial_{trial_id}_0_lr=0.01_2026",
+    )
+
+
+def test_results_from_tune_results_statuses_best_and_schema() -> None:
+    records = [
+        results.record_from_result(r, 3)
+        for r in (
+            _result("aaaaaaaa", 3, 0.4),
+            _result("bbbbbbbb", 2, 0.9),
+            _result("cccccccc", 0, None, error=RuntimeError("x")),
+            _result("dddddddd", 3, 0.3),
+        )
+    ]
+    summary = results.Summary("asha", "val_loss", "min", records, 12.5).as_dict()
+    assert set(summary) == {"stage", "metric", "mode", "best", "trials", "counts", "wall_time_s"}
+    assert summary["counts"] == {"completed": 2, "early_stopped": 1, "errored": 1}
+    assert summary["best"]["trial_id"] == "dddddddd"
+    assert set(summary["best"]) == {"trial_id", "config", "metrics"}
+    statuses = {t["trial_id"]: t["status"] for t in summary["trials"]}
+    assert statuses == {
+        "aaaaaaaa": "completed",
+        "bbbbbbbb": "early_stopped",
+        "cccccccc": "errored",
+        "dddddddd": "completed",
+    }
+    assert all(
+        set(t) == {"trial_id", "status", "epochs", "config", "metrics"} for t in summary["trials"]
+    )
+
+
+@pytest.mark.parametrize("planned", [3, 5])
+def test_status_uses_the_trials_own_epoch_count(planned: int) -> None:
+    record = results.record_from_result(_result("aaaaaaaa", 3, 0.4, num_epochs=planned), 99)
+    assert record.status == ("completed" if planned == 3 else "early_stopped")
