@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "stage_args", nargs=argparse.REMAINDER, help="arguments passed to the stage (e.g. --fresh)"
     )
+    # Token authentication on, before Ray is imported (it reads the mode once): loading the
+    # stage imports Ray. A private head gets a one-off token; nothing lands in ~/.ray.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not os.environ.get("RAY_ADDRESS") and os.environ["RAY_AUTH_MODE"] == "token":
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     try:
         args = parser.parse_args(argv)
         address = ray_address(os.environ.get("RAY_ADDRESS", ""), "RAY_ADDRESS")
@@ -139,13 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if settings.dry_run:
         print(settings.to_json())
         return 0
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     if address is not None:
         status = submit_and_wait(address, stage, args.stage_args, local=False)
         return 0 if status == "SUCCEEDED" else 1
-    # A one-off token for the private head: auth stays on, nothing lands in ~/.ray.
-    if os.environ["RAY_AUTH_MODE"] == "token":
-        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     with local_head() as cluster:
         status = submit_and_wait(cluster.dashboard_url, stage, args.stage_args, local=True)
     return 0 if status == "SUCCEEDED" else 1

@@ -72,7 +72,13 @@ def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:  # a busy experiment, or found once connected (no GPU node)
         return bad_input(err)
     errored = summary.counts["errored"]
-    if errored or summary.best is None:
+    if errored:
         print(f"error: {errored} of {len(summary.trials)} trials errored", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    if summary.best is None:
+        print(
+            f"error: no trial reported {summary.metric} (stopped before its first epoch ended)",
+            file=sys.stderr,
+        )
         return EXIT_TRIALS_FAILED
     return 0

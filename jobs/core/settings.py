@@ -34,6 +34,10 @@ DATASETS = ("mnist", "fashion-mnist")
 ACCELERATORS = ("auto", "gpu", "cpu")
 METRICS = {"val_loss": "min", "loss": "min", "val_accuracy": "max"}
 SHARED_STORAGE = Path("/mnt/cluster_storage")
+TRIAL_SEEDS = ("shared", "per-trial")
+# A trial's measured peak RSS is 1.2 GiB on CPU with the whole training split in memory
+# (jobs/bench/results: trial_peak_rss_mib 1181-1207); 1.5 GiB leaves a quarter for headroom.
+TRIAL_MEMORY_MIB = 1536
 
 
 class ConfigError(ValueError):
@@ -53,13 +57,13 @@ class Scope(Enum):
 class Setting:
     """How one dataclass field is read; stored in the field's metadata."""
 
-    flag: str
     help: str
     parse: Callable[[str, str], Any]
     env: str | None = None
+    flag: str = ""  # default: --<field-name>
     scope: Scope = Scope.ALL
     switch: bool = False  # a flag without a value, never read from the environment
-    shown_default: str | None = None  # for --help and the README when the default is computed
+    shown: str | None = None  # the default as --help and the README say it, when computed
 
 
 def setting(
@@ -75,10 +79,16 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+def switch(help: str, scope: Scope = Scope.ALL) -> Any:
+    """A flag without a value (--fresh), off unless given; never read from the environment."""
+    return setting(False, help=help, parse=flag, switch=True, scope=scope)
+
+
 def settings_fields(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
     for f in dataclasses.fields(cls):
         if "setting" in f.metadata:
-            yield f, f.metadata["setting"]
+            s = f.metadata["setting"]
+            yield f, s if s.flag else dataclasses.replace(s, flag="--" + f.name.replace("_", "-"))
 
 
 # --- value parsers: each takes the raw string and the name it came from -----------------
@@ -198,120 +208,119 @@ class Settings:
     storage_path: str = setting(
         default_factory=default_storage_path,
         env="STORAGE_PATH",
-        flag="--storage-path",
         parse=path,
-        shown_default="/mnt/cluster_storage if writable, else ~/ray_results",
+        shown="/mnt/cluster_storage if writable, else ~/ray_results",
         help="where experiments are written",
     )
     data_dir: str = setting(
         default_factory=default_data_dir,
         env="DATA_DIR",
-        flag="--data-dir",
         parse=path,
-        shown_default="./data",
+        shown="./data",
         help="folder holding the four IDX files, or a torchvision-style root",
     )
     dataset: str = setting(
         "mnist",
         env="DATASET",
-        flag="--dataset",
         parse=choice(DATASETS),
         help="mnist or fashion-mnist (same format, same code path)",
     )
     accelerator: str = setting(
         "auto",
         env="ACCELERATOR",
-        flag="--accelerator",
         parse=choice(ACCELERATORS),
         help="auto (GPU when the Ray cluster has GPUs), gpu or cpu",
     )
     accelerator_type: str = setting(
         "T4",
         env="ACCELERATOR_TYPE",
-        flag="--accelerator-type",
         parse=accelerator_type,
         help="GPU model trials are pinned to in GPU mode",
     )
     num_samples: int = setting(
         1,
         env="TUNE_NUM_SAMPLES",
-        flag="--num-samples",
         parse=integer(1),
         scope=Scope.TUNE,
-        shown_default="the stage's walkthrough value",
+        shown="the stage's walkthrough value",
         help="number of trials",
     )
     num_epochs: int = setting(
         1,
         env="TUNE_NUM_EPOCHS",
-        flag="--num-epochs",
         parse=integer(1),
-        shown_default="the stage's walkthrough value",
+        shown="the stage's walkthrough value",
         help="epochs per trial",
     )
     max_concurrent: int | None = setting(
         None,
         env="TUNE_MAX_CONCURRENT",
-        flag="--max-concurrent",
         parse=optional(integer(1)),
         scope=Scope.TUNE,
-        shown_default="sized from the cluster",
+        shown="sized from the cluster",
         help="cap on trials running at once",
     )
     train_limit: int | None = setting(
         None,
         env="TRAIN_LIMIT",
-        flag="--train-limit",
         parse=optional(integer(1)),
-        shown_default="all 60000",
+        shown="all 60000",
         help="use only the first N training images (CI-sized runs)",
     )
     val_limit: int | None = setting(
         None,
         env="VAL_LIMIT",
-        flag="--val-limit",
         parse=optional(integer(1)),
-        shown_default="all 10000",
+        shown="all 10000",
         help="use only the first N validation images",
     )
-    batch_size: int = setting(
-        128, env="BATCH_SIZE", flag="--batch-size", parse=integer(1), help="mini-batch size"
-    )
+    batch_size: int = setting(128, env="BATCH_SIZE", parse=integer(1), help="mini-batch size")
     lr: float = setting(
-        1e-3, env="LR", flag="--lr", parse=positive_float, scope=Scope.SINGLE, help="learning rate"
+        1e-3, env="LR", parse=positive_float, scope=Scope.SINGLE, help="learning rate"
     )
     lr_points: tuple[float, ...] = setting(
         (),
         env="TUNE_LR_POINTS",
-        flag="--lr-points",
         parse=lr_list,
         scope=Scope.TUNE,
-        shown_default="none",
+        shown="none",
         help="comma-separated learning rates tried first, before the search samples",
     )
     metric: str = setting(
         "val_loss",
         env="TUNE_METRIC",
-        flag="--metric",
         parse=choice(tuple(METRICS)),
         scope=Scope.TUNE,
         help="metric trials are ranked on: val_loss, loss or val_accuracy",
     )
-    seed: int = setting(
-        0, env="SEED", flag="--seed", parse=integer(0), help="seed for the search and the model"
+    seed: int = setting(0, env="SEED", parse=integer(0), help="seed for the search and the model")
+    trial_seeds: str = setting(
+        "shared",
+        env="TRIAL_SEEDS",
+        parse=choice(TRIAL_SEEDS),
+        scope=Scope.TUNE,
+        help="shared: every trial starts from SEED (same initial weights and batch order, so "
+        "trials differ only in their hyperparameters); per-trial: SEED plus a number derived "
+        "from the trial's config",
+    )
+    trial_memory_mib: int = setting(
+        TRIAL_MEMORY_MIB,
+        env="TRIAL_MEMORY_MIB",
+        parse=integer(0),
+        help="memory each trial (and each Train worker) reserves in Ray, as the walkthrough's "
+        "Part 4 does; sized from the measured peak RSS of a trial; 0: no reservation",
     )
     ray_address: str | None = setting(
         None,
         env="RAY_ADDRESS",
         flag="--address",
         parse=ray_address,
-        shown_default="start a local cluster",
+        shown="start a local cluster",
         help="Ray cluster to connect to: host:port, auto, or a ray:// URL",
     )
     gpu_wait_s: int = setting(
         600,
         env="GPU_WAIT_S",
-        flag="--gpu-wait-s",
         parse=integer(0),
         help="with ACCELERATOR=gpu on a remote cluster: how long to wait for a GPU node "
         "to join before failing",
@@ -319,42 +328,25 @@ class Settings:
     fail_at_epoch: int | None = setting(
         None,
         env="FAIL_AT_EPOCH",
-        flag="--fail-at-epoch",
         parse=optional(integer(1)),
         scope=Scope.TRIAL,
-        shown_default="off",
+        shown="off",
         help="fault injection: every trial raises once when it reaches this epoch",
     )
     lock_wait_s: float = setting(
         120.0,
         env="LOCK_WAIT_S",
-        flag="--lock-wait-s",
         parse=positive_float,
         help="how long to wait for another run of this stage on the same storage to end",
     )
-    fresh: bool = setting(
-        False,
-        flag="--fresh",
-        parse=flag,
-        switch=True,
+    fresh: bool = switch(
+        "start over: archive an existing experiment of this stage instead of resuming it",
         scope=Scope.TUNE,
-        help="start over: archive an existing experiment of this stage instead of resuming it",
     )
-    resume: bool = setting(
-        False,
-        flag="--resume",
-        parse=flag,
-        switch=True,
-        scope=Scope.TUNE,
-        help="require an existing experiment of this stage and resume it",
+    resume: bool = switch(
+        "require an existing experiment of this stage and resume it", scope=Scope.TUNE
     )
-    dry_run: bool = setting(
-        False,
-        flag="--dry-run",
-        parse=flag,
-        switch=True,
-        help="print the resolved configuration and exit",
-    )
+    dry_run: bool = switch("print the resolved configuration and exit")
     options: Any = None  # the stage's own settings (Stage.options), or None
 
     def __post_init__(self) -> None:
@@ -414,8 +406,8 @@ class Parser(argparse.ArgumentParser):
 def _shown(f: dataclasses.Field[Any], s: Setting, stage: Stage | None = None) -> str:
     if stage is not None and f.name in stage.defaults:
         return str(stage.defaults[f.name])
-    if s.shown_default is not None:
-        return s.shown_default
+    if s.shown is not None:
+        return s.shown
     if f.default is None or f.default == ():
         return "unset"
     return str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
@@ -482,17 +474,32 @@ def resolve(
 
 
 def check_storage_writable(path: str) -> None:
-    """Fail unless `path` exists as a writable folder or could be created as one."""
+    """Fail unless `path` is a writable folder or could be created as one.
+
+    Walks up to the nearest existing ancestor and proves it writable by creating and removing
+    an empty temporary folder there (permission bits lie to root and to read-only mounts).
+    """
+    import tempfile
+
     target = Path(path)
+    missing = []
     probe = target
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not os.path.lexists(probe) and probe.parent != probe:
+        missing.append(probe.name)
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    for name in missing:
+        if len(name.encode()) > 255:
+            raise ConfigError(f"STORAGE_PATH {path} has a folder name over 255 bytes")
+    if os.path.islink(probe) and not probe.exists():
+        raise ConfigError(f"STORAGE_PATH {path} is under a broken symlink ({probe})")
+    if not probe.is_dir():
         raise ConfigError(f"STORAGE_PATH {path} is not a folder ({probe} is a file)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"STORAGE_PATH {path} is not writable (no write access to {probe})")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=probe))
+    except OSError as exc:
+        raise ConfigError(
+            f"STORAGE_PATH {path} is not writable ({probe}: {exc.strerror or exc})"
+        ) from None
 
 
 def check_address_reachable(address: str | None, timeout_s: float = 3.0) -> None:

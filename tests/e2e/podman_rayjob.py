@@ -661,7 +661,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         print(f"error: no such manifest: {args.manifest}", file=sys.stderr)
         return 2
-    if shutil.which("podman") is None and not args.dry_run:
+    try:
+        found = [d for d in yaml.safe_load_all(args.manifest.read_text()) if d]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {args.manifest} is not YAML: {first}", file=sys.stderr)
+        return 2
+    if len(found) != 1 or not isinstance(found[0], dict) or found[0].get("kind") != "RayJob":
+        print(f"error: {args.manifest} must hold exactly one RayJob", file=sys.stderr)
+        return 2
+    if args.dry_run:  # validate only: nothing is created
+        error = validate_rayjob(found[0])
+        print(json.dumps({"manifest": str(args.manifest), "valid": error is None, "error": error}))
+        return 0 if error is None else 1
+    if shutil.which("podman") is None:
         print("error: podman is not installed (apt-get install podman runc)", file=sys.stderr)
         return 2
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"rtk-e2e-{suffix()}"
@@ -669,10 +682,6 @@ def main(argv: list[str] | None = None) -> int:
     volume = args.volume or work / "volume"
     run_id = args.run_id or work.name
     job = RayJobRun(args.manifest, volume, work, run_id)
-    if args.dry_run:
-        error = validate_rayjob(job.doc)
-        print(json.dumps({"manifest": str(args.manifest), "valid": error is None, "error": error}))
-        return 0 if error is None else 1
     image = pods.ray_container(job.cluster_spec["headGroupSpec"]["template"]["spec"])["image"]
     outcome, seconds = Outcome("Failed", "", "Interrupted"), 0.0
     start = time.monotonic()

@@ -85,3 +85,20 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
         f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
         f"--- stderr ---\n{proc.stderr[-6000:]}"
     )
+
+
+def run_make(args: Sequence[str], env: Mapping[str, str], timeout: float = 600):
+    """`make -s ARGS` as a user types it, with this interpreter's venv and the env's data."""
+    return subprocess.run(
+        [
+            *("make", "-s", *args),
+            f"VENV={Path(sys.executable).parent.parent}",
+            f"DATA_DIR={env['DATA_DIR']}",
+            f"DATASET={env.get('DATASET', 'mnist')}",
+        ],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
