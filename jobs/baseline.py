@@ -14,7 +14,7 @@ import ray
 
 from jobs.core import cli, report, results
 from jobs.core.engine import DataSpec, Trainer, format_epoch
-from jobs.core.experiment import data_spec, finish
+from jobs.core.experiment import archive, data_spec, finish
 from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
 from jobs.core.runtime import connect_and_plan
 from jobs.core.settings import Scope, Settings
@@ -48,13 +48,23 @@ def task_options(plan: TrialPlan) -> dict[str, Any]:
     """The trial plan as @ray.remote options: GPU + accelerator sliver, or CPUs."""
     res = dict(plan.resources)
     options: dict[str, Any] = {"num_cpus": res.pop("cpu", 0), "num_gpus": res.pop("gpu", 0)}
+    if "memory" in res:
+        options["memory"] = res.pop("memory")
     if res:
         options["resources"] = res
     return options
 
 
+def keep_previous(settings: Settings) -> None:
+    """A rerun keeps the previous run's outputs: it moves them aside and says where."""
+    if (settings.experiment_dir / results.RESULTS_FILE).exists():
+        target = archive(settings.experiment_dir)
+        print(f"[baseline] the previous run's results are kept in {target}", flush=True)
+
+
 def run(settings: Settings) -> results.Summary:
     started = time.monotonic()
+    keep_previous(settings)
     plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
     task = ray.remote(train_baseline).options(**task_options(plan))

@@ -26,6 +26,7 @@ from jobs.core.engine import DataSpec, Trainer, format_epoch
 from jobs.core.resources import (
     ClusterView,
     TrialPlan,
+    memory_request,
     placement,
     set_threads,
     trial_device,
@@ -35,6 +36,7 @@ from jobs.core.runtime import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.core.search import random_search
 from jobs.core.settings import Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
+from jobs.core.trial import trial_seed
 
 TRAIN_MAX_FAILURES = 1
 TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
@@ -50,7 +52,7 @@ def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
     use_gpu = wants_gpu(settings, cluster)
     if use_gpu:
         # 0.99 CPU, as on CPU: a 1-CPU GPU node then fits a worker beside a trial's sliver.
-        worker = {"CPU": TRAIN_WORKER_CPU, "GPU": 1}
+        worker = {"CPU": TRAIN_WORKER_CPU, "GPU": 1, **memory_request(settings)}
         # Tune does not count the Train workers: cap runs at GPUs / GPUs per run.
         caps = [c for c in (settings.max_concurrent, int(cluster.gpus // TRAIN_WORKERS)) if c]
         concurrency = min(caps) if caps else None
@@ -71,7 +73,7 @@ def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
         {"cpu": DRIVER_CPU},
         concurrency,
         cpus_per_trial=max(1, round(per_worker)),
-        worker_resources={"CPU": per_worker},
+        worker_resources={"CPU": per_worker, **memory_request(settings)},
         num_workers=TRAIN_WORKERS,
     )
 
@@ -83,6 +85,7 @@ class RunSpec:
     accelerator_type: str
     cuda: bool  # GPU workers have working CUDA (NCCL); false on fake GPUs
     seed: int
+    per_trial_seed: bool
     storage_path: str
 
 
@@ -102,7 +105,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         run.data,
         lr=config["lr"],
         batch_size=config["batch_size"],
-        seed=run.seed,
+        seed=trial_seed(
+            run.seed, run.per_trial_seed, {k: v for k, v in config.items() if k != "run"}
+        ),
         device=device,
         rank=rank,
         world_size=world,
@@ -117,7 +122,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         start = trainer.load_state(checkpoints.load(checkpoint, device))
     for epoch in range(start + 1, config["num_epochs"] + 1):
         result = trainer.run_epoch(epoch)
-        metrics = {**result.metrics(), "start_epoch": start, **placed}
+        metrics = {**result.metrics(), "start_epoch": start, "world_size": world, **placed}
         if rank != 0:
             ray.train.report(metrics, checkpoint=None)  # every rank reports; rank 0 saves
             continue
@@ -162,6 +167,7 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
         accelerator_type=settings.accelerator_type,
         cuda=cuda,
         seed=settings.seed,
+        per_trial_seed=settings.trial_seeds == "per-trial",
         storage_path=str(settings.experiment_dir / "ray_train"),
     )
     return tune.with_parameters(train_driver, run=run)

@@ -6,6 +6,7 @@ only in how they report (print, `tune.report`, `ray.train.report`) and checkpoin
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,14 +43,7 @@ class EpochResult:
     train_images_per_s: float
 
     def metrics(self) -> dict[str, float]:
-        return {
-            "epoch": self.epoch,
-            "loss": self.loss,
-            "val_loss": self.val_loss,
-            "val_accuracy": self.val_accuracy,
-            "epoch_s": self.epoch_s,
-            "train_images_per_s": self.train_images_per_s,
-        }
+        return dataclasses.asdict(self)
 
 
 def _no_reduce(t: torch.Tensor) -> torch.Tensor:

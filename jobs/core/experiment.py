@@ -43,6 +43,7 @@ def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = F
         seed=settings.seed,
         checkpoint=checkpoint,
         fail_at_epoch=settings.fail_at_epoch,
+        per_trial_seed=settings.trial_seeds == "per-trial",
     )
     return tune.with_parameters(train_trial, spec=spec)
 
@@ -58,9 +59,13 @@ def preflight(settings: Settings) -> None:
 
 
 def archive(path: Path) -> Path:
+    """Move an experiment folder aside as <name>.archived-<time>; nothing is deleted."""
     target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while target.exists():  # two archives within a second
+        target = target.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
     path.rename(target)
-    print(f"[experiment] --fresh: moved the previous experiment to {target}", flush=True)
     return target
 
 
@@ -97,7 +102,10 @@ class TuneRun:
         path = settings.experiment_dir
         if experiment_exists(path):
             if settings.fresh:
-                archive(path)
+                target = archive(path)
+                print(
+                    f"[experiment] --fresh: moved the previous experiment to {target}", flush=True
+                )
             else:
                 print(resume_message(path, self.checkpoints), flush=True)
                 if self.note_on_resume:

@@ -1,4 +1,5 @@
-"""The model of every stage: torchvision's ResNet18 with a one-channel first convolution."""
+"""The model of every stage: torchvision's ResNet18 with a one-channel first convolution, as
+in the walkthrough, and 10 outputs, one per class (the walkthrough keeps ImageNet's 1000)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ NUM_CLASSES = 10
 
 
 def build_model(num_classes: int = NUM_CLASSES) -> torch.nn.Module:
-    """ResNet18 (random init) whose conv1 takes 1-channel 28x28 images, as in the walkthrough."""
+    """ResNet18 (random init) whose conv1 takes 1-channel 28x28 images, as in the walkthrough,
+    with `num_classes` outputs."""
     model = resnet18(num_classes=num_classes)
     model.conv1 = torch.nn.Conv2d(
         1, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False

@@ -17,6 +17,7 @@ import torch
 from jobs.core.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+MIB = 1024**2
 
 # Ray's convention: a node with a T4 offers the custom resource "accelerator_type:T4": 1.
 # Asking for a sliver of it pins the trial to such a node without consuming it.
@@ -31,6 +32,7 @@ class ClusterView:
     gpus: float
     max_node_cpus: float
     resources: dict[str, float] = field(default_factory=dict)
+    max_node_memory: float = float("inf")  # bytes of Ray's `memory` resource on the largest node
 
     def has_accelerator(self, accelerator_type: str) -> bool:
         return self.resources.get(f"accelerator_type:{accelerator_type}", 0) > 0
@@ -73,6 +75,11 @@ def wants_gpu(settings: Settings, cluster: ClusterView) -> bool:
     return cluster.gpus > 0
 
 
+def memory_request(settings: Settings) -> dict[str, float]:
+    """{"memory": bytes} for one trial or Train worker, as the walkthrough's Part 4 asks."""
+    return {"memory": settings.trial_memory_mib * MIB} if settings.trial_memory_mib else {}
+
+
 def gpu_bundle(accelerator_type: str) -> dict[str, float]:
     return {"gpu": 1, f"accelerator_type:{accelerator_type}": ACCELERATOR_SLIVER}
 
@@ -83,11 +90,12 @@ def plan_trials(settings: Settings, cluster: ClusterView) -> TrialPlan:
     use_gpu = wants_gpu(settings, cluster)
     if use_gpu:
         # One CPU beside the GPU keeps the Python side of the loop off a 0-thread budget.
-        resources = {"cpu": 1, **gpu_bundle(settings.accelerator_type)}
+        resources = {"cpu": 1, **gpu_bundle(settings.accelerator_type), **memory_request(settings)}
         return TrialPlan(True, resources, settings.max_concurrent, cpus_per_trial=1)
     concurrency = settings.max_concurrent or max(1, min(settings.num_samples, int(cluster.cpus)))
     cpus = max(1, min(int(cluster.max_node_cpus), int(cluster.cpus // concurrency)))
-    return TrialPlan(False, {"cpu": cpus}, concurrency, cpus_per_trial=cpus)
+    resources = {"cpu": cpus, **memory_request(settings)}
+    return TrialPlan(False, resources, concurrency, cpus_per_trial=cpus)
 
 
 def check_placeable(plan: TrialPlan, settings: Settings, cluster: ClusterView) -> None:
@@ -97,6 +105,13 @@ def check_placeable(plan: TrialPlan, settings: Settings, cluster: ClusterView) -
             f"ACCELERATOR=gpu but no node offers accelerator_type:{settings.accelerator_type} "
             f"(cluster: {cluster.gpus:g} GPUs); set ACCELERATOR_TYPE to the GPU model the nodes "
             "declare, or ACCELERATOR=cpu"
+        )
+    need = (plan.worker_resources or plan.resources).get("memory", 0)
+    if need > cluster.max_node_memory:
+        raise ConfigError(
+            f"a trial reserves {need / MIB:.0f} MiB (TRIAL_MEMORY_MIB) but the largest node "
+            f"offers {cluster.max_node_memory / MIB:.0f} MiB to Ray; lower TRIAL_MEMORY_MIB or "
+            "use bigger nodes"
         )
     cpu_trial = not plan.use_gpu and plan.worker_resources is None
     if cpu_trial and plan.resources["cpu"] > cluster.max_node_cpus:

@@ -12,6 +12,7 @@ result-dataframe columns (`loss`, `training_iteration`, `config/lr`) next to our
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -38,6 +39,7 @@ KEPT_METRICS = (
     "start_epoch",
     "assigned_gpus",
     "on_cuda",
+    "world_size",
     "time_total_s",
     "training_iteration",
     "checkpoint_path",
@@ -56,13 +58,7 @@ class TrialRecord:
     metrics: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "trial_id": self.trial_id,
-            "status": self.status,
-            "epochs": self.epochs,
-            "config": self.config,
-            "metrics": self.metrics,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:

@@ -67,11 +67,13 @@ def cluster_view() -> ClusterView:
     total = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     max_node_cpus = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
+    max_node_memory = max((n["Resources"].get("memory", 0.0) for n in nodes), default=0.0)
     return ClusterView(
         cpus=total.get("CPU", 0.0),
         gpus=total.get("GPU", 0.0),
         max_node_cpus=max_node_cpus,
         resources=dict(total),
+        max_node_memory=max_node_memory,
     )
 
 

@@ -8,6 +8,8 @@ config, the progress table and results.json hold only hyperparameters.
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,15 @@ class TrialSpec:
     seed: int
     checkpoint: bool  # checkpoint every epoch (the checkpoint stage)
     fail_at_epoch: int | None = None  # fault injection, for the resume tests
+    per_trial_seed: bool = False  # TRIAL_SEEDS=per-trial
+
+
+def trial_seed(seed: int, per_trial: bool, config: dict[str, Any]) -> int:
+    """SEED for every trial (TRIAL_SEEDS=shared), or SEED plus a number derived from the
+    trial's config (per-trial): the same config always gets the same seed, also on resume."""
+    if not per_trial:
+        return seed
+    return seed + zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())
 
 
 class InjectedFailure(RuntimeError):
@@ -40,7 +51,11 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     set_threads(spec.cpus)
     device = trial_device(spec.use_gpu)
     trainer = Trainer(
-        spec.data, lr=config["lr"], batch_size=config["batch_size"], seed=spec.seed, device=device
+        spec.data,
+        lr=config["lr"],
+        batch_size=config["batch_size"],
+        seed=trial_seed(spec.seed, spec.per_trial_seed, config),
+        device=device,
     )
     start = 0
     checkpoint = tune.get_checkpoint()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 
 from jobs import train
 from jobs.core import resources
 from jobs.core.resources import ClusterView, check_placeable, plan_trials
 from jobs.core.settings import ConfigError
 from tests.support import runs
+from tests.support.kuberay.pods import quantity
+from tests.support.runs import REPO
 
+MEM = 1536 * 1024**2  # TRIAL_MEMORY_MIB's default, 1.5 GiB, in bytes
+MEMORY = {"memory": MEM}
 CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
 CPU_8 = ClusterView(cpus=8, gpus=0, max_node_cpus=8, resources={"CPU": 8})
 T4_X4 = ClusterView(
@@ -25,19 +32,23 @@ def settings(stage: str = "tune", **env: str):
 def test_auto_picks_gpu_when_the_cluster_has_gpus() -> None:
     plan = plan_trials(settings(), T4_X4)
     assert plan.use_gpu
-    assert plan.resources == {"cpu": 1, "gpu": 1, "accelerator_type:T4": 0.001}
+    assert plan.resources == {"cpu": 1, "gpu": 1, "accelerator_type:T4": 0.001, "memory": MEM}
 
 
 def test_auto_falls_back_to_cpu_and_sizes_cpus_for_concurrency() -> None:
     plan = plan_trials(settings(), CPU_2)  # 4 samples on 2 CPUs: 2 at a time, 1 CPU each
-    assert (plan.use_gpu, plan.resources, plan.max_concurrent) == (False, {"cpu": 1}, 2)
+    assert (plan.use_gpu, plan.resources, plan.max_concurrent) == (False, {"cpu": 1, **MEMORY}, 2)
     plan = plan_trials(settings(), CPU_8)  # 4 samples on 8 CPUs: all 4 at once, 2 CPUs each
-    assert (plan.resources, plan.max_concurrent, plan.cpus_per_trial) == ({"cpu": 2}, 4, 2)
+    assert (plan.resources, plan.max_concurrent, plan.cpus_per_trial) == (
+        {"cpu": 2, **MEMORY},
+        4,
+        2,
+    )
 
 
 def test_max_concurrent_setting_wins() -> None:
     plan = plan_trials(settings(TUNE_MAX_CONCURRENT="1"), CPU_8)
-    assert (plan.resources, plan.max_concurrent) == ({"cpu": 8}, 1)
+    assert (plan.resources, plan.max_concurrent) == ({"cpu": 8, **MEMORY}, 1)
 
 
 def test_accelerator_type_is_configurable() -> None:
@@ -55,10 +66,10 @@ def test_gpu_without_that_accelerator_fails_fast() -> None:
 def test_train_stage_keeps_the_trial_tiny_and_caps_runs() -> None:
     plan = train.plan_train(settings("train"), CPU_2)
     assert plan.resources == {"cpu": 0.01}
-    assert plan.worker_resources == {"CPU": 0.99} and plan.num_workers == 2
+    assert plan.worker_resources == {"CPU": 0.99, **MEMORY} and plan.num_workers == 2
     assert plan.max_concurrent == 1  # 2 CPUs fit one run of 2 workers, never two
     gpu = train.plan_train(settings("train"), T4_X4)
-    assert gpu.use_gpu and gpu.worker_resources == {"CPU": 0.99, "GPU": 1}
+    assert gpu.use_gpu and gpu.worker_resources == {"CPU": 0.99, "GPU": 1, **MEMORY}
     assert gpu.max_concurrent == 2  # 4 GPUs / 2 per run
 
 
@@ -73,3 +84,35 @@ def test_fake_gpu_picks_the_cpu_device_and_says_so_once(monkeypatch, capsys) -> 
     assert resources.trial_device(True).type == "cpu"
     assert capsys.readouterr().out.count("CUDA is not available") == 1
     assert resources.trial_device(False).type == "cpu"
+
+
+def test_trials_reserve_memory_sized_from_the_measured_peak() -> None:
+    measured = json.loads((REPO / "jobs" / "bench" / "results" / "latest.json").read_text())
+    peak_mib = measured["trial_peak_rss_mib"]
+    s = settings()
+    assert peak_mib <= s.trial_memory_mib <= 2 * peak_mib  # room to spare, not a waste
+    plan = plan_trials(s, T4_X4)
+    assert plan.resources["memory"] == s.trial_memory_mib * 1024**2
+    assert "memory" not in plan_trials(settings(TRIAL_MEMORY_MIB="0"), T4_X4).resources
+    workers = train.plan_train(settings("train"), T4_X4).worker_resources
+    assert workers["memory"] == s.trial_memory_mib * 1024**2  # each Train worker holds a model
+
+
+def test_a_trial_bigger_than_every_node_fails_fast() -> None:
+    small = ClusterView(
+        cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2}, max_node_memory=1024 * 1024**2
+    )
+    s = settings()
+    with pytest.raises(ConfigError, match=r"reserves 1536 MiB .* offers 1024 MiB"):
+        check_placeable(plan_trials(s, small), s, small)
+
+
+@pytest.mark.parametrize("variant", ["t4", "kind"])
+def test_worker_pods_hold_the_memory_of_the_trials_their_gpus_run(variant: str) -> None:
+    values = yaml.safe_load((REPO / "k8s" / "values" / f"{variant}.yaml").read_text())
+    worker = values["worker"]["resources"]
+    gpus = float(values["worker"]["group_resources"].get("GPU", worker.get("nvidia.com/gpu", 0)))
+    memory_mib = quantity(worker["memory"]) / 1024**2
+    # One GPU trial (or Train worker) per GPU, each reserving TRIAL_MEMORY_MIB: the pod's
+    # memory (Ray's `memory` resource, from the limit) must hold them all.
+    assert memory_mib >= gpus * settings().trial_memory_mib, (variant, memory_mib, gpus)
