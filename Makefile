@@ -7,9 +7,9 @@ MAKEFLAGS += --no-print-directory
 ##@ Settings (override on the command line: make submit STAGE=asha TUNE_NUM_SAMPLES=8)
 
 STAGE ?= tune
+PYTHON ?= python3
 # The stages, from the registry (jobs/registry.py; standard library only).
 STAGES := $(shell $(PYTHON) -m jobs.registry)
-PYTHON ?= python3
 # The virtual environment; .ci/run points it at a cache keyed by the pinned dependencies.
 VENV ?= .venv
 PY := $(VENV)/bin/python

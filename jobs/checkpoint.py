@@ -37,42 +37,37 @@ class StopOptions:
     stop_all_at: float | None = setting(
         None,
         env="STOP_ALL_AT",
-        flag="--stop-all-at",
         parse=optional(positive_float),
-        shown_default="off",
+        shown="off",
         help="the walkthrough's custom Stopper: end the whole experiment once any trial's "
         "metric reaches this value (walkthrough: 0.05)",
     )
     stop_trial_worse_than: float | None = setting(
         None,
         env="STOP_TRIAL_WORSE_THAN",
-        flag="--stop-trial-worse-than",
         parse=optional(positive_float),
-        shown_default="off",
+        shown="off",
         help="the Stopper's per-trial rule: stop a trial whose metric is still worse than this "
         "after STOP_TRIAL_AFTER epochs (walkthrough: 1.0)",
     )
     stop_trial_after: int = setting(
         5,
         env="STOP_TRIAL_AFTER",
-        flag="--stop-trial-after",
         parse=integer(1),
         help="epochs before STOP_TRIAL_WORSE_THAN applies",
     )
     trial_time_limit_s: float | None = setting(
         None,
         env="TRIAL_TIME_LIMIT_S",
-        flag="--trial-time-limit-s",
         parse=optional(positive_float),
-        shown_default="off",
+        shown="off",
         help="stop each trial after this many seconds",
     )
     time_budget_s: float | None = setting(
         None,
         env="TIME_BUDGET_S",
-        flag="--time-budget-s",
         parse=optional(positive_float),
-        shown_default="off",
+        shown="off",
         help="stop the whole experiment after this many seconds",
     )
 

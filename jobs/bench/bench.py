@@ -550,6 +550,69 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
+def _all_results() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("2*.json"))]
+
+
+def _span(values: list[float], digits: int = 3) -> str:
+    low, high = min(values), max(values)
+    fmt = f"{{:.{digits}g}}"
+    return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+
+
+def readme_findings() -> str:
+    """The Performance section's prose, its numbers taken from every committed result."""
+    runs = _all_results()
+    full = newest(quick=False)
+    ratio = [r["trial_vs_plain_loop"] for r in runs if "trial_vs_plain_loop" in r]
+    background = [
+        r["background_cpu_during_trial_pct"] for r in runs if "background_cpu_during_trial_pct" in r
+    ]
+    loader = [r["loader_speedup_vs_tutorial"] for r in runs if "loader_speedup_vs_tutorial" in r]
+    epoch = [r["epoch_speedup_vs_tutorial"] for r in runs if "epoch_speedup_vs_tutorial" in r]
+    sizes: dict[tuple[int, int], list[float]] = {}
+    for r in runs:
+        key = (r["size"]["configs"], r["size"]["epochs"])
+        sizes.setdefault(key, []).append(r["asha_trial_epoch_saving_vs_fifo"])
+    savings = ", ".join(
+        f"{_span(v, 2)}x for {c} configs x {e} epochs ({len(v)} run{'s' if len(v) > 1 else ''})"
+        for (c, e), v in sorted(sizes.items())
+    )
+    worst = max(r["asha_best_vs_fifo"] for r in runs)
+    return "\n".join(
+        [
+            f"Ranges below span all {len(runs)} committed results (`jobs/bench/results/`).",
+            "",
+            "- **What Tune costs a trial is the CPU of Ray's own processes.** While a trial "
+            "trains, every other process (Tune driver, raylet, GCS, agents, OS) uses "
+            f"{_span(background, 2)}% of one core. The trial/plain ratio should therefore sit "
+            f"just under 1. Measured, it lands in {_span(ratio)} across {len(ratio)} runs "
+            f"({full.get('trial_vs_plain_loop')} in the full column): this VM's speed drifts "
+            "from minute to minute by more than the 5% margin the goal allows. The compute "
+            "bound on random tensors is no faster than the plain loop, because our loader "
+            "costs nothing next to the model step.",
+            "- **Loader.** Our loader batches from a decoded in-memory tensor and loads an "
+            f"epoch {_span(loader)}x faster than the walkthrough's per-sample PIL pipeline. On "
+            "2 CPU cores the model step dominates, so a whole epoch is only "
+            f"{_span(epoch)}x as fast. On a GPU, where a ResNet18 step on 28x28 images takes "
+            "milliseconds, loading is the bottleneck this removes.",
+            "- **ASHA's saving grows with the number of configurations and the epoch budget.** "
+            f"Trial-epochs saved against FIFO on the same configurations: {savings}. The best "
+            f"val_loss stayed within {100 * (worst - 1):.1f}% of FIFO's. Asynchronous ASHA lets "
+            "the first trials through each rung unopposed, and which trials come first depends "
+            "on timing, so the same configurations can give a different count from run to run. "
+            "The `asha` stage keeps the walkthrough's `grace_period=2` over 8 epochs (rungs at "
+            "2 and 8); there, even synchronous halving saves at most 8 / (2 + 6/4) = 2.3x. For "
+            "a real search, raise `TUNE_NUM_SAMPLES` and `TUNE_NUM_EPOCHS`.",
+        ]
+    )
+
+
+def readme_section() -> str:
+    """What the README's Performance section shows between its markers."""
+    return f"{readme_table()}\n\n{readme_findings()}"
+
+
 def main() -> int:
     started = time.perf_counter()
     out: dict[str, Any] = {
@@ -603,6 +666,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--readme-table"]:
-        print(readme_table())
+        print(readme_section())
         sys.exit(0)
     sys.exit(main())

@@ -22,6 +22,7 @@ import yaml
 
 from jobs import registry
 from tests.e2e.podman_rayjob import CONTAINERS_CONF, RUN_LABEL
+from tests.support import tune_files
 from tests.support.runs import REPO
 
 KIND = REPO / "k8s" / "kind"
@@ -128,14 +129,7 @@ def experiment(run: Run, stage: str) -> Path:
 
 
 def trial_epochs(run: Run, stage: str) -> dict[str, list[int]]:
-    """Per trial folder, the epochs it reported (result.json), in order."""
-    folder = experiment(run, stage)
-    out = {}
-    for trial in sorted(folder.glob("train_trial_*")) if folder.is_dir() else []:
-        path = trial / "result.json"
-        lines = path.read_text().splitlines() if path.exists() else []
-        out[trial.name] = [json.loads(line)["epoch"] for line in lines if line.strip()]
-    return out
+    return tune_files.trial_epochs(experiment(run, stage))
 
 
 def wait_until(condition: Callable[[], bool], run: Run, timeout_s: float = 900) -> None:
@@ -197,7 +191,14 @@ def test_head_lost_mid_checkpoint_resumes_from_the_volume(image: str, tmp_path: 
         return False
 
     wait_until(one_done_one_in_flight, run)
-    time.sleep(1.5)  # the experiment snapshot that follows a trial checkpoint
+    # Kill only once the experiment snapshot (what the resumed driver restores) records the
+    # finished trial as finished; waiting on the file, not on a fixed sleep.
+    folder = experiment(run, "checkpoint")
+    finished = [n for n, e in snapshot.items() if e and e[-1] == epochs]
+    wait_until(
+        lambda: all(tune_files.snapshot_statuses(folder).get(n) == "TERMINATED" for n in finished),
+        run,
+    )
     snapshot.update(trial_epochs(run, "checkpoint"))
     run.kill("head")
     outcome = run.wait()
@@ -219,11 +220,16 @@ def test_worker_lost_mid_trial_retries_it_from_its_checkpoint(image: str, tmp_pa
     manifest = variant(tmp_path, "checkpoint", TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS=str(epochs))
     run = Run(manifest, tmp_path / "run")
 
-    def mid_trial() -> bool:
-        seen = [e for e in trial_epochs(run, "checkpoint").values() if e]
-        return bool(seen) and 1 <= seen[0][-1] < epochs - 1
+    def mid_trial_with_a_checkpoint() -> bool:
+        trials = tune_files.trial_dirs(experiment(run, "checkpoint"))
+        seen = [tune_files.reported_epochs(t) for t in trials]
+        return (
+            bool(seen and seen[0])
+            and 1 <= seen[0][-1] < epochs - 1
+            and tune_files.has_checkpoint(trials[0])
+        )
 
-    wait_until(mid_trial, run)
+    wait_until(mid_trial_with_a_checkpoint, run)
     run.kill("worker")
     outcome = run.wait()
     assert outcome.get("status") == "SUCCEEDED", run.explain()

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,25 +21,15 @@ from typing import Any
 import pytest
 
 from jobs.submit import local_head
-from tests.support.runs import REPO, explain, load_results, run_module
+from tests.support import tune_files
+from tests.support.runs import REPO, explain, load_results, run_make, run_module
+from tests.support.tune_files import reported_epochs
 
 CHANCE = 0.1  # ten balanced classes
 
 
 def trial_dirs(env: dict[str, str], stage: str) -> list[Path]:
-    return sorted(
-        p
-        for p in (Path(env["STORAGE_PATH"]) / stage).iterdir()
-        if p.is_dir() and p.name.startswith(("train_trial_", "train_driver_"))
-    )
-
-
-def reported_epochs(trial_dir: Path) -> list[int]:
-    """The `epoch` of every result Tune recorded for a trial, in order."""
-    path = trial_dir / "result.json"
-    if not path.exists():
-        return []
-    return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()]
+    return tune_files.trial_dirs(Path(env["STORAGE_PATH"]) / stage)
 
 
 def assert_sound(summary: dict[str, Any], stage: str, trials: int) -> None:
@@ -53,22 +42,34 @@ def assert_sound(summary: dict[str, Any], stage: str, trials: int) -> None:
     assert summary["wall_time_s"] > 0
 
 
+def sized(stage_env: dict[str, str], **settings: str) -> dict[str, str]:
+    """The test's environment with these settings added."""
+    return {**stage_env, **settings}
+
+
 def run_stage(stage: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     proc = run_module(f"jobs.{stage}", list(args), env)
     assert proc.returncode == 0, explain(proc)
     return proc
 
 
-def test_baseline(stage_env) -> None:
+def test_baseline_then_a_rerun_keeps_the_first_results(stage_env) -> None:
     proc = run_stage("baseline", stage_env)
     summary = load_results(stage_env, "baseline")
     assert_sound(summary, "baseline", 1)
     assert summary["counts"]["completed"] == 1 and summary["trials"][0]["epochs"] == 2
     assert "[baseline] epoch 2/2" in proc.stdout + proc.stderr
+    assert "best trial baseline" in proc.stdout and '"lr": 0.001' in proc.stdout
+    # A second run keeps the first one's outputs aside, and says where.
+    again = run_stage("baseline", {**stage_env, "TUNE_NUM_EPOCHS": "1"})
+    (kept,) = Path(stage_env["STORAGE_PATH"]).glob("baseline.archived-*")
+    assert f"the previous run's results are kept in {kept}" in again.stdout
+    assert json.loads((kept / "results.json").read_text()) == summary
+    assert load_results(stage_env, "baseline")["trials"][0]["epochs"] == 1
 
 
 def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
-    env = {**stage_env, "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "2"}
+    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="2")
     proc = run_stage("tune", env)
     summary = load_results(env, "tune")
     assert_sound(summary, "tune", 2)
@@ -76,10 +77,13 @@ def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
     lrs = {t["config"]["lr"] for t in summary["trials"]}
     assert len(lrs) == 2 and all(1e-4 <= lr <= 1e-1 for lr in lrs)
     assert "rank  trial_id" in proc.stdout  # the leaderboard
-    # Running it again resumes the finished experiment: same trials, nothing re-trained.
+    best = summary["best"]
+    assert f"best trial {best['trial_id']}" in proc.stdout  # get_best_result()'s printout
+    # --resume resumes the finished experiment: same trials, nothing re-trained, and it says
+    # that unfinished trials of this stage would start again from epoch 1 (no checkpoints).
     before = {d.name: reported_epochs(d) for d in trial_dirs(env, "tune")}
-    again = run_stage("tune", env)
-    assert "resuming" in again.stdout
+    again = run_stage("tune", env, "--resume")
+    assert "resuming" in again.stdout and "start again from epoch 1" in again.stdout
     assert {d.name: reported_epochs(d) for d in trial_dirs(env, "tune")} == before
     assert {t["trial_id"] for t in load_results(env, "tune")["trials"]} == {
         t["trial_id"] for t in summary["trials"]
@@ -87,7 +91,7 @@ def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
 
 
 def test_fresh_archives_the_previous_experiment(stage_env) -> None:
-    env = {**stage_env, "TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1"}
+    env = sized(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="1")
     run_stage("tune", env)
     first = load_results(env, "tune")["trials"][0]["trial_id"]
     run_stage("tune", env, "--fresh")
@@ -99,13 +103,13 @@ def test_fresh_archives_the_previous_experiment(stage_env) -> None:
 def test_asha_stops_the_bad_trial_early(stage_env) -> None:
     # Sequential trials with a good and a diverging learning rate first: at ASHA's first
     # rung (epoch 2) the lr=0.1 trial trails the lr=1e-3 one by orders of magnitude.
-    env = {
-        **stage_env,
-        "TUNE_NUM_SAMPLES": "3",
-        "TUNE_NUM_EPOCHS": "3",
-        "TUNE_MAX_CONCURRENT": "1",
-        "TUNE_LR_POINTS": "1e-3,0.1",
-    }
+    env = sized(
+        stage_env,
+        TUNE_NUM_SAMPLES="3",
+        TUNE_NUM_EPOCHS="3",
+        TUNE_MAX_CONCURRENT="1",
+        TUNE_LR_POINTS="1e-3,0.1",
+    )
     proc = run_stage("asha", env)
     summary = load_results(env, "asha")
     assert_sound(summary, "asha", 3)
@@ -135,13 +139,21 @@ def test_asha_stops_the_bad_trial_early(stage_env) -> None:
 
 
 def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None:
-    env = {**stage_env, "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "3", "FAIL_AT_EPOCH": "2"}
+    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", FAIL_AT_EPOCH="2")
     output = run_stage("checkpoint", env)
     logs = output.stdout + output.stderr
-    # One line per trial per epoch, never repeated (Ray may drop a trial's last lines when
-    # the driver exits first, so this does not insist on all of them).
+    # The driver's log repeats no trial's epoch line (Ray may drop a trial's last lines
+    # when the driver exits first, so completeness is checked in the trials' own logs).
     lines = Counter(re.findall(r"\[(\w+)\] epoch (\d)/3 loss=", logs))
     assert lines and set(lines.values()) == {1}, lines
+    # What the trials printed, across both attempts: every epoch exactly once per trial
+    # (epoch 1 in the attempt that then failed, epochs 2 and 3 in the resumed one).
+    printed = "".join(
+        p.read_text(errors="replace") for p in Path(env["RAY_TMPDIR"]).rglob("worker-*.out")
+    )
+    per_trial = Counter(re.findall(r"\[(\w+)\] epoch (\d)/3 loss=", printed))
+    assert sorted(per_trial.values()) == [1] * 6, per_trial
+    assert sorted({epoch for _, epoch in per_trial}) == ["1", "2", "3"]
     assert "Checkpoint successfully created" not in logs  # silenced by logger name
     summary = load_results(env, "checkpoint")
     assert_sound(summary, "checkpoint", 2)
@@ -161,26 +173,18 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
 
 
 def test_train_inside_tune(stage_env) -> None:
-    env = {**stage_env, "TUNE_NUM_EPOCHS": "2"}
+    env = sized(stage_env, TUNE_NUM_EPOCHS="2")
     logs = run_stage("train", env)
     assert "Reporting training result" not in logs.stdout + logs.stderr
     summary = load_results(env, "train")
     assert_sound(summary, "train", 2)
     assert summary["counts"]["completed"] == 2
+    assert {t["metrics"]["world_size"] for t in summary["trials"]} == {2}  # 2 DDP workers
     runs = Path(env["STORAGE_PATH"]) / "train" / "ray_train"
     names = sorted(p.name for p in runs.iterdir())
     assert names == sorted(f"train-{t['trial_id']}" for t in summary["trials"])
     for name in names:
         assert len([p for p in (runs / name).glob("checkpoint_*") if p.is_dir()]) == 1
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def test_checkpoint_resumes_after_the_driver_is_killed(stage_env) -> None:
@@ -197,16 +201,22 @@ def test_checkpoint_resumes_after_the_driver_is_killed(stage_env) -> None:
         with open(Path(env["STORAGE_PATH"]).parent / "driver1.log", "w") as log:
             driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log)
 
-            def one_done_one_started() -> bool:
-                if not (Path(env["STORAGE_PATH"]) / "checkpoint").exists():
-                    return False
-                done = [reported_epochs(d) for d in trial_dirs(env, "checkpoint")]
-                return any(e and e[-1] == epochs for e in done) and any(
-                    e and e[-1] < epochs for e in done
-                )
+            folder = Path(env["STORAGE_PATH"]) / "checkpoint"
+
+            def one_done_and_snapshotted_one_started() -> bool:
+                seen = tune_files.trial_epochs(folder)
+                done = [n for n, e in seen.items() if e and e[-1] == epochs]
+                started = [n for n, e in seen.items() if e and e[-1] < epochs]
+                statuses = tune_files.snapshot_statuses(folder)
+                return bool(done and started) and all(statuses.get(n) == "TERMINATED" for n in done)
 
             try:
-                _wait_for(one_done_one_started, 300, "one finished trial and one in flight")
+                tune_files.wait_for(
+                    one_done_and_snapshotted_one_started,
+                    "a finished trial recorded in the snapshot and one in flight",
+                    timeout_s=300,
+                    alive=lambda: driver.poll() is None,
+                )
             finally:
                 driver.send_signal(signal.SIGKILL)
                 driver.wait()
@@ -246,9 +256,10 @@ def _submit_env(stage_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def test_submit_runs_the_stage_through_the_jobs_api(stage_env) -> None:
+def test_make_submit_runs_the_stage_through_the_jobs_api(stage_env) -> None:
     env = {**_submit_env(stage_env), "TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1"}
-    proc = run_module("jobs.submit", ["tune"], env)
+    # As a user types it; the settings travel in the environment, as in the README.
+    proc = run_make(["submit", "STAGE=tune"], env)
     assert proc.returncode == 0, explain(proc)
     assert re.search(r"job tune-\w+ SUCCEEDED", proc.stdout)
     assert load_results(env, "tune")["counts"]["completed"] == 1
@@ -269,3 +280,50 @@ def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
     assert proc.returncode == 1, explain(proc)
     assert re.search(r"job tune-\w+ FAILED", proc.stdout)
     assert load_results(env, "tune")["counts"]["errored"] == 1
+
+
+def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env) -> None:
+    # The walkthrough's Stopper with a threshold every trial passes at once: after the first
+    # reported epoch the whole experiment stops. Ranked on a maximised metric.
+    env = sized(
+        stage_env,
+        TUNE_NUM_SAMPLES="2",
+        TUNE_NUM_EPOCHS="3",
+        TUNE_MAX_CONCURRENT="1",
+        TUNE_METRIC="val_accuracy",
+        STOP_ALL_AT="0.01",
+    )
+    proc = run_stage("checkpoint", env)
+    summary = load_results(env, "checkpoint")
+    assert summary["mode"] == "max"
+    ran = [t for t in summary["trials"] if t["epochs"] > 0]
+    assert ran and all(t["epochs"] == 1 for t in ran), summary["trials"]
+    assert summary["counts"]["completed"] == 0
+    best = max(ran, key=lambda t: t["metrics"]["val_accuracy"])
+    assert summary["best"]["trial_id"] == best["trial_id"]
+    assert "ranked on val_accuracy (max)" in proc.stdout
+
+
+def test_checkpoint_per_trial_time_limit_stops_each_trial(stage_env) -> None:
+    # Any epoch takes longer than 0.1 s: every trial stops after its first.
+    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TRIAL_TIME_LIMIT_S="0.1")
+    run_stage("checkpoint", env)
+    summary = load_results(env, "checkpoint")
+    assert [t["epochs"] for t in summary["trials"]] == [1, 1]
+    assert summary["counts"] == {"completed": 0, "early_stopped": 2, "errored": 0}
+
+
+def test_checkpoint_time_budget_ends_the_experiment(stage_env) -> None:
+    # One trial at a time, 4 of 3 epochs each, in a 1 s budget: a trial's start alone
+    # outlasts it, so Tune ends the experiment long before 12 trial-epochs. Whether a trial
+    # reported anything by then depends on the machine: exit 0 (some result) or 1 (none,
+    # said in one line).
+    env = sized(stage_env, TUNE_NUM_SAMPLES="4", TUNE_NUM_EPOCHS="3")
+    env.update(TUNE_MAX_CONCURRENT="1", TIME_BUDGET_S="1")
+    proc = run_module("jobs.checkpoint", [], env)
+    assert proc.returncode in (0, 1), explain(proc)
+    if proc.returncode == 1:
+        assert proc.stderr.splitlines()[-1].startswith("error: no trial reported val_loss")
+    summary = load_results(env, "checkpoint")
+    assert summary["compute"]["trial_epochs"] < 12
+    assert summary["counts"]["completed"] < 4
