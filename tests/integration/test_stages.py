@@ -103,14 +103,8 @@ def test_fresh_archives_the_previous_experiment(stage_env) -> None:
 def test_asha_stops_the_bad_trial_early(stage_env) -> None:
     # Sequential trials with a good and a diverging learning rate first: at ASHA's first
     # rung (epoch 2) the lr=0.1 trial trails the lr=1e-3 one by orders of magnitude.
-    env = sized(
-        stage_env,
-        TUNE_NUM_SAMPLES="3",
-        TUNE_NUM_EPOCHS="3",
-        TUNE_MAX_CONCURRENT="1",
-        TUNE_LR_POINTS="1e-3,0.1",
-    )
-    proc = run_stage("asha", env)
+    env = sized(stage_env, TUNE_NUM_SAMPLES="3", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
+    proc = run_stage("asha", {**env, "TUNE_LR_POINTS": "1e-3,0.1"})
     summary = load_results(env, "asha")
     assert_sound(summary, "asha", 3)
     by_lr = {t["config"]["lr"]: t for t in summary["trials"]}
@@ -285,15 +279,8 @@ def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
 def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env) -> None:
     # The walkthrough's Stopper with a threshold every trial passes at once: after the first
     # reported epoch the whole experiment stops. Ranked on a maximised metric.
-    env = sized(
-        stage_env,
-        TUNE_NUM_SAMPLES="2",
-        TUNE_NUM_EPOCHS="3",
-        TUNE_MAX_CONCURRENT="1",
-        TUNE_METRIC="val_accuracy",
-        STOP_ALL_AT="0.01",
-    )
-    proc = run_stage("checkpoint", env)
+    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
+    proc = run_stage("checkpoint", {**env, "TUNE_METRIC": "val_accuracy", "STOP_ALL_AT": "0.01"})
     summary = load_results(env, "checkpoint")
     assert summary["mode"] == "max"
     ran = [t for t in summary["trials"] if t["epochs"] > 0]
