@@ -68,7 +68,6 @@ STAGE = Stage(
         note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
         "resumed trials are judged against the rungs of this run only",
     ),
-    preflight=experiment.preflight,
     # 8 epochs per trial, and Optuna runs trials more sequentially than random search.
     kubernetes=Kubernetes(deadline_s=7200),
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from jobs.core import cli, report, results
+from jobs.core import cli, results
 from jobs.core.engine import DataSpec, Trainer, format_epoch
 from jobs.core.experiment import archive, data_spec, finish
 from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
@@ -64,7 +64,6 @@ def keep_previous(settings: Settings) -> None:
 
 def run(settings: Settings) -> results.Summary:
     started = time.monotonic()
-    keep_previous(settings)
     plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
     task = ray.remote(train_baseline).options(**task_options(plan))
@@ -93,10 +92,8 @@ def run(settings: Settings) -> results.Summary:
     summary = results.Summary(
         "baseline", settings.metric, settings.mode, [record], time.monotonic() - started
     )
-    written = report.finish(
-        settings.experiment_dir, summary, {TRIAL_ID: history}, plan.device, plan.device_units()
-    )
-    finish(settings, summary, written)
+    keep_previous(settings)  # only now: a run that fails before this leaves them in place
+    finish(settings, summary, {TRIAL_ID: history}, plan)
     return summary
 
 
@@ -104,7 +101,7 @@ STAGE = Stage(
     name="baseline",
     part=1,
     defaults={"num_epochs": 2},
-    scopes=frozenset({Scope.ALL, Scope.SINGLE}),
+    scopes=frozenset({Scope.SINGLE}),
     run=run,
     kubernetes=Kubernetes(deadline_s=1800),
 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from ray import tune
@@ -30,24 +29,23 @@ MAX_FAILURES = 2
 KEEP_CHECKPOINTS = 1
 
 
+def off_unless_set(env: str, help: str) -> Any:
+    """A limit that is off unless set to a finite number > 0."""
+    return setting(None, env=env, parse=optional(positive_float), shown="off", help=help)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StopOptions:
     """The checkpoint stage's own settings (Settings.options)."""
 
-    stop_all_at: float | None = setting(
-        None,
-        env="STOP_ALL_AT",
-        parse=optional(positive_float),
-        shown="off",
-        help="the walkthrough's custom Stopper: end the whole experiment once any trial's "
+    stop_all_at: float | None = off_unless_set(
+        "STOP_ALL_AT",
+        "the walkthrough's custom Stopper: end the whole experiment once any trial's "
         "metric reaches this value (walkthrough: 0.05)",
     )
-    stop_trial_worse_than: float | None = setting(
-        None,
-        env="STOP_TRIAL_WORSE_THAN",
-        parse=optional(positive_float),
-        shown="off",
-        help="the Stopper's per-trial rule: stop a trial whose metric is still worse than this "
+    stop_trial_worse_than: float | None = off_unless_set(
+        "STOP_TRIAL_WORSE_THAN",
+        "the Stopper's per-trial rule: stop a trial whose metric is still worse than this "
         "after STOP_TRIAL_AFTER epochs (walkthrough: 1.0)",
     )
     stop_trial_after: int = setting(
@@ -56,19 +54,13 @@ class StopOptions:
         parse=integer(1),
         help="epochs before STOP_TRIAL_WORSE_THAN applies",
     )
-    trial_time_limit_s: float | None = setting(
-        None,
-        env="TRIAL_TIME_LIMIT_S",
-        parse=optional(positive_float),
-        shown="off",
-        help="stop each trial after this many seconds",
+    trial_time_limit_s: float | None = off_unless_set(
+        "TRIAL_TIME_LIMIT_S",
+        "stop each trial after this many seconds",
     )
-    time_budget_s: float | None = setting(
-        None,
-        env="TIME_BUDGET_S",
-        parse=optional(positive_float),
-        shown="off",
-        help="stop the whole experiment after this many seconds",
+    time_budget_s: float | None = off_unless_set(
+        "TIME_BUDGET_S",
+        "stop the whole experiment after this many seconds",
     )
 
 
@@ -155,12 +147,10 @@ STAGE = Stage(
     options=StopOptions,
     run=experiment.TuneRun(
         tune_config=tune_config,
-        trainable=partial(experiment.trial_trainable, checkpoint=True),
         run_config=run_config,
         checkpoints=True,
         after_fit=export_best_model,
     ),
-    preflight=experiment.preflight,
     kubernetes=Kubernetes(deadline_s=3600),
 )
 

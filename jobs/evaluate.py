@@ -14,7 +14,7 @@ import torch
 
 from jobs import registry
 from jobs.core.checkpoints import load_file
-from jobs.core.data import batches, load_split, validate_dataset
+from jobs.core.data import Split, batches, load_split
 from jobs.core.engine import VAL_BATCH_SIZE
 from jobs.core.model import build_model
 from jobs.core.settings import DATASETS, ConfigError, Parser, resolve
@@ -22,8 +22,9 @@ from jobs.core.settings import DATASETS, ConfigError, Parser, resolve
 MODEL_KEYS = ("model", "trial_id", "config", "epoch", "dataset")
 
 
-def read_model_file(path: Path) -> dict:
-    """best_model.pt as jobs.core.export writes it; anything else is a ConfigError."""
+def read_model_file(path: Path) -> tuple[dict, torch.nn.Module]:
+    """best_model.pt as jobs.core.export writes it, and its model with the weights loaded;
+    anything else is a ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{path} does not exist or is not a file")
     try:
@@ -37,28 +38,29 @@ def read_model_file(path: Path) -> dict:
         )
     if saved["dataset"] not in DATASETS:
         raise ConfigError(f"{path} names an unknown dataset {saved['dataset']!r}")
+    model = build_model()
     try:
-        build_model().load_state_dict(saved["model"])
+        model.load_state_dict(saved["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path} holds weights that do not fit the model: {first}") from None
-    return saved
+    return saved, model
+
+
+def test_split(data_dir: str, dataset: str, val_limit: int | None) -> Split:
+    """The test split, read and checked once; VAL_LIMIT must not exceed it."""
+    split = load_split(data_dir, dataset, "test")
+    if val_limit is not None and val_limit > len(split):
+        raise ConfigError(f"VAL_LIMIT={val_limit} is more than the {len(split)} test images")
+    return split if val_limit is None else Split(split.images[:val_limit], split.labels[:val_limit])
 
 
 @torch.no_grad()
-def evaluate(
-    saved: dict, data_dir: str, dataset: str | None = None, val_limit: int | None = None
-) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, split: Split) -> tuple[float, float]:
+    """(accuracy, mean loss) of the model on the split, on the GPU when there is one."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model()
-    model.load_state_dict(saved["model"])
     model.to(device).eval()
-    split = load_split(
-        data_dir,
-        dataset or saved["dataset"],
-        "test",
-        val_limit,
-    ).to(device)
+    split = split.to(device)
     criterion = torch.nn.CrossEntropyLoss(reduction="sum")
     loss, correct = 0.0, 0
     for images, labels in batches(split, VAL_BATCH_SIZE, shuffle=False, drop_last=False):
@@ -77,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         settings = resolve(registry.load("baseline"), [])
-        saved = read_model_file(args.path)
+        saved, model = read_model_file(args.path)
         dataset = settings.dataset if os.environ.get("DATASET") else saved["dataset"]
         val_limit = settings.val_limit if settings.val_limit is not None else saved.get("val_limit")
-        validate_dataset(settings.data_dir, dataset, None, val_limit)
+        split = test_split(settings.data_dir, dataset, val_limit)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             f"would be evaluated on {dataset} from {settings.data_dir}"
         )
         return 0
-    accuracy, loss = evaluate(saved, settings.data_dir, dataset, val_limit)
+    accuracy, loss = evaluate(model, split)
     print(f"trial: {saved['trial_id']} (epoch {saved['epoch']}, config {saved['config']})")
     print(f"accuracy: {accuracy:.4f}")
     print(f"loss: {loss:.4f}")

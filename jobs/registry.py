@@ -9,8 +9,9 @@ plus one line here. Standard library only: the Makefile runs it with the system 
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING
+
+from jobs.core.settings import ConfigError  # standard library only, like this file
 
 if TYPE_CHECKING:
     from jobs.core.stage import Stage
@@ -24,9 +25,8 @@ STAGES: dict[str, str] = {
 }
 
 
-class UnknownStage(KeyError):
-    def __str__(self) -> str:
-        return f"unknown stage {self.args[0]!r}; choose one of {', '.join(names())}"
+class UnknownStage(ConfigError):
+    """A stage name the registry does not list (one `error:` line, like any bad setting)."""
 
 
 def names() -> tuple[str, ...]:
@@ -36,10 +36,7 @@ def names() -> tuple[str, ...]:
 def load(name: str) -> Stage:
     """The stage's `STAGE` object (imports its module: Ray, torch)."""
     if name not in STAGES:
-        raise UnknownStage(name)
-    module = sys.modules.get("__main__")
-    if getattr(module, "__spec__", None) and module.__spec__.name == STAGES[name]:  # type: ignore[union-attr]
-        return module.STAGE  # type: ignore[union-attr]  # run as python -m jobs.<name>
+        raise UnknownStage(f"unknown stage {name!r}; choose one of {', '.join(names())}")
     return importlib.import_module(STAGES[name]).STAGE
 
 

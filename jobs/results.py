@@ -9,12 +9,13 @@ experiment folder instead (`make tensorboard`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from jobs import registry
 from jobs.core import results
-from jobs.core.settings import ConfigError, Parser, resolve
+from jobs.core.settings import ConfigError, Parser, experiment_dir
 
 FORMATS = ("table", "json", "csv")
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         source = args.source
         if source in registry.names() and not Path(source).exists():
-            source = str(resolve(registry.load(source), []).experiment_dir)
+            source = str(experiment_dir(source, os.environ))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

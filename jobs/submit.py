@@ -133,12 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         stage = registry.load(args.stage)
         # Check the settings here first: a bad value fails before any head starts. With an
         # address, the job's storage and data are the cluster's: only the address is checked.
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        settings = prepare(
-            stage, args.stage_args, {**env, "RAY_ADDRESS": address or ""}, local=address is None
-        )
-    except registry.UnknownStage as err:
-        return bad_input(ConfigError(str(err)))
+        settings = prepare(stage, args.stage_args, local=address is None)
     except ConfigError as err:
         return bad_input(err)
     if settings.dry_run:

@@ -178,7 +178,7 @@ STAGE = Stage(
     part=5,
     defaults={"num_samples": 2, "num_epochs": 3, "max_concurrent": 2},
     # No FAIL_AT_EPOCH: the Train workers run their own loop, not the shared trial.
-    scopes=frozenset({Scope.ALL, Scope.TUNE}),
+    scopes=frozenset({Scope.TUNE}),
     run=experiment.TuneRun(
         tune_config=random_search,
         trainable=trainable,
@@ -188,7 +188,6 @@ STAGE = Stage(
         checkpoints=True,
         plan=plan_train,
     ),
-    preflight=experiment.preflight,
     # Each trial's 2 Train workers hold a GPU each: kind runs 2 fixed (fake-GPU) workers.
     kubernetes=Kubernetes(deadline_s=3600, kind_workers=2),
 )

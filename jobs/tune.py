@@ -18,7 +18,6 @@ STAGE = Stage(
     part=2,
     defaults={"num_samples": 4, "num_epochs": 3},
     run=experiment.TuneRun(tune_config=random_search),
-    preflight=experiment.preflight,
     kubernetes=Kubernetes(deadline_s=3600),
 )
 

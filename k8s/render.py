@@ -84,9 +84,8 @@ def _cluster_spec(v: dict[str, Any], stage: str | None, stage_workers: int | Non
     return _render("cluster-spec.yaml.j2", v, stage=stage, stage_workers=stage_workers).strip()
 
 
-def render(stages: tuple[str, ...] | None = None) -> dict[Path, str]:
-    """Every manifest's text by path: the registry's stages unless `stages` names others."""
-    stages = registry.names() if stages is None else stages
+def render() -> dict[Path, str]:
+    """Every manifest's text by path, for every stage of the registry."""
     t4, kind = values("t4"), values("kind")
     files = {
         K8S / "raycluster.yaml": _render(
@@ -98,7 +97,7 @@ def render(stages: tuple[str, ...] | None = None) -> dict[Path, str]:
         (t4, K8S, "k8s/storage.yaml"),
         (kind, K8S / "kind", "k8s/kind/storage.yaml"),
     ):
-        for name in stages:
+        for name in registry.names():
             path = folder / f"rayjob-{name}.yaml"
             facts = registry.load(name).kubernetes
             files[path] = _render(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -49,10 +48,12 @@ def prepare(
     local: bool = True,
 ) -> Settings:
     """Resolve and check the settings, then the stage's own preflight. Raises ConfigError."""
-    settings = resolve(stage, argv, os.environ if env is None else env)
+    settings = resolve(stage, argv, env)
     validate(settings, local=local)
-    if local and stage.preflight is not None:
-        stage.preflight(settings)
+    # The stage's own check, or its run's (a TuneRun checks --resume).
+    check = stage.preflight or getattr(stage.run, "preflight", None)
+    if local and check is not None:
+        check(settings)
     return settings
 
 

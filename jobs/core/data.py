@@ -111,7 +111,9 @@ def read_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{len(labels)} labels: the files of the {split} split do not belong together"
         )
     if labels.size and int(labels.max()) >= NUM_CLASSES:
-        raise ConfigError(f"{label_path} has label {int(labels.max())}; labels must lie in 0-9")
+        raise ConfigError(
+            f"{label_path} has label {int(labels.max())}; labels must lie in 0-{NUM_CLASSES - 1}"
+        )
     return images, labels
 
 

@@ -86,7 +86,8 @@ class TuneRun:
     """What one walkthrough part adds on top of the shared Tune run; `Stage.run`."""
 
     tune_config: Callable[[Settings, TrialPlan], tune.TuneConfig]
-    trainable: Callable[[Settings, TrialPlan], Any] = trial_trainable
+    # Default: the shared trial, checkpointing every epoch when `checkpoints` says so.
+    trainable: Callable[[Settings, TrialPlan], Any] | None = None
     run_config: Callable[[Settings], dict[str, Any]] = field(default=lambda s: {})
     # Whether trials save checkpoints (what a resume continues from).
     checkpoints: bool = False
@@ -97,6 +98,14 @@ class TuneRun:
     after_fit: Callable[[Settings, Any, results.Summary], list[Path]] | None = None
     # Sizes one trial for a cluster (the stage's resource-planning hook).
     plan: Callable[[Settings, ClusterView], TrialPlan] = plan_trials
+
+    def preflight(self, settings: Settings) -> None:
+        preflight(settings)
+
+    def make_trainable(self, settings: Settings, plan: TrialPlan) -> Any:
+        if self.trainable is not None:
+            return self.trainable(settings, plan)
+        return trial_trainable(settings, plan, checkpoint=self.checkpoints)
 
     def open_tuner(self, settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
         path = settings.experiment_dir
@@ -127,7 +136,7 @@ class TuneRun:
         started = time.monotonic()
         plan = connect_and_plan(settings, self.plan)
         print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)
-        trainable = tune.with_resources(self.trainable(settings, plan), plan.resources)
+        trainable = tune.with_resources(self.make_trainable(settings, plan), plan.resources)
         grid = self.open_tuner(settings, plan, trainable).fit()
         histories = [report.history_of(r) for r in grid]
         records = [
@@ -138,25 +147,30 @@ class TuneRun:
             settings.stage, settings.metric, settings.mode, records, time.monotonic() - started
         )
         by_id = {rec.trial_id: h for rec, h in zip(records, histories, strict=True)}
-        written = report.finish(
-            settings.experiment_dir,
-            summary,
-            by_id,
-            plan.device,
-            plan.device_units(),
-            self.rungs(settings),
-        )
-        if self.after_fit is not None:
-            written += self.after_fit(settings, grid, summary)
-        finish(settings, summary, written)
+        extra = self.after_fit(settings, grid, summary) if self.after_fit is not None else []
+        finish(settings, summary, by_id, plan, self.rungs(settings), extra)
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"[experiment] driver peak RSS: {peak_mib:.0f} MiB", flush=True)
         return summary
 
 
-def finish(settings: Settings, summary: results.Summary, written: list[Path]) -> None:
-    """Write results.json and results.csv; print the table, the best trial and the files."""
-    written = [*results.write(settings.experiment_dir, summary), *written]
+def finish(
+    settings: Settings,
+    summary: results.Summary,
+    histories: dict[str, results.History],
+    plan: TrialPlan,
+    rungs: tuple[int, ...] = (),
+    extra: list[Path] | None = None,
+) -> None:
+    """What every stage leaves and prints: the compute used, results.json, results.csv and
+    learning_curves.png; the table, the best trial, and the files written (with `extra`)."""
+    folder = settings.experiment_dir
+    summary.compute = report.compute_used(summary, plan.device, plan.device_units())
+    written = [
+        *results.write(folder, summary),
+        report.plot_curves(folder / report.CURVES_FILE, summary, histories, rungs),
+        *(extra or []),
+    ]
     print(results.leaderboard(summary), flush=True)
     print(results.best_report(summary), flush=True)
     for item in written:

@@ -46,9 +46,8 @@ def export_best_model(settings: Settings, grid: Any, summary: Summary) -> list[P
         path,
     )
     print(
-        f"[checkpoint] best checkpoint: {checkpoint.path} (trial {best.trial_id}, epoch "
-        f"{int(state['epoch'])}, {settings.metric}={metrics[settings.metric]:.4g}); exported "
-        f"as {path}",
+        f"[{settings.stage}] best checkpoint: {checkpoint.path} (trial {best.trial_id}, epoch "
+        f"{int(state['epoch'])}, {settings.metric}={metrics[settings.metric]:.4g})",
         flush=True,
     )
     return [path]

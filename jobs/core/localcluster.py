@@ -24,8 +24,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs.core.settings import MIB
+
 START_TIMEOUT_S = 120
-MIB = 1024**2
 
 
 def free_port() -> int:

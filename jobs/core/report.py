@@ -120,17 +120,3 @@ def history_of(result: Any) -> list[dict[str, Any]]:
     keep = [c for c in ("epoch", "loss", "val_loss", "val_accuracy") if c in frame]
     rows = frame[keep].dropna(subset=["epoch"]).drop_duplicates(subset=["epoch"], keep="last")
     return rows.sort_values("epoch").to_dict("records")
-
-
-def finish(
-    experiment_dir: Path,
-    summary: Summary,
-    histories: Mapping[str, History],
-    device: str,
-    device_units: float,
-    rungs: Sequence[int] = (),
-) -> list[Path]:
-    """Add the compute used to the summary; draw learning_curves.png."""
-    summary.compute = compute_used(summary, device, device_units)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    return [plot_curves(experiment_dir / CURVES_FILE, summary, histories, rungs)]

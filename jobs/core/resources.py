@@ -8,16 +8,12 @@ sizes CPUs so that the trials run side by side.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 
 import torch
 
-from jobs.core.settings import ConfigError, Settings
-
-log = logging.getLogger(__name__)
-MIB = 1024**2
+from jobs.core.settings import MIB, ConfigError, Settings
 
 # Ray's convention: a node with a T4 offers the custom resource "accelerator_type:T4": 1.
 # Asking for a sliver of it pins the trial to such a node without consuming it.

@@ -239,9 +239,9 @@ def as_csv(summary: Summary) -> str:
     return out.getvalue()
 
 
-def leaderboard(summary: Summary, limit: int | None = None) -> str:
+def leaderboard(summary: Summary) -> str:
     """Trials best first as an aligned text table, and a footer with the counts."""
-    table = [list(COLUMNS), *([_fmt(v) for v in row] for row in rows(summary)[:limit])]
+    table = [list(COLUMNS), *([_fmt(v) for v in row] for row in rows(summary))]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

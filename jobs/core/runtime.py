@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from jobs.core.resources import ClusterView, TrialPlan, check_placeable, gpu_bundle
-from jobs.core.settings import ConfigError, Settings
+from jobs.core.settings import MIB, ConfigError, Settings
 
 # Read by the Tune driver. Each is a measured fix (see README).
 DRIVER_ENV = {
@@ -42,7 +42,7 @@ def local_init_kwargs() -> dict:
     cpus = os.cpu_count() or 1
     return {
         "num_cpus": cpus,
-        "object_store_memory": 512 * 1024**2,
+        "object_store_memory": 512 * MIB,
         "include_dashboard": True,  # Train-in-Tune needs the State API (findings 2f)
     }
 

@@ -38,6 +38,7 @@ TRIAL_SEEDS = ("shared", "per-trial")
 # A trial's measured peak RSS is 1.2 GiB on CPU with the whole training split in memory
 # (jobs/bench/results: trial_peak_rss_mib 1181-1207); 1.5 GiB leaves a quarter for headroom.
 TRIAL_MEMORY_MIB = 1536
+MIB = 1024**2
 
 
 class ConfigError(ValueError):
@@ -191,6 +192,12 @@ def default_storage_path() -> str:
     if SHARED_STORAGE.is_dir() and os.access(SHARED_STORAGE, os.W_OK):
         return str(SHARED_STORAGE)
     return str(Path.home() / "ray_results")
+
+
+def experiment_dir(stage: str, env: Mapping[str, str]) -> Path:
+    """<STORAGE_PATH>/<stage> as a run of that stage would resolve it, without loading it."""
+    raw = env.get("STORAGE_PATH")
+    return Path(path(raw, "STORAGE_PATH") if raw is not None else default_storage_path()) / stage
 
 
 def default_data_dir() -> str:
@@ -347,7 +354,7 @@ class Settings:
         "require an existing experiment of this stage and resume it", scope=Scope.TUNE
     )
     dry_run: bool = switch("print the resolved configuration and exit")
-    options: Any = None  # the stage's own settings (Stage.options), or None
+    options: object | None = None  # the stage's own settings (Stage.options), or None
 
     def __post_init__(self) -> None:
         if self.fresh and self.resume:
@@ -383,7 +390,7 @@ def _stage_classes(stage: Stage) -> list[type]:
 
 
 def applies(s: Setting, stage: Stage, cls: type) -> bool:
-    return cls is not Settings or s.scope in stage.scopes
+    return cls is not Settings or s.scope is Scope.ALL or s.scope in stage.scopes
 
 
 def env_names(stage: Stage) -> list[str]:

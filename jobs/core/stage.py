@@ -37,8 +37,8 @@ class Stage:
     # Runs the stage once the settings are valid and the experiment is locked.
     run: Callable[[Settings], Summary]
     kubernetes: Kubernetes
-    # Which shared settings the stage reads (besides Scope.ALL).
-    scopes: frozenset[Scope] = frozenset({Scope.ALL, Scope.TUNE, Scope.TRIAL})
+    # Which shared settings the stage reads besides those of every stage (Scope.ALL).
+    scopes: frozenset[Scope] = frozenset({Scope.TUNE, Scope.TRIAL})
     # A dataclass of `setting(...)` fields the stage adds (Settings.options), or None.
     options: type | None = None
     # Checks of the experiment folder that must fail before any cluster work.

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -133,13 +132,13 @@ def trial_epochs(run: Run, stage: str) -> dict[str, list[int]]:
 
 
 def wait_until(condition: Callable[[], bool], run: Run, timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        assert run.proc.poll() is None, f"the run ended before the condition\n{run.explain()}"
-        time.sleep(0.5)
-    pytest.fail(f"condition not reached in {timeout_s}s\n{run.explain()}")
+    """tune_files.wait_for, failing with the run's log."""
+    try:
+        tune_files.wait_for(
+            condition, "the condition", timeout_s, alive=lambda: run.proc.poll() is None
+        )
+    except AssertionError as err:
+        pytest.fail(f"{err}\n{run.explain()}")
 
 
 def files(root: Path) -> Iterator[Path]:

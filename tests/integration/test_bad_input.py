@@ -26,13 +26,12 @@ from tests.support.runs import clean_env, run_make, run_module
 FILES = [stem for pair in SPLIT_FILES.values() for stem in pair]
 
 
-def _damaged_copy(source: Path, folder: Path, damage: Callable[[Path], None] | None) -> Path:
+def _damaged_copy(source: Path, folder: Path, damage: Callable[[Path], None]) -> Path:
     """The four files of `source` (symlinked), with `damage` applied to a private copy."""
     folder.mkdir(parents=True)
     for stem in FILES:
         os.symlink(source / f"{stem}.gz", folder / f"{stem}.gz")
-    if damage is not None:
-        damage(folder)
+    damage(folder)
     return folder
 
 
@@ -105,7 +104,7 @@ DAMAGES = {
 @dataclass(frozen=True)
 class Case:
     name: str
-    argv: list[str]  # the command; "{data}", "{storage}", "{tmp}" and "{bad:NAME}" are filled in
+    argv: list[str]  # the command; "{tmp}" and "{bad:NAME}" are filled in
     env: dict[str, str] = field(default_factory=dict)
     message: str = ""  # a part of the error line
     make: bool = False  # argv is a make command line
@@ -202,14 +201,10 @@ def bad_data(tmp_path_factory: pytest.TempPathFactory, fashion_mnist: Path) -> d
     }
 
 
-def _fill(text: str, tmp: Path, bad: dict[str, Path], storage: Path, data: Path) -> str:
+def _fill(text: str, tmp: Path, bad: dict[str, Path]) -> str:
     for name, folder in bad.items():
         text = text.replace(f"{{bad:{name}}}", str(folder))
-    return (
-        text.replace("{tmp}", str(tmp))
-        .replace("{storage}", str(storage))
-        .replace("{data}", str(data))
-    )
+    return text.replace("{tmp}", str(tmp))
 
 
 def _files(tmp: Path) -> None:
@@ -242,10 +237,8 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(
     )
     if case.name in ("train-limit-past-split", "val-limit-past-split"):
         env.pop("TRAIN_LIMIT"), env.pop("VAL_LIMIT")
-    env.update(
-        {k: _fill(v, tmp_path, bad_data, storage, fashion_mnist) for k, v in case.env.items()}
-    )
-    argv = [_fill(a, tmp_path, bad_data, storage, fashion_mnist) for a in case.argv]
+    env.update({k: _fill(v, tmp_path, bad_data) for k, v in case.env.items()})
+    argv = [_fill(a, tmp_path, bad_data) for a in case.argv]
     if case.make:
         proc = run_make(argv, env, timeout=300)
         # make adds its own "make: *** [...] Error 2" line after the command's.

@@ -42,11 +42,6 @@ def assert_sound(summary: dict[str, Any], stage: str, trials: int) -> None:
     assert summary["wall_time_s"] > 0
 
 
-def sized(stage_env: dict[str, str], **settings: str) -> dict[str, str]:
-    """The test's environment with these settings added."""
-    return {**stage_env, **settings}
-
-
 def run_stage(stage: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     proc = run_module(f"jobs.{stage}", list(args), env)
     assert proc.returncode == 0, explain(proc)
@@ -69,7 +64,7 @@ def test_baseline_then_a_rerun_keeps_the_first_results(stage_env) -> None:
 
 
 def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
-    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="2")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="2")
     proc = run_stage("tune", env)
     summary = load_results(env, "tune")
     assert_sound(summary, "tune", 2)
@@ -91,7 +86,7 @@ def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
 
 
 def test_fresh_archives_the_previous_experiment(stage_env) -> None:
-    env = sized(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="1")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="1")
     run_stage("tune", env)
     first = load_results(env, "tune")["trials"][0]["trial_id"]
     run_stage("tune", env, "--fresh")
@@ -103,7 +98,7 @@ def test_fresh_archives_the_previous_experiment(stage_env) -> None:
 def test_asha_stops_the_bad_trial_early(stage_env) -> None:
     # Sequential trials with a good and a diverging learning rate first: at ASHA's first
     # rung (epoch 2) the lr=0.1 trial trails the lr=1e-3 one by orders of magnitude.
-    env = sized(stage_env, TUNE_NUM_SAMPLES="3", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="3", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
     proc = run_stage("asha", {**env, "TUNE_LR_POINTS": "1e-3,0.1"})
     summary = load_results(env, "asha")
     assert_sound(summary, "asha", 3)
@@ -133,7 +128,7 @@ def test_asha_stops_the_bad_trial_early(stage_env) -> None:
 
 
 def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None:
-    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", FAIL_AT_EPOCH="2")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", FAIL_AT_EPOCH="2")
     output = run_stage("checkpoint", env)
     logs = output.stdout + output.stderr
     # The driver's log repeats no trial's epoch line (Ray may drop a trial's last lines
@@ -167,7 +162,7 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
 
 
 def test_train_inside_tune(stage_env) -> None:
-    env = sized(stage_env, TUNE_NUM_EPOCHS="2")
+    env = dict(stage_env, TUNE_NUM_EPOCHS="2")
     logs = run_stage("train", env)
     assert "Reporting training result" not in logs.stdout + logs.stderr
     summary = load_results(env, "train")
@@ -279,7 +274,7 @@ def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
 def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env) -> None:
     # The walkthrough's Stopper with a threshold every trial passes at once: after the first
     # reported epoch the whole experiment stops. Ranked on a maximised metric.
-    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
     proc = run_stage("checkpoint", {**env, "TUNE_METRIC": "val_accuracy", "STOP_ALL_AT": "0.01"})
     summary = load_results(env, "checkpoint")
     assert summary["mode"] == "max"
@@ -293,7 +288,7 @@ def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env)
 
 def test_checkpoint_per_trial_time_limit_stops_each_trial(stage_env) -> None:
     # Any epoch takes longer than 0.1 s: every trial stops after its first.
-    env = sized(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TRIAL_TIME_LIMIT_S="0.1")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TRIAL_TIME_LIMIT_S="0.1")
     run_stage("checkpoint", env)
     summary = load_results(env, "checkpoint")
     assert [t["epochs"] for t in summary["trials"]] == [1, 1]
@@ -305,7 +300,7 @@ def test_checkpoint_time_budget_ends_the_experiment(stage_env) -> None:
     # outlasts it, so Tune ends the experiment long before 12 trial-epochs. Whether a trial
     # reported anything by then depends on the machine: exit 0 (some result) or 1 (none,
     # said in one line).
-    env = sized(stage_env, TUNE_NUM_SAMPLES="4", TUNE_NUM_EPOCHS="3")
+    env = dict(stage_env, TUNE_NUM_SAMPLES="4", TUNE_NUM_EPOCHS="3")
     env.update(TUNE_MAX_CONCURRENT="1", TIME_BUDGET_S="1")
     proc = run_module("jobs.checkpoint", [], env)
     assert proc.returncode in (0, 1), explain(proc)

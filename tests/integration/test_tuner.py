@@ -39,7 +39,7 @@ def test_every_tune_stage_builds_a_tuner_without_fit(tmp_path, local_ray) -> Non
         s = resolve(name, env={"STORAGE_PATH": str(tmp_path)})
         run = module.STAGE.run
         plan = run.plan(s, CPU_2)
-        trainable = tune.with_resources(run.trainable(s, plan), plan.resources)
+        trainable = tune.with_resources(run.make_trainable(s, plan), plan.resources)
         tuner = run.open_tuner(s, plan, trainable)
         assert isinstance(tuner, tune.Tuner)
         # Tune writes tuner.pkl on construction: a run killed before fit() is restorable.

@@ -13,8 +13,8 @@ import yaml
 from jobs import registry
 from jobs.core import cli
 from jobs.core.resources import ClusterView
+from tests.support.runs import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 STAGE_FILE = '''
 """A throwaway Part 6: one grid of learning rates."""
 from ray import tune
@@ -34,7 +34,6 @@ STAGE = Stage(
     part=6,
     defaults={"num_epochs": 1, "num_samples": 1},
     run=experiment.TuneRun(tune_config=tune_config),
-    preflight=experiment.preflight,
     kubernetes=Kubernetes(deadline_s=900),
 )
 '''
