@@ -28,8 +28,9 @@ from jobs.core.settings import ConfigError, Parser, env_names, ray_address
 from jobs.core.stage import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Uploaded with working_dir to a remote cluster: the code, not the venv or data.
-WORKING_DIR_EXCLUDES = [".venv", "data", ".git", "tests", "image", "k8s", "*.pyc"]
+# Uploaded with working_dir to a remote cluster: the code, not the venvs (.venv and the
+# Makefile's client venv .venv-client) or data.
+WORKING_DIR_EXCLUDES = [".venv*", "data", ".git", "tests", "image", "k8s", "*.pyc"]
 
 
 @contextmanager
@@ -130,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         address = ray_address(os.environ.get("RAY_ADDRESS", ""), "RAY_ADDRESS")
-        stage = registry.load(args.stage)
+        # A remote cluster runs the stage: here its declaration is enough (no Ray Tune or
+        # torch, as in the client venv). A private head runs it from this venv.
+        stage = registry.load(args.stage) if address is None else registry.declared(args.stage)
         # Check the settings here first: a bad value fails before any head starts. With an
         # address, the job's storage and data are the cluster's: only the address is checked.
         settings = prepare(stage, args.stage_args, local=address is None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 
-from jobs.core.data import validate_dataset
 from jobs.core.lock import exclusive
 from jobs.core.settings import (
     ConfigError,
@@ -33,6 +32,10 @@ def validate(settings: Settings, *, local: bool = True) -> None:
     so only the address is checked here.
     """
     if local:
+        # Imported here: jobs.core.data needs numpy and torch, which a submission to a
+        # remote cluster (the workstation's client venv) does not have.
+        from jobs.core.data import validate_dataset
+
         check_storage_writable(settings.storage_path)
         validate_dataset(
             settings.data_dir, settings.dataset, settings.train_limit, settings.val_limit

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from jobs.core.settings import MIB, ConfigError, Settings
+
+if TYPE_CHECKING:
+    import torch
 
 # Ray's convention: a node with a T4 offers the custom resource "accelerator_type:T4": 1.
 # Asking for a sliver of it pins the trial to such a node without consuming it.
@@ -125,6 +127,8 @@ _warned_fake_gpu = False
 def trial_device(use_gpu: bool) -> torch.device:
     """cuda when the trial holds a GPU and CUDA works; otherwise cpu (said once per process)."""
     global _warned_fake_gpu
+    import torch  # here, not at the top: the planner above is on the client tools' path
+
     if use_gpu and torch.cuda.is_available():
         return torch.device("cuda")
     if use_gpu and not _warned_fake_gpu:
@@ -150,6 +154,8 @@ def placement(device: torch.device) -> dict[str, float]:
 
 def set_threads(cpus: int) -> None:
     """Match torch's intra-op threads to the CPUs the trial was given (Ray sets OMP to that)."""
+    import torch
+
     threads = max(1, int(cpus))
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))

@@ -33,6 +33,7 @@ def declared() -> dict[str, dict[str, str]]:
     for group, items in (
         ("runtime", project["dependencies"]),
         ("dev", project["optional-dependencies"]["dev"]),
+        ("client", project["optional-dependencies"]["client"]),
     ):
         parsed = {}
         for item in items:
@@ -54,6 +55,13 @@ def test_the_lock_agrees_with_pyproject() -> None:
         assert dev.get(name) == version, (
             f"{name}: pyproject {version}, lock {dev.get(name)} (make lock)"
         )
+    # The workstation's client extra: its own lock, at the versions the other groups pin.
+    client = pins(LOCK / "client.txt")
+    for name, version in groups["client"].items():
+        assert client.get(name) == version, (
+            f"{name}: pyproject {version}, client lock {client.get(name)} (make lock)"
+        )
+        assert dev.get(name) == version, f"{name}: client extra {version}, dev lock {dev.get(name)}"
 
 
 def test_runtime_and_dev_locks_agree_on_every_version() -> None:
@@ -62,7 +70,7 @@ def test_runtime_and_dev_locks_agree_on_every_version() -> None:
     assert {n: v for n, v in runtime.items() if dev[n] != v} == {}
 
 
-@pytest.mark.parametrize("name", ["runtime.txt", "dev.txt"])
+@pytest.mark.parametrize("name", ["runtime.txt", "dev.txt", "client.txt"])
 def test_every_locked_package_carries_hashes(name: str) -> None:
     text = (LOCK / name).read_text()
     entries = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text)[1:]
