@@ -1,35 +1,62 @@
 """Before spending GPU hours: does this Kubernetes cluster have what the RayJobs need?
 
-    python k8s/bin/preflight.py            # make preflight TARGET=k8s
+    CLOUD=eks python k8s/bin/preflight.py       # make preflight TARGET=k8s CLOUD=eks
 
+The variant comes from CLOUD (k8s/values/<CLOUD>.yaml; unset: the one with `default: true`),
+its manifests from where k8s/render.py writes them (k8s/ for the default, else k8s/<CLOUD>/).
 One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any problem:
 - the KubeRay operator: the RayJob and RayCluster CRDs serve ray.io/v1, and the operator's
   Deployment runs the version the manifests are written for;
-- the shared volume: the claim exists, is Bound and ReadWriteMany;
-- the T4 nodes: which nodes match the worker group's nodeSelector, tolerate its taints and
-  offer allocatable nvidia.com/gpu (none yet is fine when the pool scales from zero);
-- a pod of our image, as uid 1000 with the pods' fsGroup, can write to the volume.
-The node selector and tolerations are read from k8s/raycluster.yaml, the claim and the
-image from k8s/results-reader.yaml (all rendered from k8s/values/t4.yaml).
+- the head: a node that the head's node affinity admits, whose taints it tolerates and
+  whose allocatable CPU and memory hold the head pod (with KubeRay's autoscaler sidecar);
+- the T4 pool: the nodes that match the workers' nodeSelector, tolerated taints, allocatable
+  nvidia.com/gpu (else: is a device plugin installed?); none yet is fine only where a node
+  autoscaler (Cluster Autoscaler or Karpenter) can add one;
+- the claim: exists, of the variant's storage class, ReadWriteMany, Bound (or Pending on a
+  class that binds on first consumer: the write pod binds it);
+- a pod placed like the head, of the head's image, writes to the volume as uid 1000 with the
+  pods' fsGroup: an image that cannot be pulled and a pod that cannot be scheduled are
+  named as such. The pod is deleted at the end.
+PREFLIGHT_POD_TIMEOUT_S (default 900: a cold pull of a multi-GB image) bounds the wait for
+that pod. Needs PyYAML and kubectl only (the scheduler's rules: k8s/scheduling.py).
+Bad arguments or an unknown CLOUD: one `error:` line, exit 2.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 K8S = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(K8S))
+import scheduling  # noqa: E402  (k8s/scheduling.py: the kube-scheduler's filters, stdlib only)
+
+VALUES = K8S / "values"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 KUBERAY_VERSION = os.environ.get("KUBERAY_VERSION", "1.7.0")
-WRITE_TIMEOUT_S = float(os.environ.get("PREFLIGHT_WRITE_TIMEOUT_S", "300"))
+POD_TIMEOUT_S = float(os.environ.get("PREFLIGHT_POD_TIMEOUT_S", "900"))
+POLL_S = 2.0
 POD = "ray-tune-preflight"
+STORAGE = "/mnt/cluster_storage"
+GPU = "nvidia.com/gpu"
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+# KubeRay's autoscaler sidecar when autoscalerOptions.resources is unset
+# (BuildAutoscalerContainer).
+AUTOSCALER_DEFAULT = {"cpu": "500m", "memory": "512Mi"}
+MANIFESTS = ("raycluster.yaml", "storage.yaml")
+
+
+class UsageError(Exception):
+    """Bad arguments, an unknown CLOUD or a variant without manifests: `error:`, exit 2."""
 
 
 def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,6 +66,20 @@ def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def get(*args: str) -> dict[str, Any] | None:
     proc = kubectl("get", *args, "-o", "json")
     return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def items(*args: str) -> list[dict[str, Any]]:
+    return (get(*args) or {}).get("items", [])
+
+
+@cache
+def deployments() -> tuple[dict[str, Any], ...]:
+    """Every Deployment in the cluster: the operator's, a cluster-autoscaler, a GPU operator."""
+    return tuple(items("deployments", "-A"))
+
+
+def _where(obj: dict[str, Any]) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
 
 class Report:
@@ -53,6 +94,510 @@ class Report:
         print(f"problem: {text} (fix: {fix})", flush=True)
 
 
+# --- the variant --------------------------------------------------------------------------
+
+
+class Variant:
+    """k8s/values/<name>.yaml and the manifests rendered from it (PyYAML only: no Jinja2)."""
+
+    def __init__(self, cloud: str | None) -> None:
+        every = {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted(VALUES.glob("*.yaml"))}
+        defaults = [name for name, v in every.items() if v.get("default")]
+        name = cloud or (defaults[0] if len(defaults) == 1 else "")
+        if name not in every:
+            wanted = f"unknown CLOUD {cloud!r}" if cloud else "no values file says `default: true`"
+            raise UsageError(f"{wanted}; choose one of: {', '.join(every)}")
+        self.name = name
+        self.values: dict[str, Any] = every[name]
+        self.folder = K8S if self.values.get("default") else K8S / name
+        missing = [f for f in MANIFESTS if not (self.folder / f).is_file()]
+        if missing:
+            where = self.folder.relative_to(K8S.parent)
+            raise UsageError(f"no {', '.join(missing)} in {where}/: make manifests")
+        self.cluster: dict[str, Any] = yaml.safe_load((self.folder / "raycluster.yaml").read_text())
+        self.values_file = f"k8s/values/{name}.yaml"
+
+    def node_shape(self, role: str) -> str:
+        """`e2-standard-4 (3920m CPU, 13300Mi allocatable)`, as the values file declares it."""
+        shape = (self.values.get("nodes") or {}).get(role) or {}
+        alloc = shape.get("allocatable") or {}
+        machine = str(shape.get("machine", f"a {role} node")).split(" #")[0]
+        return f"{machine} ({alloc.get('cpu', '?')} CPU, {alloc.get('memory', '?')} allocatable)"
+
+
+def _template(doc: dict[str, Any]) -> dict[str, Any]:
+    """The head's pod template of a RayCluster (or RayJob); a Pod is its own template."""
+    spec = doc.get("spec") or {}
+    cluster = spec.get("rayClusterSpec", spec) if doc.get("kind") == "RayJob" else spec
+    if "headGroupSpec" in cluster:
+        return cluster["headGroupSpec"]["template"]
+    return doc
+
+
+def head_pod(cluster: dict[str, Any]) -> dict[str, Any]:
+    """The head pod's spec as KubeRay builds it, as far as scheduling goes: the head template
+    plus the autoscaler sidecar when in-tree autoscaling is on."""
+    spec = cluster["spec"]
+    pod = copy.deepcopy(_template(cluster)["spec"])
+    if spec.get("enableInTreeAutoscaling"):
+        resources = (spec.get("autoscalerOptions") or {}).get("resources") or {
+            "requests": AUTOSCALER_DEFAULT,
+            "limits": AUTOSCALER_DEFAULT,
+        }
+        pod["containers"].append({"name": "autoscaler", "resources": resources})
+    return pod
+
+
+def _claim(template: dict[str, Any]) -> str:
+    """The claim mounted at /mnt/cluster_storage in the template's first container."""
+    spec = template["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0].get("volumeMounts", [])}
+    (volume,) = [v for v in spec.get("volumes", []) if v["name"] == mounts[STORAGE]]
+    return str(volume["persistentVolumeClaim"]["claimName"])
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+
+def _cpu(amount: float) -> str:
+    return f"{amount * 1000:.0f}m"
+
+
+def _mem(amount: float) -> str:
+    return f"{amount / 2**20:.0f}Mi"
+
+
+def _alloc(node: dict[str, Any], key: str) -> float:
+    return scheduling.quantity((node.get("status") or {}).get("allocatable", {}).get(key, "0"))
+
+
+def _labels(node: dict[str, Any]) -> dict[str, str]:
+    return node["metadata"].get("labels") or {}
+
+
+def _taints(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return (node.get("spec") or {}).get("taints") or []
+
+
+def _name(node: dict[str, Any]) -> str:
+    return str(node["metadata"]["name"])
+
+
+def _names(nodes: list[dict[str, Any]], most: int = 5) -> str:
+    shown = ", ".join(_name(n) for n in nodes[:most])
+    return shown + (f" and {len(nodes) - most} more" if len(nodes) > most else "")
+
+
+def _affinity(pod: dict[str, Any]) -> str:
+    """The pod's nodeSelector and required node affinity, the way kubectl -l writes them."""
+    parts = [f"{k}={v}" for k, v in (pod.get("nodeSelector") or {}).items()]
+    required = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = []
+    for term in required.get("nodeSelectorTerms") or []:
+        exprs = []
+        for e in term.get("matchExpressions", []):
+            values = ",".join(str(v) for v in e.get("values", []))
+            if e["operator"] in ("In", "NotIn"):
+                exprs.append(f"{e['key']} {e['operator'].lower()} ({values})")
+            elif e["operator"] == "DoesNotExist":
+                exprs.append(f"!{e['key']}")
+            elif e["operator"] == "Exists":
+                exprs.append(e["key"])
+            else:
+                exprs.append(f"{e['key']} {e['operator']} {values}")
+        terms.append(",".join(exprs))
+    if terms:
+        parts.append(" or ".join(terms))
+    return ",".join(parts) or "any node"
+
+
+def check_head(report: Report, variant: Variant, nodes: list[dict[str, Any]]) -> None:
+    pod = head_pod(variant.cluster)
+    need = scheduling.pod_requests(pod)
+    need_cpu, need_mem = need.get("cpu", 0.0), need.get("memory", 0.0)
+    sidecar = " with the autoscaler sidecar" if len(pod["containers"]) > 1 else ""
+    wants = f"{_cpu(need_cpu)} CPU, {_mem(need_mem)} memory{sidecar}"
+    shape = variant.node_shape("head")
+    admitted = [n for n in nodes if scheduling.selects(pod, _labels(n))]
+    if not admitted:
+        report.problem(
+            f"no node is admitted by the head's node affinity ({_affinity(pod)}): "
+            f"{len(nodes)} node(s), none of them a CPU node for the head",
+            f"add a CPU node pool the affinity admits, like {shape} "
+            f"({variant.values_file}: nodes.head, head.node_affinity)",
+        )
+        return
+    tolerated = [n for n in admitted if not scheduling.untolerated(pod, _taints(n))]
+    if not tolerated:
+        taints = "; ".join(
+            f"{_name(n)}: {', '.join(scheduling.untolerated(pod, _taints(n)))}" for n in admitted
+        )
+        report.problem(
+            f"{len(admitted)} node(s) admitted by the head's node affinity, but the head "
+            f"tolerates none of their taints ({taints})",
+            f"an untainted CPU node pool like {shape}, or the taint in head.tolerations "
+            f"({variant.values_file}), then make manifests",
+        )
+        return
+    fits = [
+        n for n in tolerated if _alloc(n, "cpu") >= need_cpu and _alloc(n, "memory") >= need_mem
+    ]
+    if not fits:
+        by_cpu = max(tolerated, key=lambda n: _alloc(n, "cpu"))
+        by_mem = max(tolerated, key=lambda n: _alloc(n, "memory"))
+        report.problem(
+            f"the head pod needs {wants}; the largest of the {len(tolerated)} node(s) it may "
+            f"use offers {_cpu(_alloc(by_cpu, 'cpu'))} CPU ({_name(by_cpu)}) and "
+            f"{_mem(_alloc(by_mem, 'memory'))} memory ({_name(by_mem)}) allocatable",
+            f"a CPU node pool of {shape} or larger, or a smaller head.resources "
+            f"({variant.values_file})",
+        )
+        return
+    report.ok(f"{len(fits)} node(s) can hold the head pod ({wants}): {_names(fits)}")
+
+
+def _gpu_group(cluster: dict[str, Any]) -> dict[str, Any] | None:
+    for group in cluster["spec"].get("workerGroupSpecs", []):
+        if scheduling.pod_requests(group["template"]["spec"]).get(GPU, 0.0) > 0:
+            return group
+    return None
+
+
+def node_autoscaler() -> str | None:
+    """Which node autoscaler this cluster runs, if one is to be seen."""
+    if get("configmap", "cluster-autoscaler-status", "-n", "kube-system") is not None:
+        return "Cluster Autoscaler (ConfigMap kube-system/cluster-autoscaler-status)"
+    for d in deployments():
+        if "cluster-autoscaler" in d["metadata"]["name"]:
+            return f"Cluster Autoscaler (Deployment {_where(d)})"
+    if get("crd", "nodepools.karpenter.sh") is not None:
+        return "Karpenter (CRD nodepools.karpenter.sh)"
+    return None
+
+
+def device_plugin() -> str | None:
+    """An NVIDIA device plugin DaemonSet or the GPU operator, anywhere in the cluster."""
+    for ds in items("daemonsets", "-A"):
+        name = ds["metadata"]["name"]
+        if ("nvidia" in name and "device-plugin" in name) or "gpu-device-plugin" in name:
+            return f"DaemonSet {_where(ds)}"
+    for d in deployments():
+        if "gpu-operator" in d["metadata"]["name"]:
+            return f"the GPU operator (Deployment {_where(d)})"
+    if get("crd", "clusterpolicies.nvidia.com") is not None:
+        return "the GPU operator (CRD clusterpolicies.nvidia.com)"
+    return None
+
+
+def check_t4(report: Report, variant: Variant, nodes: list[dict[str, Any]]) -> None:
+    group = _gpu_group(variant.cluster)
+    if group is None:
+        report.ok(
+            "no worker group asks for nvidia.com/gpu (a GPU declared in the group's resources "
+            "only): no GPU node pool to check"
+        )
+        return
+    pod = group["template"]["spec"]
+    label = _affinity(pod)
+    shape = variant.node_shape("t4")
+    matching = [n for n in nodes if scheduling.selects(pod, _labels(n))]
+    if not matching:
+        autoscaler = node_autoscaler()
+        if autoscaler:
+            report.ok(
+                f"no node matches {label} yet; a node autoscaler ({autoscaler}) must add one: "
+                "a wrong label would look the same — check the pool's labels"
+            )
+        else:
+            report.problem(
+                f"no node matches {label} and no node autoscaler found (pool scaled to zero "
+                "without autoscaling, wrong label, ...)",
+                f"a {shape} node pool labelled {label}, autoscaled from zero or with a node; "
+                f"or worker.node_selector in {variant.values_file}, then make manifests",
+            )
+        return
+    need = scheduling.pod_requests(pod)
+    blocked, no_gpu, small, usable = [], [], [], []
+    for node in matching:
+        if scheduling.untolerated(pod, _taints(node)):
+            blocked.append(node)
+        elif _alloc(node, GPU) < need[GPU]:
+            no_gpu.append(node)
+        elif any(_alloc(node, k) < need.get(k, 0.0) for k in ("cpu", "memory")):
+            small.append(node)
+        else:
+            usable.append(node)
+    if blocked:
+        taints = "; ".join(
+            f"{_name(n)}: {', '.join(scheduling.untolerated(pod, _taints(n)))}" for n in blocked
+        )
+        report.problem(
+            f"node(s) match {label} but have taints the workers do not tolerate ({taints})",
+            f"add the taint to worker.tolerations in {variant.values_file}, then make manifests",
+        )
+    if no_gpu:
+        plugin = device_plugin()
+        if plugin is None:
+            report.problem(
+                f"node(s) {_names(no_gpu)} match {label} but offer no allocatable "
+                "nvidia.com/gpu: device plugin missing (no NVIDIA device plugin DaemonSet or "
+                "GPU operator found)",
+                "install the NVIDIA device plugin (or the GPU operator) on that pool; GKE "
+                "installs its own with the GPU driver (gpu-driver-version on the node pool)",
+            )
+        else:
+            report.problem(
+                f"node(s) {_names(no_gpu)} match {label} but offer no allocatable "
+                f"nvidia.com/gpu: device plugin missing on them ({plugin} exists, but has not "
+                "registered their GPUs: still starting, not scheduled there, or no driver)",
+                f"kubectl get pods -A -o wide | grep device-plugin: one must run on each of "
+                f"{_names(no_gpu)}",
+            )
+    if small:
+        report.problem(
+            f"node(s) {_names(small)} match {label} but are too small for a worker "
+            f"({_cpu(need.get('cpu', 0.0))} CPU, {_mem(need.get('memory', 0.0))} memory)",
+            f"a {shape} node pool, or smaller worker.resources in {variant.values_file}",
+        )
+    if usable:
+        report.ok(f"{len(usable)} T4 node(s) ready for workers: {_names(usable, most=20)}")
+
+
+# --- the claim and the write ----------------------------------------------------------------
+
+
+def check_claim(report: Report, variant: Variant, claim: str) -> bool:
+    """Whether the claim can take the write pod: it exists, is RWX and Bound, or Pending on a
+    class that binds on first consumer (the write pod is that consumer)."""
+    cloud = variant.name
+    pvc = get("pvc", claim)
+    if pvc is None:
+        report.problem(
+            f"PersistentVolumeClaim {claim} does not exist", f"make storage CLOUD={cloud}"
+        )
+        return False
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    klass = spec.get("storageClassName") or ""
+    want = str((variant.values.get("storage") or {}).get("class") or "")
+    if klass != want:
+        report.problem(
+            f"{claim} has storage class {klass!r}, the {cloud} variant's is {want!r}",
+            f"to replace it, kubectl delete pvc {claim} (this deletes every result and "
+            f"checkpoint on it), then make storage CLOUD={cloud}",
+        )
+    modes = status.get("accessModes") or spec.get("accessModes") or []
+    if "ReadWriteMany" not in modes:
+        report.problem(
+            f"{claim} is {modes}, not ReadWriteMany",
+            f"a ReadWriteMany class (storage.class in {variant.values_file}): kubectl delete "
+            f"pvc {claim} (data loss), then make storage CLOUD={cloud}",
+        )
+        return False
+    phase = status.get("phase")
+    if phase == "Bound":
+        report.ok(f"{claim} is Bound, ReadWriteMany, class {klass!r}")
+        return True
+    if phase == "Pending":
+        sc = get("storageclass", klass) if klass else None
+        if klass and sc is None:
+            report.problem(
+                f"{claim} is Pending: its storage class {klass!r} does not exist",
+                f"make storage CLOUD={cloud} (it creates the class where the variant has one)",
+            )
+            return False
+        binding = (sc or {}).get("volumeBindingMode", "Immediate")
+        if binding == "WaitForFirstConsumer":
+            report.ok(
+                f"{claim} is Pending, ReadWriteMany: class {klass!r} binds on first consumer "
+                "(the write pod below binds it)"
+            )
+            return True
+        report.problem(
+            f"{claim} is Pending with {binding} binding (class {klass!r}): "
+            "no volume was provisioned for it",
+            f"kubectl describe pvc {claim}: its events name the provisioner's error "
+            "(CSI driver not installed, EFS file system id, quota)",
+        )
+        return False
+    report.problem(f"{claim} is {phase}, not Bound", f"kubectl describe pvc {claim}")
+    return False
+
+
+def _writer_pod(source: dict[str, Any], fs_group: int) -> dict[str, Any]:
+    """The one-shot pod that writes a probe file to the shared volume, built from the head's
+    pod template of `source` (a RayCluster or RayJob; a Pod serves as its own template):
+    the head's image, node affinity, tolerations and pull secrets, so that it is pulled and
+    placed as the head will be; Pod Security "restricted", small, never restarted."""
+    template = _template(source)
+    spec = template["spec"]
+    ray = spec["containers"][0]  # KubeRay's Ray container is the first
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    labels |= {
+        "app.kubernetes.io/name": "ray-tune-k8s",
+        "app.kubernetes.io/component": "preflight",
+        "app.kubernetes.io/part-of": "ray-tune-k8s",  # teardown and the NetworkPolicy
+    }
+    placement = (
+        "affinity",
+        "nodeSelector",
+        "tolerations",
+        "imagePullSecrets",
+        "serviceAccountName",
+    )
+    security = dict(spec.get("securityContext") or {})
+    security |= {
+        "runAsNonRoot": True,
+        "runAsUser": security.get("runAsUser", 1000),
+        "fsGroup": fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "name": "preflight",
+        "image": ray["image"],
+        "command": [
+            "bash",
+            "-c",
+            f'f={STORAGE}/.preflight-$HOSTNAME && touch "$f" && stat -c "%u" "$f" && rm "$f"',
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "200m", "memory": "128Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+        "volumeMounts": [
+            {"name": "cluster-storage", "mountPath": STORAGE},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if "imagePullPolicy" in ray:
+        container["imagePullPolicy"] = ray["imagePullPolicy"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            # Gone on its own if this script is killed before it deletes the pod.
+            "activeDeadlineSeconds": int(POD_TIMEOUT_S) + 300,
+            "automountServiceAccountToken": False,
+            **{key: copy.deepcopy(spec[key]) for key in placement if key in spec},
+            "securityContext": security,
+            "containers": [container],
+            "volumes": [
+                {
+                    "name": "cluster-storage",
+                    "persistentVolumeClaim": {"claimName": _claim(template)},
+                },
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def _stuck(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """('pull', message) or ('schedule', message) when waiting longer cannot help."""
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PULL_FAILURES:
+            return "pull", f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return "schedule", str(condition.get("message", ""))
+    return None
+
+
+def _waiting(pod: dict[str, Any] | None) -> str:
+    reasons = [
+        ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    ]
+    return ", ".join(r for r in reasons if r)
+
+
+def check_write(report: Report, variant: Variant, fs_group: int) -> None:
+    pod = _writer_pod(variant.cluster, fs_group)
+    image = pod["spec"]["containers"][0]["image"]
+    kubectl("delete", "pod", POD, "--ignore-not-found", "--wait=true")  # one left from before
+    applied = kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    if applied.returncode != 0:
+        report.problem(
+            f"cannot create the preflight pod: {applied.stderr.strip()}",
+            "check that you may create pods in this namespace (kubectl auth can-i create pods)",
+        )
+        return
+    try:
+        deadline = time.monotonic() + POD_TIMEOUT_S
+        found: dict[str, Any] | None = None
+        phase = ""
+        while True:
+            found = get("pod", POD)
+            phase = ((found or {}).get("status") or {}).get("phase", "")
+            stuck = _stuck(found or {})
+            if stuck and stuck[0] == "pull":
+                report.problem(
+                    f"the image {image} cannot be pulled: {stuck[1]}",
+                    "make push, then make manifests (they name the pushed digest); a private "
+                    "registry: IMAGE_PULL_SECRET=<secret> make manifests; or pull access for "
+                    f"the nodes ({variant.values.get('registry', 'the registry')})",
+                )
+                return
+            if stuck:
+                report.problem(
+                    f"the preflight pod, placed like the head, cannot be scheduled: {stuck[1]}",
+                    f"a CPU node the head's affinity admits with room left, like "
+                    f"{variant.node_shape('head')} ({variant.values_file}: nodes.head)",
+                )
+                return
+            if phase in ("Succeeded", "Failed") or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        if phase not in ("Succeeded", "Failed"):
+            waiting = _waiting(found)
+            report.problem(
+                f"the preflight pod did not finish within {POD_TIMEOUT_S:.0f}s "
+                f"(phase {phase or 'unknown'}{', ' + waiting if waiting else ''})",
+                "a cold pull of the multi-GB image can take long: PREFLIGHT_POD_TIMEOUT_S=1800; "
+                f"while it runs, kubectl describe pod {POD}",
+            )
+            return
+        logs = kubectl("logs", POD).stdout.strip()
+        uid = (logs.splitlines() or [""])[-1].strip()
+        if phase == "Succeeded" and uid == "1000":
+            report.ok(f"pulled image {image} and wrote to the volume as uid 1000")
+        elif phase == "Succeeded" and uid.isdigit():
+            report.problem(
+                f"a pod of the image wrote to the volume, but the file belongs to uid {uid}, "
+                "not 1000: the volume maps owners",
+                "EFS: access points with uid/gid 1000/100 (the class's uid and gid); Azure "
+                "Files: mount options uid=1000,gid=100; NFS: no root_squash/all_squash to "
+                "another uid (README: Storage)",
+            )
+        else:
+            report.problem(
+                f"a pod of the image could not write to the volume as uid 1000 "
+                f"(phase {phase}: {logs[-300:]})",
+                "EFS: an access point with uid/gid 1000/100; NFS: export it writable for "
+                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch (README: Storage)",
+            )
+    finally:
+        kubectl("delete", "pod", POD, "--wait=false")
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+
 def check_operator(report: Report) -> None:
     for crd in ("rayjobs.ray.io", "rayclusters.ray.io"):
         found = get("crd", crd)
@@ -64,10 +609,11 @@ def check_operator(report: Report) -> None:
             report.ok(f"CRD {crd} serves {', '.join(served)}")
         else:
             report.problem(f"CRD {crd} serves {served}, not v1", "make operator (KubeRay >= 1.0)")
-    deployments = get("deployments", "-A", "-l", "app.kubernetes.io/name=kuberay-operator") or {}
+    operator = "kuberay-operator"  # the Helm chart's app.kubernetes.io/name
     images = [
         c["image"]
-        for d in deployments.get("items", [])
+        for d in deployments()
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == operator
         for c in d["spec"]["template"]["spec"]["containers"]
     ]
     if not images:
@@ -81,140 +627,31 @@ def check_operator(report: Report) -> None:
         )
 
 
-def check_volume(report: Report, claim: str) -> bool:
-    pvc = get("pvc", claim)
-    if pvc is None:
-        report.problem(f"PersistentVolumeClaim {claim} does not exist", "make storage")
-        return False
-    phase = pvc.get("status", {}).get("phase")
-    modes = pvc.get("status", {}).get("accessModes") or pvc["spec"].get("accessModes", [])
-    if phase != "Bound":
-        report.problem(
-            f"{claim} is {phase}, not Bound",
-            "kubectl describe pvc: a storage class with ReadWriteMany (k8s/storage.yaml)",
-        )
-        return False
-    if "ReadWriteMany" not in modes:
-        report.problem(f"{claim} is {modes}, not ReadWriteMany", "an RWX class (k8s/storage.yaml)")
-        return False
-    report.ok(f"{claim} is Bound, ReadWriteMany")
-    return True
-
-
-def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
-    for tol in tolerations:
-        if tol.get("effect") and tol["effect"] != taint.get("effect"):
-            continue
-        if tol.get("operator") == "Exists" and tol.get("key") in (None, taint["key"]):
-            return True
-        if tol.get("key") == taint["key"] and tol.get("value") == taint.get("value"):
-            return True
-    return False
-
-
-def check_nodes(report: Report, pod: dict[str, Any]) -> None:
-    selector = pod.get("nodeSelector", {})
-    tolerations = pod.get("tolerations", [])
-    label = ",".join(f"{k}={v}" for k, v in selector.items())
-    nodes = (get("nodes", "-l", label) or {}).get("items", [])
-    if not nodes:
-        report.ok(
-            f"no node matches {label} yet: the autoscaler has to add them (scale from zero); "
-            "check that the T4 node pool can scale up"
-        )
-        return
-    usable, blocked, no_gpu = [], [], []
-    for node in nodes:
-        name = node["metadata"]["name"]
-        hard = [t for t in node["spec"].get("taints", []) if t.get("effect") != "PreferNoSchedule"]
-        if not all(_tolerated(t, tolerations) for t in hard):
-            blocked.append(name)
-        elif int(node["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) < 1:
-            no_gpu.append(name)
-        else:
-            usable.append(name)
-    if blocked:
-        report.problem(
-            f"nodes {blocked} match {label} but have taints the workers do not tolerate",
-            "add the taint to worker.tolerations in k8s/values/t4.yaml, then make manifests",
-        )
-    if no_gpu:
-        report.problem(
-            f"nodes {no_gpu} match {label} but offer no allocatable nvidia.com/gpu",
-            "install the NVIDIA device plugin (or GPU operator) on that pool",
-        )
-    if usable:
-        report.ok(f"{len(usable)} T4 node(s) ready for workers: {', '.join(usable)}")
-
-
-def _writer_pod(reader: dict[str, Any], fs_group: int) -> dict[str, Any]:
-    """The results reader, turned into a one-shot writer of a probe file as uid 1000."""
-    pod = json.loads(json.dumps(reader))
-    pod["metadata"]["name"] = POD
-    pod["metadata"]["labels"]["app.kubernetes.io/component"] = "preflight"
-    pod["spec"]["securityContext"] |= {"fsGroup": fs_group, "fsGroupChangePolicy": "OnRootMismatch"}
-    (container,) = pod["spec"]["containers"]
-    container["command"] = [
-        "bash",
-        "-c",
-        'f=/mnt/cluster_storage/.preflight-$HOSTNAME && touch "$f" && stat -c "%u" "$f" && rm "$f"',
-    ]
-    container["volumeMounts"][0]["readOnly"] = False
-    pod["spec"]["volumes"][0]["persistentVolumeClaim"]["readOnly"] = False
-    return pod
-
-
-def check_write(report: Report, reader: dict[str, Any], fs_group: int) -> None:
-    pod = _writer_pod(reader, fs_group)
-    kubectl("delete", "pod", POD, "--ignore-not-found", "--wait=true")  # one left from before
-    applied = kubectl("apply", "-f", "-", stdin=json.dumps(pod))
-    if applied.returncode != 0:
-        report.problem(
-            f"cannot create the preflight pod: {applied.stderr.strip()}",
-            "check that you may create pods in this namespace (kubectl auth can-i create pods)",
-        )
-        return
-    try:
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        phase = ""
-        while time.monotonic() < deadline:
-            phase = kubectl("get", "pod", POD, "-o", "jsonpath={.status.phase}").stdout.strip()
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(2)
-        logs = kubectl("logs", POD).stdout.strip()
-        if phase == "Succeeded" and logs.splitlines()[-1:] == ["1000"]:
-            report.ok("a pod of the image wrote to the volume as uid 1000")
-        else:
-            report.problem(
-                f"a pod of the image could not write to the volume as uid 1000 "
-                f"(phase {phase or 'unknown'}: {logs[-300:]})",
-                "EFS: an access point with uid/gid 1000/100; NFS: export it writable for "
-                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch (README: Storage)",
-            )
-    finally:
-        kubectl("delete", "pod", POD, "--wait=false")
-
-
 def main() -> int:
-    cluster = yaml.safe_load((K8S / "raycluster.yaml").read_text())["spec"]
-    reader = yaml.safe_load((K8S / "results-reader.yaml").read_text())
-    worker_pod = cluster["workerGroupSpecs"][0]["template"]["spec"]
-    claim = reader["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
-    fs_group = cluster["headGroupSpec"]["template"]["spec"]["securityContext"]["fsGroup"]
+    variant = Variant(os.environ.get("CLOUD") or None)
+    head = _template(variant.cluster)
+    claim = _claim(head)
+    fs_group = int((head["spec"].get("securityContext") or {}).get("fsGroup", 100))
     report = Report()
     check_operator(report)
-    if check_volume(report, claim):
-        check_write(report, reader, fs_group)
-    check_nodes(report, worker_pod)
+    nodes = items("nodes")
+    check_head(report, variant, nodes)
+    check_t4(report, variant, nodes)
+    if check_claim(report, variant, claim):
+        check_write(report, variant, fs_group)
     return 1 if report.problems else 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] in (["-h"], ["--help"]):
-        print(__doc__)
-        sys.exit(0)
-    if sys.argv[1:]:
-        print(f"error: preflight takes no arguments, got {sys.argv[1:]}", file=sys.stderr)
+    try:
+        if sys.argv[1:] in (["-h"], ["--help"]):
+            print(__doc__)
+            sys.exit(0)
+        if sys.argv[1:]:
+            raise UsageError(
+                f"preflight takes no arguments (CLOUD=... instead), got {sys.argv[1:]}"
+            )
+        sys.exit(main())
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(main())

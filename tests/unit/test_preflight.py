@@ -1,9 +1,10 @@
-"""k8s/bin/preflight.py (make preflight TARGET=k8s) against clusters played by the stand-in
-kubectl: a healthy one, and one broken thing at a time, each named with its fix."""
+"""k8s/bin/preflight.py (make preflight TARGET=k8s CLOUD=...) against clusters played by the
+stand-in kubectl: a healthy one per variant, built from the node shapes its values file
+declares, and one broken thing at a time, each named for what it is, with its fix."""
 
 from __future__ import annotations
 
-import copy
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,158 +12,581 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.kuberay.fake_kubectl import calls, environment
+from tests.support.pod_security import violations
 from tests.support.runs import REPO
 
 SCRIPT = REPO / "k8s" / "bin" / "preflight.py"
+K8S = REPO / "k8s"
+CLAIM = "ray-tune-cluster-storage"
+POD = "pod/ray-tune-preflight"
 CRD = {"spec": {"versions": [{"name": "v1", "served": True}]}}
-T4 = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+T4_LABEL = "cloud.google.com/gke-accelerator=nvidia-tesla-t4"
+HEAD_SHAPE = "e2-standard-4 (3920m CPU, 13300Mi allocatable)"
 
 
-def node(name: str, gpus: str = "1", taints: list[dict[str, str]] | None = None) -> dict:
+def values(variant: str) -> dict[str, Any]:
+    return yaml.safe_load((K8S / "values" / f"{variant}.yaml").read_text())
+
+
+def folder(variant: str) -> Path:
+    return K8S if values(variant).get("default") else K8S / variant
+
+
+def head_template(variant: str) -> dict[str, Any]:
+    cluster = yaml.safe_load((folder(variant) / "raycluster.yaml").read_text())
+    return cluster["spec"]["headGroupSpec"]["template"]
+
+
+def node(variant: str, role: str, name: str, **changes: Any) -> dict[str, Any]:
+    """A node of the shape k8s/values/<variant>.yaml declares for `role` (head or t4)."""
+    shape = values(variant)["nodes"][role]
+    labels = changes.get("labels", shape["labels"])
+    taints = changes.get("taints", shape["taints"])
+    allocatable = shape["allocatable"] | changes.get("allocatable", {})
     return {
-        "metadata": {"name": name, "labels": T4},
-        "spec": {"taints": taints or [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]},
-        "status": {"allocatable": {"nvidia.com/gpu": gpus}},
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+        "status": {"allocatable": allocatable},
     }
 
 
-HEALTHY: dict[str, Any] = {
-    "crd/rayjobs.ray.io": CRD,
-    "crd/rayclusters.ray.io": CRD,
-    "deployments": {
-        "items": [
-            {
-                "spec": {
-                    "template": {
-                        "spec": {"containers": [{"image": "quay.io/kuberay/operator:v1.7.0"}]}
-                    }
-                }
-            }
-        ]
-    },
-    "pvc/ray-tune-cluster-storage": {
-        "spec": {"accessModes": ["ReadWriteMany"]},
-        "status": {"phase": "Bound", "accessModes": ["ReadWriteMany"]},
-    },
-    "nodes": {"items": [node("t4-a")]},
-    "pod_phase": "Succeeded",
-    "pod_logs": "1000",
-}
+def deployment(namespace: str, name: str, image: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": namespace, "name": name, "labels": labels},
+        "spec": {"template": {"spec": {"containers": [{"image": image}]}}},
+    }
 
 
-def preflight(tmp_path: Path, objects: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+OPERATOR = deployment(
+    "kuberay-system",
+    "kuberay-operator",
+    "quay.io/kuberay/operator:v1.7.0",
+    {"app.kubernetes.io/name": "kuberay-operator"},
+)
+
+
+def pvc(klass: str, phase: str = "Bound", modes: tuple[str, ...] = ("ReadWriteMany",)) -> dict:
+    status: dict[str, Any] = {"phase": phase}
+    if phase == "Bound":
+        status["accessModes"] = list(modes)
+    return {"spec": {"accessModes": list(modes), "storageClassName": klass}, "status": status}
+
+
+def healthy(variant: str = "gke") -> dict[str, Any]:
+    return {
+        "crd/rayjobs.ray.io": CRD,
+        "crd/rayclusters.ray.io": CRD,
+        "deployments": {"items": [OPERATOR]},
+        "daemonsets": {"items": []},
+        f"pvc/{CLAIM}": pvc(values(variant)["storage"]["class"]),
+        "nodes": {"items": [node(variant, "head", "cpu-a"), node(variant, "t4", "t4-a")]},
+        POD: {"status": {"phase": "Succeeded"}},
+        "pod_logs": "1000",
+    }
+
+
+def changed(variant: str = "gke", **objects: Any) -> dict[str, Any]:
+    """The healthy cluster with some objects replaced (a key `a__b` stands for `a/b`)."""
+    out = healthy(variant)
+    for key, value in objects.items():
+        out[key.replace("__", "/")] = value
+    return out
+
+
+def preflight(
+    tmp_path: Path, objects: dict[str, Any], *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "objects.json").write_text(json.dumps(objects))
     return subprocess.run(
-        [sys.executable, str(SCRIPT)],
+        [sys.executable, str(SCRIPT), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env=environment(
             tmp_path,
-            FAKE_KUBECTL_OBJECTS=str(tmp_path / "objects.json"),
-            PREFLIGHT_WRITE_TIMEOUT_S="3",
+            **{
+                "FAKE_KUBECTL_OBJECTS": str(tmp_path / "objects.json"),
+                "PREFLIGHT_POD_TIMEOUT_S": "3",
+            }
+            | env,
         ),
     )
 
 
+def problems(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in proc.stdout.splitlines() if line.startswith("problem: ")]
+
+
+def applied(tmp_path: Path) -> dict[str, Any] | None:
+    path = tmp_path / "state.applied"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- a ready cluster -----------------------------------------------------------------------
+
+
 def test_a_ready_cluster_passes_every_check(tmp_path: Path) -> None:
-    proc = preflight(tmp_path, HEALTHY)
+    proc = preflight(tmp_path, healthy())
     assert proc.returncode == 0, proc.stdout
     lines = proc.stdout.splitlines()
     assert all(line.startswith("ok: ") for line in lines), lines
-    assert "ok: KubeRay operator 1.7.0 (quay.io/kuberay/operator:v1.7.0)" in lines
-    assert "ok: 1 T4 node(s) ready for workers: t4-a" in lines
-    applied = json.loads((tmp_path / "state.applied").read_text())
-    assert applied["spec"]["securityContext"]["runAsUser"] == 1000
-    assert applied["spec"]["securityContext"]["fsGroup"] == 100
-    assert "delete pod ray-tune-preflight --wait=false" in calls(tmp_path)
+    image = head_template("gke")["spec"]["containers"][0]["image"]
+    assert lines == [
+        "ok: CRD rayjobs.ray.io serves v1",
+        "ok: CRD rayclusters.ray.io serves v1",
+        "ok: KubeRay operator 1.7.0 (quay.io/kuberay/operator:v1.7.0)",
+        # head 1 CPU/4Gi + the autoscaler sidecar's 200m/512Mi (autoscalerOptions.resources)
+        "ok: 1 node(s) can hold the head pod (1200m CPU, 4608Mi memory with the autoscaler "
+        "sidecar): cpu-a",
+        "ok: 1 T4 node(s) ready for workers: t4-a",
+        f"ok: {CLAIM} is Bound, ReadWriteMany, class 'standard-rwx'",
+        f"ok: pulled image {image} and wrote to the volume as uid 1000",
+    ]
+    assert calls(tmp_path)[-1] == "delete pod ray-tune-preflight --wait=false"
 
 
-def _without(key: str) -> dict[str, Any]:
-    broken = copy.deepcopy(HEALTHY)
-    broken[key] = None
-    return broken
+def test_the_write_pod_is_the_head_pod_template_made_small_and_restricted(tmp_path: Path) -> None:
+    assert preflight(tmp_path, healthy()).returncode == 0
+    pod = applied(tmp_path)
+    assert pod is not None
+    head = head_template("gke")["spec"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert pod["metadata"]["name"] == "ray-tune-preflight"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ray-tune-k8s"
+    assert container["image"] == head["containers"][0]["image"]
+    assert spec["affinity"] == head["affinity"]
+    assert spec.get("tolerations") == head.get("tolerations")
+    assert spec["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] >= 3
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert spec["securityContext"]["fsGroup"] == 100
+    assert spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["limits"] == {"cpu": "200m", "memory": "128Mi"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    claim = volumes[mounts["/mnt/cluster_storage"]["name"]]["persistentVolumeClaim"]
+    assert claim == {"claimName": CLAIM}  # read-write
+    assert not mounts["/mnt/cluster_storage"].get("readOnly")
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert violations(spec) == []
 
 
-def _with(key: str, value: Any) -> dict[str, Any]:
-    broken = copy.deepcopy(HEALTHY)
-    broken[key] = value
-    return broken
+def _module() -> Any:
+    spec = importlib.util.spec_from_file_location("preflight", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-CASES = {
+@pytest.mark.parametrize("variant", ["gke", "eks", "aks", "kind"])
+def test_every_variants_write_pod_meets_pod_security_restricted(variant: str) -> None:
+    cluster = yaml.safe_load((folder(variant) / "raycluster.yaml").read_text())
+    pod = _module()._writer_pod(cluster, 100)
+    assert violations(pod["spec"]) == []
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    assert pod["spec"]["containers"][0]["image"] == head["containers"][0]["image"]
+    assert pod["spec"].get("affinity") == head.get("affinity")
+    assert pod["spec"].get("imagePullSecrets") == head.get("imagePullSecrets")
+
+
+def test_cloud_eks_reads_k8s_eks(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, healthy("eks"), CLOUD="eks")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok: 1 T4 node(s) ready for workers: t4-a" in proc.stdout
+    assert f"ok: {CLAIM} is Bound, ReadWriteMany, class 'ray-tune-efs'" in proc.stdout
+    pod = applied(tmp_path)
+    assert pod is not None
+    head = head_template("eks")["spec"]
+    assert pod["spec"]["affinity"] == head["affinity"]  # instance-type NotIn g4dn.*
+    assert "NotIn" in json.dumps(pod["spec"]["affinity"])
+    # The GKE cluster's nodes do not fit the EKS variant: its selector is the instance type.
+    proc = preflight(tmp_path, changed("eks", nodes=healthy("gke")["nodes"]), CLOUD="eks")
+    assert "no node matches node.kubernetes.io/instance-type=g4dn.xlarge" in proc.stdout
+
+
+def test_kind_has_no_gpu_pool_to_check(tmp_path: Path) -> None:
+    objects = changed("kind", nodes={"items": [node("kind", "head", "kind-control-plane")]})
+    proc = preflight(tmp_path, objects, CLOUD="kind")
+    assert proc.returncode == 0, proc.stdout
+    assert "ok: no worker group asks for nvidia.com/gpu" in proc.stdout
+    assert (
+        "ok: 1 node(s) can hold the head pod (1000m CPU, 2048Mi memory): kind-control-plane"
+    ) in proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ((), {"CLOUD": "nope"}, "error: unknown CLOUD 'nope'; choose one of: aks, eks, gke, kind"),
+        (("--cloud", "eks"), {}, "error: preflight takes no arguments"),
+    ],
+    ids=["unknown CLOUD", "arguments"],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], expected: str
+) -> None:
+    proc = preflight(tmp_path, healthy(), *args, **env)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(expected), proc.stderr
+    assert not (tmp_path / "state.calls").exists()  # nothing asked of the cluster
+
+
+def test_help(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, healthy(), "--help")
+    assert proc.returncode == 0 and "PREFLIGHT_POD_TIMEOUT_S" in proc.stdout
+
+
+# --- one broken thing at a time ------------------------------------------------------------
+
+OLD_OPERATOR = deployment(
+    "default",
+    "kuberay-operator",
+    "kuberay/operator:v1.1.0",
+    {"app.kubernetes.io/name": "kuberay-operator"},
+)
+GKE_T4_TAINT = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+DEDICATED = [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]
+PULL_BACKOFF = {
+    "status": {
+        "phase": "Pending",
+        "containerStatuses": [
+            {
+                "name": "preflight",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "ghcr.io/x": 403 Forbidden',
+                    }
+                },
+            }
+        ],
+    }
+}
+SCHEDULER = "0/3 nodes are available: 1 Insufficient memory, 2 node(s) had untolerated taint"
+UNSCHEDULABLE = {
+    "status": {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": SCHEDULER,
+            }
+        ],
+    }
+}
+
+
+def gke_nodes(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"items": list(nodes)}
+
+
+# case: (objects, the problem's text, its fix)
+CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "no operator CRDs": (
-        _without("crd/rayjobs.ray.io"),
-        "CRD rayjobs.ray.io is not installed (fix: make operator)",
+        changed(**{"crd__rayjobs.ray.io": None}),
+        "CRD rayjobs.ray.io is not installed",
+        "make operator",
     ),
     "old operator": (
-        _with(
-            "deployments",
-            {
+        changed(deployments={"items": [OLD_OPERATOR]}),
+        "the operator runs ['kuberay/operator:v1.1.0'], the manifests are written for KubeRay "
+        "1.7.0",
+        "make operator KUBERAY_VERSION=1.7.0",
+    ),
+    "head: no node admitted by its affinity": (
+        changed(nodes=gke_nodes(node("gke", "t4", "t4-a"))),
+        "no node is admitted by the head's node affinity (!cloud.google.com/gke-accelerator): "
+        "1 node(s), none of them a CPU node for the head",
+        f"add a CPU node pool the affinity admits, like {HEAD_SHAPE}",
+    ),
+    "head: admitted nodes all tainted": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a", taints=DEDICATED), node("gke", "t4", "t4-a")
+            )
+        ),
+        "1 node(s) admitted by the head's node affinity, but the head tolerates none of their "
+        "taints (cpu-a: dedicated=ml:NoSchedule)",
+        "head.tolerations",
+    ),
+    "head: admitted node too small": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a", allocatable={"cpu": "940m", "memory": "2900Mi"}),
+                node("gke", "head", "cpu-b", allocatable={"cpu": "1930m", "memory": "3Gi"}),
+                node("gke", "t4", "t4-a"),
+            )
+        ),
+        "the head pod needs 1200m CPU, 4608Mi memory with the autoscaler sidecar; the largest of "
+        "the 2 node(s) it may use offers 1930m CPU (cpu-b) and 3072Mi memory (cpu-b) allocatable",
+        f"a CPU node pool of {HEAD_SHAPE} or larger",
+    ),
+    "t4: taint not tolerated": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a"), node("gke", "t4", "t4-a", taints=DEDICATED)
+            )
+        ),
+        f"node(s) match {T4_LABEL} but have taints the workers do not tolerate "
+        "(t4-a: dedicated=ml:NoSchedule)",
+        "add the taint to worker.tolerations in k8s/values/gke.yaml",
+    ),
+    "t4: no allocatable GPU, no device plugin": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a"),
+                node("gke", "t4", "t4-a", allocatable={"nvidia.com/gpu": "0"}),
+            )
+        ),
+        f"node(s) t4-a match {T4_LABEL} but offer no allocatable nvidia.com/gpu: device plugin "
+        "missing (no NVIDIA device plugin DaemonSet or GPU operator found)",
+        "install the NVIDIA device plugin (or the GPU operator) on that pool",
+    ),
+    "t4: no allocatable GPU beside a device plugin": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a"),
+                node("gke", "t4", "t4-a", allocatable={"nvidia.com/gpu": "0"}),
+            ),
+            daemonsets={
                 "items": [
-                    {
-                        "spec": {
-                            "template": {
-                                "spec": {"containers": [{"image": "kuberay/operator:v1.1.0"}]}
-                            }
-                        }
-                    }
+                    {"metadata": {"namespace": "kube-system", "name": "nvidia-gpu-device-plugin"}}
                 ]
             },
         ),
-        "the manifests are written for KubeRay 1.7.0",
+        "device plugin missing on them (DaemonSet kube-system/nvidia-gpu-device-plugin exists",
+        "one must run on each of t4-a",
+    ),
+    "t4: node too small for a worker": (
+        changed(
+            nodes=gke_nodes(
+                node("gke", "head", "cpu-a"),
+                node("gke", "t4", "t4-a", allocatable={"cpu": "1930m", "memory": "7Gi"}),
+            )
+        ),
+        f"node(s) t4-a match {T4_LABEL} but are too small for a worker (3000m CPU, 10240Mi memory)",
+        "a n1-standard-4 + 1 nvidia-tesla-t4 (3920m CPU, 12700Mi allocatable) node pool",
+    ),
+    "t4: no node and no node autoscaler": (
+        changed(nodes=gke_nodes(node("gke", "head", "cpu-a"))),
+        f"no node matches {T4_LABEL} and no node autoscaler found (pool scaled to zero without "
+        "autoscaling, wrong label, ...)",
+        f"labelled {T4_LABEL}, autoscaled from zero or with a node",
     ),
     "no claim": (
-        _without("pvc/ray-tune-cluster-storage"),
-        "ray-tune-cluster-storage does not exist (fix: make storage)",
+        changed(**{f"pvc__{CLAIM}": None}),
+        f"PersistentVolumeClaim {CLAIM} does not exist",
+        "make storage CLOUD=gke",
     ),
-    "pending claim": (
-        _with("pvc/ray-tune-cluster-storage", {"spec": {}, "status": {"phase": "Pending"}}),
-        "is Pending, not Bound",
+    "claim of another class": (
+        changed(**{f"pvc__{CLAIM}": pvc("premium-rwo-nfs")}),
+        f"{CLAIM} has storage class 'premium-rwo-nfs', the gke variant's is 'standard-rwx'",
+        f"to replace it, kubectl delete pvc {CLAIM} (this deletes every result and checkpoint "
+        "on it), then make storage CLOUD=gke",
     ),
     "single-node claim": (
-        _with(
-            "pvc/ray-tune-cluster-storage",
-            {"spec": {}, "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"]}},
+        changed(**{f"pvc__{CLAIM}": pvc("standard-rwx", modes=("ReadWriteOnce",))}),
+        f"{CLAIM} is ['ReadWriteOnce'], not ReadWriteMany",
+        "a ReadWriteMany class",
+    ),
+    "claim pending, immediate binding": (
+        changed(
+            **{
+                f"pvc__{CLAIM}": pvc("standard-rwx", phase="Pending"),
+                "storageclass__standard-rwx": {"volumeBindingMode": "Immediate"},
+            }
         ),
-        "not ReadWriteMany",
+        f"{CLAIM} is Pending with Immediate binding (class 'standard-rwx'): no volume was "
+        "provisioned for it",
+        f"kubectl describe pvc {CLAIM}",
+    ),
+    "claim pending, class missing": (
+        changed(**{f"pvc__{CLAIM}": pvc("standard-rwx", phase="Pending")}),
+        f"{CLAIM} is Pending: its storage class 'standard-rwx' does not exist",
+        "make storage CLOUD=gke",
+    ),
+    "image cannot be pulled": (
+        changed(**{POD.replace("/", "__"): PULL_BACKOFF}),
+        "the image ghcr.io/ray-tune-k8s/ray-tune-k8s:",
+        "make push",
+    ),
+    "write pod unschedulable": (
+        changed(**{POD.replace("/", "__"): UNSCHEDULABLE}),
+        f"the preflight pod, placed like the head, cannot be scheduled: {SCHEDULER}",
+        f"a CPU node the head's affinity admits with room left, like {HEAD_SHAPE}",
     ),
     "volume not writable": (
-        _with("pod_phase", "Failed"),
-        "could not write to the volume as uid 1000",
-    ),
-    "no device plugin": (
-        _with("nodes", {"items": [node("t4-a", gpus="0")]}),
-        "offer no allocatable nvidia.com/gpu",
-    ),
-    "foreign taint": (
-        _with(
-            "nodes",
-            {
-                "items": [
-                    node(
-                        "t4-a", taints=[{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]
-                    )
-                ]
-            },
+        changed(
+            **{POD.replace("/", "__"): {"status": {"phase": "Failed"}}},
+            pod_logs="touch: Permission denied",
         ),
-        "have taints the workers do not tolerate",
+        "a pod of the image could not write to the volume as uid 1000 (phase Failed: touch: "
+        "Permission denied)",
+        "EFS: an access point with uid/gid 1000/100",
+    ),
+    "written as another uid": (
+        changed(pod_logs="0"),
+        "a pod of the image wrote to the volume, but the file belongs to uid 0, not 1000",
+        "Azure Files: mount options uid=1000,gid=100",
     ),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_each_problem_is_named_with_its_fix(tmp_path: Path, case: str) -> None:
-    objects, expected = CASES[case]
+    objects, text, fix = CASES[case]
     proc = preflight(tmp_path, objects)
     assert proc.returncode == 1, proc.stdout
-    problems = [line for line in proc.stdout.splitlines() if line.startswith("problem: ")]
-    assert len(problems) == 1 and expected in problems[0] and "(fix: " in problems[0], problems
+    found = problems(proc)
+    assert len(found) == 1, found
+    assert found[0].endswith(")"), found
+    said, fixed = found[0].removeprefix("problem: ").split(" (fix: ", 1)
+    assert text in said, found
+    assert fix in fixed, found
+    # Whatever failed, a pod that was created is deleted at the end.
+    if applied(tmp_path) is not None:
+        assert calls(tmp_path)[-1] == "delete pod ray-tune-preflight --wait=false"
 
 
-def test_scale_from_zero_is_not_a_problem(tmp_path: Path) -> None:
-    proc = preflight(tmp_path, _with("nodes", {"items": []}))
+def test_an_image_that_cannot_be_pulled_is_the_image_not_the_storage(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, CASES["image cannot be pulled"][0], PREFLIGHT_POD_TIMEOUT_S="60")
+    (problem,) = problems(proc)
+    image = head_template("gke")["spec"]["containers"][0]["image"]
+    assert problem.startswith(
+        f'problem: the image {image} cannot be pulled: ImagePullBackOff: Back-off pulling image "'
+    )
+    assert "IMAGE_PULL_SECRET" in problem
+    assert "volume" not in problem and "EFS" not in problem
+    assert f"ok: {CLAIM} is Bound" in proc.stdout
+    # Not waited out: the first look at the pod said it cannot be pulled.
+    assert sum(c.startswith("get pod ray-tune-preflight") for c in calls(tmp_path)) == 1
+    assert "logs ray-tune-preflight" not in calls(tmp_path)
+
+
+def test_a_pod_still_pulling_at_the_timeout_says_so(tmp_path: Path) -> None:
+    pulling = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}],
+        }
+    }
+    proc = preflight(
+        tmp_path, changed(**{POD.replace("/", "__"): pulling}), PREFLIGHT_POD_TIMEOUT_S="1"
+    )
+    (problem,) = problems(proc)
+    assert problem.startswith(
+        "problem: the preflight pod did not finish within 1s (phase Pending, ContainerCreating)"
+    )
+    assert "PREFLIGHT_POD_TIMEOUT_S=1800" in problem
+    assert calls(tmp_path)[-1] == "delete pod ray-tune-preflight --wait=false"
+
+
+def test_a_claim_that_binds_on_first_consumer_gets_the_write_pod(tmp_path: Path) -> None:
+    objects = changed(
+        **{
+            f"pvc__{CLAIM}": pvc("standard-rwx", phase="Pending"),
+            "storageclass__standard-rwx": {"volumeBindingMode": "WaitForFirstConsumer"},
+        }
+    )
+    proc = preflight(tmp_path, objects)
     assert proc.returncode == 0, proc.stdout
-    assert "no node matches cloud.google.com/gke-accelerator=nvidia-tesla-t4 yet" in proc.stdout
+    assert (
+        f"ok: {CLAIM} is Pending, ReadWriteMany: class 'standard-rwx' binds on first consumer "
+        "(the write pod below binds it)"
+    ) in proc.stdout.splitlines()
+    assert applied(tmp_path) is not None
+    assert "and wrote to the volume as uid 1000" in proc.stdout.splitlines()[-1]
+
+
+def test_a_pending_claim_with_immediate_binding_gets_no_write_pod(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, CASES["claim pending, immediate binding"][0])
+    assert proc.returncode == 1
+    assert applied(tmp_path) is None
+    assert "pulled image" not in proc.stdout
+
+
+AUTOSCALERS = {
+    "GKE/AKS status ConfigMap": (
+        {"configmap__cluster-autoscaler-status": {"data": {"status": "Health: Healthy"}}},
+        "Cluster Autoscaler (ConfigMap kube-system/cluster-autoscaler-status)",
+    ),
+    "Cluster Autoscaler Deployment": (
+        {
+            "deployments": {
+                "items": [
+                    OPERATOR,
+                    deployment(
+                        "kube-system",
+                        "cluster-autoscaler-aws-cluster-autoscaler",
+                        "registry.k8s.io/autoscaling/cluster-autoscaler:v1.33.0",
+                        {"app.kubernetes.io/name": "aws-cluster-autoscaler"},
+                    ),
+                ]
+            }
+        },
+        "Cluster Autoscaler (Deployment kube-system/cluster-autoscaler-aws-cluster-autoscaler)",
+    ),
+    "Karpenter": ({"crd__nodepools.karpenter.sh": CRD}, "Karpenter (CRD nodepools.karpenter.sh)"),
+}
+
+
+@pytest.mark.parametrize("which", AUTOSCALERS)
+def test_zero_t4_nodes_are_fine_only_with_a_node_autoscaler(tmp_path: Path, which: str) -> None:
+    extra, named = AUTOSCALERS[which]
+    objects = changed(nodes=gke_nodes(node("gke", "head", "cpu-a")), **extra)
+    proc = preflight(tmp_path, objects)
+    assert proc.returncode == 0, proc.stdout
+    assert (
+        f"ok: no node matches {T4_LABEL} yet; a node autoscaler ({named}) must add one: a wrong "
+        "label would look the same — check the pool's labels"
+    ) in proc.stdout.splitlines()
+    # The operator is still told apart from the autoscaler's Deployment.
+    assert "ok: KubeRay operator 1.7.0 (quay.io/kuberay/operator:v1.7.0)" in proc.stdout
+
+
+def test_usable_t4_nodes_are_listed_beside_broken_ones(tmp_path: Path) -> None:
+    nodes = gke_nodes(
+        node("gke", "head", "cpu-a"),
+        node("gke", "t4", "t4-a"),
+        node("gke", "t4", "t4-b", allocatable={"nvidia.com/gpu": "0"}),
+        node("gke", "t4", "t4-c", taints=[*GKE_T4_TAINT, *DEDICATED]),
+    )
+    proc = preflight(tmp_path, changed(nodes=nodes))
+    assert proc.returncode == 1
+    assert "ok: 1 T4 node(s) ready for workers: t4-a" in proc.stdout.splitlines()
+    found = problems(proc)
+    assert len(found) == 2, found
+    assert "(t4-c: dedicated=ml:NoSchedule)" in found[0]
+    assert "node(s) t4-b match" in found[1] and "device plugin missing" in found[1]
+
+
+def test_the_head_check_honours_every_affinity_operator(tmp_path: Path) -> None:
+    """EKS keeps the head off GPU nodes with NotIn on the instance type: a g4dn node is not
+    admitted, an m5.large is; an untainted T4 node does not count as the head's."""
+    nodes = gke_nodes(
+        node("eks", "t4", "t4-a", taints=[]),
+        node("eks", "head", "m5-a"),
+    )
+    proc = preflight(tmp_path, changed("eks", nodes=nodes), CLOUD="eks")
+    assert (
+        "ok: 1 node(s) can hold the head pod (1200m CPU, 4608Mi memory with the autoscaler "
+        "sidecar): m5-a"
+    ) in proc.stdout.splitlines()
+    proc = preflight(
+        tmp_path, changed("eks", nodes=gke_nodes(node("eks", "t4", "t4-a", taints=[]))), CLOUD="eks"
+    )
+    (problem,) = problems(proc)
+    assert problem.startswith(
+        "problem: no node is admitted by the head's node affinity "
+        "(node.kubernetes.io/instance-type notin (g4dn.xlarge,"
+    ), problem
