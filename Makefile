@@ -25,6 +25,23 @@ DATASET ?= mnist
 PYTEST_ARGS ?=
 # local: a private Ray head on this machine; k8s: the RayCluster of `make cluster`.
 TARGET ?= local
+# Which variant's manifests the Kubernetes targets use: a values file of k8s/values/ (gke,
+# eks, aks, kind). The default variant (`default: true`) lives in k8s/, the others in k8s/<CLOUD>/.
+DEFAULT_CLOUD := $(basename $(notdir $(shell grep -l '^default: true' k8s/values/*.yaml)))
+CLOUD ?= $(DEFAULT_CLOUD)
+CLOUDS := $(basename $(notdir $(wildcard k8s/values/*.yaml)))
+K8S_DIR = $(if $(filter $(DEFAULT_CLOUD),$(CLOUD)),k8s,k8s/$(CLOUD))
+# The workstation's tools for a cluster (render, preflight, results, submit TARGET=k8s): a
+# small venv from .ci/lock/client.txt (Ray's client, PyYAML, Jinja2; no torch, no CUDA).
+CLIENT_VENV ?= .venv-client
+CLIENT_PY := $(CLIENT_VENV)/bin/python
+CLIENT_STAMP = $(CLIENT_VENV)/.installed-$(shell sha256sum .ci/lock/client.txt | cut -c1-12)
+# A pull secret for a private registry, rendered into every pod (make manifests).
+IMAGE_PULL_SECRET ?=
+# EKS only: the EFS file system `make storage CLOUD=eks` names in its storage class.
+EFS_FILE_SYSTEM_ID ?=
+# 1: make teardown also deletes the shared volume (and with it every result and checkpoint).
+DELETE_VOLUME ?=
 # Ray's version comes from the pin in pyproject.toml: the image tags and manifests follow it.
 RAY_VERSION := $(shell $(PYTHON) .ci/deps.py --pin ray)
 PROJECT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
@@ -42,7 +59,8 @@ WHEELS ?=
 # A local folder with the four IDX files to stage instead of downloading IMAGE_DATASET.
 DATA_FROM ?=
 IMAGE_DATASET ?= mnist
-# 1: render the manifests with the image digests `make push` recorded instead of tags.
+# Images by the digest `make push` recorded (image/digests.yaml) where there is one; 0: tags
+# only; 1: fail without a digest.
 DIGESTS ?=
 OFFLINE_DATA_DIR ?= /usr/share/datasets/fashion-mnist
 IMAGE_ENV = DOCKER=$(DOCKER) BASE=$(BASE) WHEELS=$(WHEELS) DATA_FROM=$(DATA_FROM) \
@@ -75,6 +93,15 @@ help: ## Show this help.
 .PHONY: install
 install: $(STAMP) ## Create the virtualenv with exactly the locked versions (.ci/lock/dev.txt).
 
+.PHONY: client
+client: $(CLIENT_STAMP) ## The small workstation venv for the Kubernetes targets (.ci/lock/client.txt; Linux, macOS).
+
+$(CLIENT_VENV)/.installed-%: .ci/lock/client.txt
+	@test -x $(CLIENT_PY) || $(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_PY) -m pip install -qq --require-hashes --no-deps -r .ci/lock/client.txt
+	@rm -f $(CLIENT_VENV)/.installed-*
+	@touch $@
+
 # --require-hashes --no-deps: pip installs what the lock says and resolves nothing.
 $(STAMP): .ci/lock/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -90,6 +117,13 @@ lock: ## Resolve pyproject.toml's dependencies again into .ci/lock/ (uv, with ha
 	$(VENV)/bin/uv pip compile --system-certs pyproject.toml -c .ci/lock/dev.txt $(LOCK_FLAGS) \
 	  -o .ci/lock/runtime.txt
 	$(VENV)/bin/uv pip compile --system-certs .ci/lock/tools.in $(LOCK_FLAGS) -o .ci/lock/tools.txt
+	@# client.txt: only pyproject's `client` extra, at dev.txt's versions, for every platform
+	@# (--universal); then every package must have a wheel for macOS on Apple silicon.
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["client"], sep="\n")' \
+	  | $(VENV)/bin/uv pip compile --system-certs - -c .ci/lock/dev.txt --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" --quiet -o .ci/lock/client.txt
+	$(VENV)/bin/uv pip compile --system-certs .ci/lock/client.txt --python-version 3.11 \
+	  --python-platform aarch64-apple-darwin --only-binary :all: --quiet -o /dev/null
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).
@@ -114,7 +148,7 @@ lint: $(STAMP) $(TOOLS_STAMP) ## Lint: ruff (check, format), hadolint, shellchec
 	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh image/*.sh tests/e2e/*.sh jobs/bench/*.sh
 	@rm -rf $(LINT_PODS)
 	$(PY) -m tests.support.kuberay.export_pods $(LINT_PODS)
-	cp k8s/networkpolicy.yaml $(LINT_PODS)/
+	for f in $$(find k8s -name networkpolicy.yaml); do cp "$$f" "$(LINT_PODS)/$$(echo "$$f" | tr / -)"; done
 	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework kubernetes -d $(LINT_PODS)
 	$(TOOLS)/bin/checkov --config-file tests/checkov.yaml --framework dockerfile \
 	  -f image/Dockerfile -f image/base.Dockerfile
@@ -149,10 +183,11 @@ check-stage:
 	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES)" >&2; exit 2;; esac
 
 .PHONY: submit
-submit: check-stage $(STAMP) ## Run STAGE via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
 ifeq ($(TARGET),k8s)
-	PY=$(PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
+submit: check-stage $(CLIENT_STAMP) ## Run STAGE via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
+	PY=$(CLIENT_PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
 else
+submit: check-stage $(STAMP)
 	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.submit $(STAGE) $(ARGS)
 endif
@@ -163,10 +198,12 @@ run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), n
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
 
 .PHONY: results
-results: check-stage $(STAMP) ## Print STAGE's leaderboard (TARGET=k8s: copy its outputs from the PVC first).
 ifeq ($(TARGET),k8s)
-	k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) | $(PY) -m jobs.results - --format $(FORMAT)
+results: check-stage check-cloud $(CLIENT_STAMP) ## Print STAGE's leaderboard (TARGET=k8s: copy its outputs from the PVC first).
+	READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) \
+	  | $(CLIENT_PY) -m jobs.results - --format $(FORMAT)
 else
+results: check-stage $(STAMP)
 	$(PY) -m jobs.results $(STAGE) --format $(FORMAT)
 endif
 
@@ -177,7 +214,7 @@ tensorboard: check-stage $(STAMP) ## Serve STAGE's TensorBoard event files (Tune
 ##@ Image
 
 .PHONY: image
-image: ## Build the GPU image (CUDA 12.6 torch, T4) and check it (DOCKER: docker or podman).
+image: ## Build the GPU image (CUDA 12.6 torch, T4) and check it (DOCKER: docker or podman); make push pushes it.
 	$(IMAGE_ENV) TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 image/build.sh gpu $(IMAGE_GPU)
 
 .PHONY: image-cpu
@@ -190,15 +227,24 @@ image-offline: ## The CPU image on a machine that reaches only PyPI and Debian (
 	  IMAGE_DATASET=fashion-mnist
 
 .PHONY: push
-push: ## Push both images to IMAGE_REPO and record their digests (k8s/values/digests.yaml).
+push: ## Push the GPU image `make image` built to IMAGE_REPO; record its digest (image/digests.yaml).
 	DOCKER=$(DOCKER) image/push.sh gpu $(IMAGE_GPU)
+
+.PHONY: push-cpu
+push-cpu: ## Push the CPU image `make image-cpu` built (CPU-only clusters); record its digest.
 	DOCKER=$(DOCKER) image/push.sh cpu $(IMAGE_CPU)
 
 ##@ Kubernetes
 
 .PHONY: manifests
-manifests: $(STAMP) ## Render k8s/*.yaml from templates/ and values/ (IMAGE_REPO; DIGESTS=1: images by digest).
-	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) $(PY) k8s/render.py
+manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS).
+	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) IMAGE_PULL_SECRET=$(IMAGE_PULL_SECRET) \
+	  $(CLIENT_PY) k8s/render.py
+
+.PHONY: check-cloud
+check-cloud:
+	@case " $(CLOUDS) " in *" $(CLOUD) "*) ;; \
+	  *) echo "error: unknown CLOUD '$(CLOUD)'; choose one of: $(CLOUDS)" >&2; exit 2;; esac
 
 .PHONY: operator
 operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION).
@@ -207,24 +253,25 @@ operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION
 	  --namespace $(OPERATOR_NAMESPACE) --create-namespace --wait
 
 .PHONY: storage
-storage: ## Create the shared ReadWriteMany volume (k8s/storage.yaml).
-	$(KUBECTL) apply -f k8s/storage.yaml
+storage: check-cloud ## Create CLOUD's shared ReadWriteMany volume (K8S_DIR/storage.yaml; eks: EFS_FILE_SYSTEM_ID=fs-...).
+	KUBECTL=$(KUBECTL) EFS_FILE_SYSTEM_ID=$(EFS_FILE_SYSTEM_ID) k8s/bin/storage.sh $(K8S_DIR)/storage.yaml
 
 .PHONY: network-policy
-network-policy: ## Let only this project's pods (and the operator) reach the Ray pods (k8s/networkpolicy.yaml).
-	$(KUBECTL) apply -f k8s/networkpolicy.yaml
+network-policy: check-cloud ## Let only this project's pods (and the operator) reach the Ray pods; CLOUD's DNS rule.
+	$(KUBECTL) apply -f $(K8S_DIR)/networkpolicy.yaml
 
 .PHONY: preflight
-preflight: $(STAMP) ## Before GPU hours: operator, RWX volume, T4 nodes, a write as uid 1000 (TARGET=k8s).
 ifeq ($(TARGET),k8s)
-	KUBECTL=$(KUBECTL) KUBERAY_VERSION=$(KUBERAY_VERSION) $(PY) k8s/bin/preflight.py
+preflight: check-cloud $(CLIENT_STAMP) ## Before GPU hours: operator, head node, T4 pool, volume, image pull and a write as uid 1000 (TARGET=k8s).
+	CLOUD=$(CLOUD) KUBECTL=$(KUBECTL) KUBERAY_VERSION=$(KUBERAY_VERSION) $(CLIENT_PY) k8s/bin/preflight.py
 else
+preflight:
 	@echo "error: preflight checks a Kubernetes cluster: make preflight TARGET=k8s" >&2; exit 2
 endif
 
 .PHONY: cluster
-cluster: ## Create the long-lived RayCluster (k8s/raycluster.yaml) and wait until it is ready.
-	$(KUBECTL) apply -f k8s/raycluster.yaml
+cluster: check-cloud ## Create the long-lived RayCluster (K8S_DIR/raycluster.yaml) and wait until it is ready.
+	$(KUBECTL) apply -f $(K8S_DIR)/raycluster.yaml
 	$(KUBECTL) wait raycluster/$(CLUSTER) --for=jsonpath='{.status.state}'=ready --timeout=900s
 
 .PHONY: port-forward
@@ -232,8 +279,12 @@ port-forward: ## Forward the RayCluster's dashboard to localhost:DASHBOARD_PORT.
 	$(KUBECTL) port-forward svc/$(CLUSTER)-head-svc $(DASHBOARD_PORT):8265
 
 .PHONY: rayjob
-rayjob: check-stage ## Apply k8s/rayjob-STAGE.yaml, wait for it, print status and logs.
-	k8s/bin/rayjob.sh k8s/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
+rayjob: check-stage check-cloud ## Apply K8S_DIR/rayjob-STAGE.yaml (CLOUD's), wait for it, print status and logs.
+	k8s/bin/rayjob.sh $(K8S_DIR)/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
+
+.PHONY: teardown
+teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster, pods, policies (DELETE_VOLUME=1: the volume too).
+	KUBECTL=$(KUBECTL) DELETE_VOLUME=$(DELETE_VOLUME) k8s/bin/teardown.sh
 
 .PHONY: e2e-podman
 e2e-podman: check-stage $(STAMP) image-offline ## Run k8s/kind/rayjob-STAGE.yaml as KubeRay would, in podman containers.

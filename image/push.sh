@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Push one image and record its digest for `make manifests DIGESTS=1`.
+# Push one image and record its digest: `make manifests` then names the image by it.
 #   image/push.sh VARIANT TAG        # VARIANT: gpu | cpu; DOCKER: docker or podman
-# The digest goes to k8s/values/digests.yaml as `VARIANT: repo@sha256:...`.
+# The digest goes to image/digests.yaml as `VARIANT: repo@sha256:...` (commit it with the
+# manifests it renders).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 variant=${1:?usage: image/push.sh gpu|cpu TAG}
 tag=${2:?usage: image/push.sh gpu|cpu TAG}
 engine=${DOCKER:-docker}
-digests=k8s/values/digests.yaml
+digests=image/digests.yaml
 [[ $variant == gpu || $variant == cpu ]] || { echo "error: VARIANT must be gpu or cpu" >&2; exit 2; }
+if ! "$engine" image inspect "$tag" >/dev/null 2>&1; then
+  echo "error: no local image $tag to push: build it first (make image for gpu, make image-cpu for cpu)" >&2
+  exit 2
+fi
 
 if [[ $(basename "$engine") == podman ]]; then
   file=$(mktemp)

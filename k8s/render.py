@@ -1,15 +1,20 @@
 """Render the manifests with Jinja2: one template per kind of document (k8s/templates/) and
-one values file per variant (k8s/values/), in the spirit of a Helm chart.
+one values file per variant (k8s/values/<variant>.yaml: a cloud, or kind), in the spirit
+of a Helm chart. Adding a variant is a new values file: no code, no template.
 
     python k8s/render.py            # write the manifests (make manifests)
     python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)
-    DIGESTS=1 python k8s/render.py  # images by digest, from k8s/values/digests.yaml, which
-                                    # `make push` records (make manifests DIGESTS=1)
+    python k8s/render.py --folder VARIANT   # where VARIANT's manifests go (the Makefile)
 
-Outputs: from values/t4.yaml (cloud T4 node pools) raycluster.yaml, rayjob-<stage>.yaml and
-results-reader.yaml; from values/kind.yaml (kind, make e2e-podman) kind/rayjob-<stage>.yaml.
-The stages and their facts (deadline, kind workers) come from the registry (jobs/registry.py
-and each jobs/<stage>.py); the Ray version and the image tags from the pins (.ci/deps.py).
+Outputs per variant: raycluster.yaml, rayjob-<stage>.yaml, storage.yaml, networkpolicy.yaml
+and results-reader.yaml, into k8s/ for the default variant (`default: true`) and into
+k8s/<variant>/ for the others.
+
+Images: by the digest `make push` recorded in image/digests.yaml where it has one, else by
+tag. DIGESTS=0 forces tags, DIGESTS=1 refuses to render without a digest.
+IMAGE_PULL_SECRET=<name> adds that pull secret to every pod (values: image_pull_secret).
+The stages and their facts (deadline, fixed workers) come from the registry, read from the
+stage files without importing them (no Ray, no torch); the Ray version from the pins.
 """
 
 from __future__ import annotations
@@ -27,11 +32,23 @@ import yaml
 
 K8S = Path(__file__).resolve().parent
 REPO = K8S.parent
+VALUES = K8S / "values"
 sys.path.insert(0, str(REPO))
 from jobs import registry  # noqa: E402  (after the repository is on the path)
 
 IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
-DIGESTS = K8S / "values" / "digests.yaml"
+DIGESTS = REPO / "image" / "digests.yaml"
+# Per variant: what each template writes.
+DOCUMENTS = {
+    "raycluster.yaml": "raycluster.yaml.j2",
+    "results-reader.yaml": "results-reader.yaml.j2",
+    "storage.yaml": "storage.yaml.j2",
+    "networkpolicy.yaml": "networkpolicy.yaml.j2",
+}
+
+
+class RenderError(Exception):
+    """A values file or the digests that cannot render: one `error:` line, exit 2."""
 
 
 @cache
@@ -45,21 +62,59 @@ def versions() -> dict[str, str]:
     return {"project": project["version"], "ray": deps.pin("ray")}
 
 
-def image(variant: str, by_digest: bool | None = None) -> str:
-    """The image reference for a variant: by tag (the default, also for local builds), or by
-    the digest `make push` recorded, so that a node runs exactly the image that was pushed."""
-    if by_digest if by_digest is not None else os.environ.get("DIGESTS") == "1":
-        recorded = yaml.safe_load(DIGESTS.read_text()) if DIGESTS.exists() else {}
-        if variant not in (recorded or {}):
-            raise SystemExit(f"error: no {variant} digest in {DIGESTS}: run `make push` first")
-        return recorded[variant]
+def image(image_variant: str, digests: str | None = None) -> str:
+    """The image reference for `gpu` or `cpu`: by the digest `make push` recorded, so that a
+    node runs exactly the image that was pushed (never a stale one cached under a reused
+    tag), or by tag where none is recorded (local builds, kind) or DIGESTS=0."""
+    mode = os.environ.get("DIGESTS", "") if digests is None else digests
     v = versions()
-    return f"{IMAGE_REPO}:{v['project']}-ray{v['ray']}-{variant}"
+    tag = f"{IMAGE_REPO}:{v['project']}-ray{v['ray']}-{image_variant}"
+    if mode == "0":
+        return tag
+    recorded = (yaml.safe_load(DIGESTS.read_text()) if DIGESTS.exists() else None) or {}
+    ref = recorded.get(image_variant)
+    if ref and ref.split("@", 1)[0] == tag.rsplit(":", 1)[0]:
+        return str(ref)
+    if mode == "1":
+        raise RenderError(
+            f"no {image_variant} digest for {IMAGE_REPO} in {DIGESTS}: run `make push` first"
+        )
+    return tag
+
+
+def variants() -> list[str]:
+    """Every values file's variant, the default first."""
+    names = sorted(p.stem for p in VALUES.glob("*.yaml"))
+    defaults = [n for n in names if values(n).get("default")]
+    if len(defaults) != 1:
+        raise RenderError(f"exactly one values file must say `default: true`, found {defaults}")
+    return defaults + [n for n in names if n != defaults[0]]
+
+
+@cache
+def values(variant: str) -> dict[str, Any]:
+    path = VALUES / f"{variant}.yaml"
+    if not path.is_file():
+        raise RenderError(f"no values file {path.relative_to(REPO)}; variants: {variants()}")
+    try:
+        v = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0]
+        raise RenderError(f"{path.relative_to(REPO)} is not YAML: {first}") from None
+    if not isinstance(v, dict) or v.get("variant") != variant:
+        raise RenderError(f"{path.relative_to(REPO)} must say `variant: {variant}`")
+    return v
+
+
+def folder(variant: str) -> Path:
+    """Where a variant's manifests go: k8s/ for the default, k8s/<variant>/ otherwise."""
+    return K8S if values(variant).get("default") else K8S / variant
 
 
 def _flow(value: Any) -> str:
     """A mapping or list as one YAML flow line, the style the templates use."""
-    return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...").strip()  # a scalar ends its document
 
 
 ENV = jinja2.Environment(
@@ -69,52 +124,78 @@ ENV = jinja2.Environment(
     trim_blocks=False,
 )
 ENV.filters["flow"] = _flow
+ENV.filters["combine"] = lambda a, b: {**a, **b}
 
 
-def values(variant: str) -> dict[str, Any]:
-    return yaml.safe_load((K8S / "values" / f"{variant}.yaml").read_text())
+def _context(v: dict[str, Any]) -> dict[str, Any]:
+    ray = versions()["ray"]
+    project_image = image(v["image_variant"])
+    client = v.get("client_image")
+    return {
+        "v": v,
+        "ray_version": ray,
+        "image": project_image,
+        "client_image": client.format(ray=ray) if client else project_image,
+        "pull_secret": os.environ.get("IMAGE_PULL_SECRET") or v.get("image_pull_secret"),
+    }
 
 
-def _render(template: str, v: dict[str, Any], **context: Any) -> str:
-    base = {"v": v, "ray_version": versions()["ray"], "image": image(v["image_variant"])}
-    return ENV.get_template(template).render(**base, **context)
+def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
+    return ENV.get_template(template).render(**context, **extra)
 
 
-def _cluster_spec(v: dict[str, Any], stage: str | None, stage_workers: int | None = None) -> str:
-    return _render("cluster-spec.yaml.j2", v, stage=stage, stage_workers=stage_workers).strip()
+def render_variant(variant: str) -> dict[Path, str]:
+    v = values(variant)
+    out = folder(variant)
+    context = _context(v)
+
+    def rel(name: str) -> str:
+        return str((out / name).relative_to(REPO))
+
+    def cluster_spec(stage: str | None, workers: int | None = None) -> str:
+        return _render("cluster-spec.yaml.j2", context, stage=stage, stage_workers=workers)
+
+    files = {
+        out / name: _render(template, context, path=rel(name), cluster_spec=cluster_spec(None))
+        for name, template in DOCUMENTS.items()
+    }
+    for name in registry.names():
+        facts = registry.kubernetes_facts(name)
+        stage_deadline = int(facts["deadline_s"])
+        files[out / f"rayjob-{name}.yaml"] = _render(
+            "rayjob.yaml.j2",
+            context,
+            stage=name,
+            module=registry.STAGES[name],
+            stage_deadline_s=stage_deadline,
+            deadline_s=v["deadline_s"] or stage_deadline + int(v["cold_start_s"]["t4"]),
+            path=rel(f"rayjob-{name}.yaml"),
+            storage=rel("storage.yaml"),
+            cluster_spec=cluster_spec(name, int(facts.get("kind_workers", 1))).strip(),
+        )
+    return files
 
 
 def render() -> dict[Path, str]:
-    """Every manifest's text by path, for every stage of the registry."""
-    t4, kind = values("t4"), values("kind")
-    files = {
-        K8S / "raycluster.yaml": _render(
-            "raycluster.yaml.j2", t4, cluster_spec=_cluster_spec(t4, None)
-        ),
-        K8S / "results-reader.yaml": _render("results-reader.yaml.j2", t4),
-    }
-    for v, folder, storage in (
-        (t4, K8S, "k8s/storage.yaml"),
-        (kind, K8S / "kind", "k8s/kind/storage.yaml"),
-    ):
-        for name in registry.names():
-            path = folder / f"rayjob-{name}.yaml"
-            facts = registry.load(name).kubernetes
-            files[path] = _render(
-                "rayjob.yaml.j2",
-                v,
-                stage=name,
-                module=registry.STAGES[name],
-                deadline_s=v["deadline_s"] or facts.deadline_s,
-                path=str(path.relative_to(REPO)),
-                storage=storage,
-                cluster_spec=_cluster_spec(v, name, facts.kind_workers),
-            )
+    """Every manifest's text by path: every variant, every stage of the registry."""
+    files: dict[Path, str] = {}
+    for variant in variants():
+        files |= render_variant(variant)
     return files
 
 
 def main(argv: list[str]) -> int:
-    files = render()
+    try:
+        if argv[:1] == ["--folder"] and len(argv) == 2:
+            print(folder(argv[1]).relative_to(REPO) if folder(argv[1]) != K8S else "k8s")
+            return 0
+        if argv not in ([], ["--check"]):
+            print(__doc__, file=sys.stderr)
+            return 2
+        files = render()
+    except RenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if argv == ["--check"]:
         stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
         for path in stale:
@@ -123,7 +204,7 @@ def main(argv: list[str]) -> int:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {len(files)} manifests for {', '.join(variants())}")
     return 0
 
 

@@ -326,11 +326,12 @@ class Settings:
         help="Ray cluster to connect to: host:port, auto, or a ray:// URL",
     )
     gpu_wait_s: int = setting(
-        600,
+        1800,
         env="GPU_WAIT_S",
         parse=integer(0),
         help="with ACCELERATOR=gpu on a remote cluster: how long to wait for a GPU node "
-        "to join before failing",
+        "to join before failing; covers a cold T4 node from zero (boot, driver, image "
+        "pull: 5-20 min); the cloud manifests set their variant's cold_start_s.t4",
     )
     fail_at_epoch: int | None = setting(
         None,

@@ -3,7 +3,7 @@
 # whether or not a Ray cluster is running.
 #   k8s/bin/results.sh STAGE [OUT_DIR]      # make results STAGE=... TARGET=k8s
 # Through the head pod of the long-lived RayCluster when one runs; otherwise (a RayJob's
-# cluster is deleted when it ends) through k8s/results-reader.yaml, a short-lived non-root
+# cluster is deleted when it ends) through the variant's results-reader.yaml, a short-lived non-root
 # pod that mounts the volume read-only and is deleted afterwards. Notes go to stderr,
 # results.json to stdout (the Makefile pipes it into the leaderboard).
 set -euo pipefail
@@ -12,7 +12,7 @@ stage=${1:?usage: results.sh STAGE [OUT_DIR]}
 out=${2:-results/k8s}/$stage
 kubectl=${KUBECTL:-kubectl}
 cluster=${CLUSTER:-ray-tune}
-reader=k8s/results-reader.yaml
+reader=${READER:-k8s/results-reader.yaml} # the variant's (make results CLOUD=...)
 files=(results.json results.csv learning_curves.png best_model.pt)
 note() { printf '%s\n' "$*" >&2; }
 

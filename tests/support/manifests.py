@@ -1,4 +1,4 @@
-"""The committed manifests, as the tests read them."""
+"""The committed manifests, as the tests read them: every variant of k8s/values/."""
 
 from __future__ import annotations
 
@@ -13,10 +13,34 @@ from tests.support.runs import REPO
 K8S = REPO / "k8s"
 CRDS = REPO / "tests" / "support" / "crds" / "kuberay-v1.7.0"
 KUBERNETES_VERSION = "1.33"
-GPU_JOBS = sorted(K8S.glob("rayjob-*.yaml"))
-KIND_JOBS = sorted((K8S / "kind").glob("rayjob-*.yaml"))
-ALL_RAY = [K8S / "raycluster.yaml", *GPU_JOBS, *KIND_JOBS]
 SHARED = "/mnt/cluster_storage"
+VALUES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((K8S / "values").glob("*.yaml"))}
+DEFAULT = next(name for name, v in VALUES.items() if v.get("default"))
+
+
+def folder(variant: str) -> Path:
+    """k8s/ for the default variant, k8s/<variant>/ for the others (k8s/render.py)."""
+    return K8S if variant == DEFAULT else K8S / variant
+
+
+def real_gpus(variant: str) -> bool:
+    """A cloud variant (nvidia.com/gpu limits) rather than kind's fake GPU."""
+    return "nvidia.com/gpu" in VALUES[variant]["worker"]["resources"]
+
+
+VARIANTS = sorted(VALUES)
+CLOUDS = [v for v in VARIANTS if real_gpus(v)]
+GPU_JOBS = sorted(p for v in CLOUDS for p in folder(v).glob("rayjob-*.yaml"))
+KIND_JOBS = sorted((K8S / "kind").glob("rayjob-*.yaml"))
+CLUSTERS = [folder(v) / "raycluster.yaml" for v in VARIANTS]
+READERS = [folder(v) / "results-reader.yaml" for v in VARIANTS]
+ALL_RAY = [*CLUSTERS, *GPU_JOBS, *KIND_JOBS]
+
+
+def variant_of(path: Path) -> str:
+    """The variant a rendered file belongs to."""
+    relative = path.relative_to(K8S)
+    return relative.parts[0] if len(relative.parts) > 1 else DEFAULT
 
 
 def docs(path: Path) -> list[dict[str, Any]]:

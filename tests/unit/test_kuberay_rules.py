@@ -59,6 +59,10 @@ def _zero_deadline(doc: dict[str, Any]) -> None:
     doc["spec"]["activeDeadlineSeconds"] = 0
 
 
+def _zero_pre_running_deadline(doc: dict[str, Any]) -> None:
+    doc["spec"]["preRunningDeadlineSeconds"] = 0
+
+
 def _ttl_without_shutdown(doc: dict[str, Any]) -> None:
     doc["spec"]["shutdownAfterJobFinishes"] = False
 
@@ -77,6 +81,7 @@ REFUSALS = [
     (_min_above_max, "worker group t4 has minReplicas 3 greater than maxReplicas 2"),
     (_labels_in_start_params, "rayStartParams['labels'] is not supported for t4 group"),
     (_zero_deadline, "activeDeadlineSeconds must be a positive integer"),
+    (_zero_pre_running_deadline, "preRunningDeadlineSeconds must be a positive integer"),
     (
         _ttl_without_shutdown,
         "shutdownAfterJobFinishes set to false cannot have TTLSecondsAfterFinished",
@@ -109,7 +114,7 @@ def test_ray_start_on_a_t4_pool() -> None:
     head = shlex.split(_start(doc, spec["headGroupSpec"], head=True))
     assert head[:3] == ["ray", "start", "--head"]
     assert {"--num-cpus=0", "--dashboard-host=0.0.0.0", "--block", "--no-monitor"} <= set(head)
-    assert f"--memory={8 * 2**30}" in head  # the head's memory limit
+    assert f"--memory={4 * 2**30}" in head  # the head's memory limit
     worker = shlex.split(_start(doc, spec["workerGroupSpecs"][0], head=False))
     # num-gpus from the nvidia.com/gpu limit, the T4 tag from the group's resources map.
     assert {"--num-gpus=1", "--num-cpus=3", f"--memory={10 * 2**30}"} <= set(worker)
@@ -143,15 +148,15 @@ def test_no_manifest_shrinks_dev_shm_below_the_object_store(path: Path) -> None:
         assert shm.size_bytes * 0.95 >= wanted, (group.get("groupName", "head"), shm, wanted)
 
 
-def test_the_old_two_gib_shm_volume_would_have_capped_the_head() -> None:
+def test_a_small_shm_volume_of_our_own_would_cap_the_head() -> None:
     doc = copy.deepcopy(load(K8S / "rayjob-tune.yaml"))
     head = cluster_specs(doc)["headGroupSpec"]
     pod = head["template"]["spec"]
-    pod["volumes"].append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
+    pod["volumes"].append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
     pods.ray_container(pod)["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
     shm = pods.dev_shm(pod, {})
-    assert shm == pods.Shm(2 * 2**30, added_by_kuberay=False)
-    assert shm.size_bytes * 0.95 < 8 * 2**30 * ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
+    assert shm == pods.Shm(2**30, added_by_kuberay=False)
+    assert shm.size_bytes * 0.95 < 4 * 2**30 * ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
 
 
 @pytest.mark.parametrize("path", GPU_JOBS, ids=ids(GPU_JOBS))

@@ -21,18 +21,24 @@ import yaml
 from jobs import registry
 from tests.support.manifests import (
     ALL_RAY,
+    CLOUDS,
     CRDS,
     GPU_JOBS,
     K8S,
     KIND_JOBS,
     KUBERNETES_VERSION,
+    READERS,
     REPO,
     SHARED,
+    VALUES,
+    VARIANTS,
     all_containers,
     cluster_specs,
     docs,
+    folder,
     groups,
     ids,
+    variant_of,
 )
 
 
@@ -89,15 +95,15 @@ def test_strict_validation_catches_an_unknown_field() -> None:
 @pytest.mark.parametrize(
     "path",
     CORE := [
-        K8S / "storage.yaml",
-        K8S / "kind" / "storage.yaml",
-        K8S / "results-reader.yaml",
-        *sorted((K8S / "storage").glob("*.yaml")),
+        *(folder(v) / name for v in VARIANTS for name in ("storage.yaml", "networkpolicy.yaml")),
+        *READERS,
     ],
     ids=ids(CORE),
 )
 def test_core_objects_validate_against_kubernetes(path: Path) -> None:
     for doc in docs(path):
+        # The EKS class's file system id is filled in by `make storage` (k8s/bin/storage.sh).
+        doc = json.loads(json.dumps(doc).replace("${EFS_FILE_SYSTEM_ID}", "fs-0123456789abcdef0"))
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
@@ -111,12 +117,40 @@ def test_versions_follow_the_pyproject_pin(path: Path) -> None:
     (doc,) = docs(path)
     assert cluster_specs(doc)["rayVersion"] == ray_pin()
     for container in all_containers(doc):
-        assert f"-ray{ray_pin()}-" in container["image"], container["image"]
+        # Ours (-ray<pin>-gpu/cpu), or Ray's own image of the same version for the submitter.
+        image = container["image"]
+        assert f"-ray{ray_pin()}-" in image or f"rayproject/ray:{ray_pin()}-" in image, image
 
 
-def test_every_stage_has_a_rayjob_and_nothing_else() -> None:
-    assert sorted(p.stem.removeprefix("rayjob-") for p in GPU_JOBS) == sorted(registry.names())
-    assert sorted(p.stem.removeprefix("rayjob-") for p in KIND_JOBS) == sorted(registry.names())
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_has_a_rayjob_per_stage_and_its_other_documents(variant: str) -> None:
+    jobs = sorted(p.stem.removeprefix("rayjob-") for p in folder(variant).glob("rayjob-*.yaml"))
+    assert jobs == sorted(registry.names())
+    for name in ("raycluster", "results-reader", "storage", "networkpolicy"):
+        assert (folder(variant) / f"{name}.yaml").is_file(), name
+
+
+def test_variants_are_the_values_files_and_kind_is_not_a_cloud() -> None:
+    assert {"gke", "eks", "aks", "kind"} <= set(VARIANTS)
+    assert [v for v in VARIANTS if VALUES[v].get("default")] == ["gke"]
+    assert "kind" not in CLOUDS and {"gke", "eks", "aks"} <= set(CLOUDS)
+    # Only the default variant sits at the top of k8s/; no stale variant folder is left.
+    folders = {p.name for p in K8S.iterdir() if p.is_dir() and any(p.glob("rayjob-*.yaml"))}
+    assert folders == set(VARIANTS) - {"gke"}
+
+
+@pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
+def test_deadlines_cover_the_variants_cold_starts(path: Path) -> None:
+    (doc,) = docs(path)
+    v = VALUES[variant_of(path)]
+    stage = path.stem.removeprefix("rayjob-")
+    # Fail fast while the cluster cannot come up; the whole attempt has room for a cold node.
+    assert doc["spec"]["preRunningDeadlineSeconds"] == v["cold_start_s"]["head"] > 0
+    expected = v["deadline_s"] or (
+        registry.kubernetes_facts(stage)["deadline_s"] + v["cold_start_s"]["t4"]
+    )
+    assert doc["spec"]["activeDeadlineSeconds"] == expected
+    assert doc["spec"]["preRunningDeadlineSeconds"] < doc["spec"]["activeDeadlineSeconds"]
 
 
 @pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
@@ -153,24 +187,36 @@ def test_every_ray_container_mounts_the_shared_volume(path: Path) -> None:
             assert not {"DATA_DIR", "DATASET"} & set(env)
 
 
-@pytest.mark.parametrize(
-    "path", [K8S / "raycluster.yaml", *GPU_JOBS], ids=ids([K8S / "raycluster.yaml", *GPU_JOBS])
-)
-def test_gpu_group_asks_for_a_t4(path: Path) -> None:
+CLOUD_RAY = [folder(v) / "raycluster.yaml" for v in CLOUDS] + GPU_JOBS
+
+
+@pytest.mark.parametrize("path", CLOUD_RAY, ids=ids(CLOUD_RAY))
+def test_gpu_group_asks_for_its_clouds_t4(path: Path) -> None:
     (doc,) = docs(path)
+    v = VALUES[variant_of(path)]
     spec = cluster_specs(doc)
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     (group,) = spec["workerGroupSpecs"]
     assert group["resources"]["accelerator_type:T4"] == "1"  # autoscale from zero
     pod = group["template"]["spec"]
-    assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-t4"
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
-        "tolerations"
-    ]
+    assert pod["nodeSelector"] == v["worker"]["node_selector"]
+    assert pod["nodeSelector"].items() <= v["nodes"]["t4"]["labels"].items()
     resources = pod["containers"][0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
     assert spec["enableInTreeAutoscaling"] is True
-    assert ":" in pod["containers"][0]["image"] and pod["containers"][0]["image"].endswith("-gpu")
+    assert 0 == group["minReplicas"] < group["maxReplicas"] <= v["nodes"]["t4"]["max_nodes"]
+    image = pod["containers"][0]["image"]
+    assert ":" in image and image.endswith("-gpu")
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert int(env["GPU_WAIT_S"]) == v["cold_start_s"]["t4"] >= 1200  # a cold T4 from zero
+
+
+@pytest.mark.parametrize("path", GPU_JOBS, ids=ids(GPU_JOBS))
+def test_the_submitter_pulls_a_small_image_not_the_training_one(path: Path) -> None:
+    (doc,) = docs(path)
+    (submitter,) = doc["spec"]["submitterPodTemplate"]["spec"]["containers"]
+    ray_version = cluster_specs(doc)["rayVersion"]
+    assert submitter["image"] == f"rayproject/ray:{ray_version}-py311-cpu"
 
 
 def _keys(node: Any) -> Iterator[str]:
@@ -228,13 +274,25 @@ def test_manifests_match_their_templates() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_one_cluster_shape_everywhere() -> None:
-    (cluster,) = docs(K8S / "raycluster.yaml")
-    for path in GPU_JOBS:
+@pytest.mark.parametrize("variant", CLOUDS)
+def test_one_cluster_shape_per_cloud(variant: str) -> None:
+    (cluster,) = docs(folder(variant) / "raycluster.yaml")
+    for path in folder(variant).glob("rayjob-*.yaml"):
         (job,) = docs(path)
         assert json.dumps(job["spec"]["rayClusterSpec"], sort_keys=True) == json.dumps(
             cluster["spec"], sort_keys=True
         ), path.name
+
+
+def test_templates_leave_every_cloud_fact_to_the_values_files() -> None:
+    # Adding a variant is a values file: no template names a cloud, a GPU model or kind.
+    # (`v.nodes.t4`, `cold_start_s.t4`: the values' own keys, read, not decided, here)
+    words = re.compile(
+        r"(?<![.\w])(T4|t4|kind|gke|GKE|eks|EKS|aks|AKS|nvidia-tesla|g4dn|Standard_NC)\b(?!:)"
+    )
+    for template in sorted((K8S / "templates").glob("*.j2")):
+        found = sorted({m.group(0) for m in words.finditer(template.read_text())})
+        assert not found, f"{template.name}: {found}"
 
 
 def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypatch) -> None:
@@ -242,19 +300,52 @@ def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypa
     import render
 
     digests = tmp_path / "digests.yaml"
-    gpu = "registry.example/ray-tune-k8s@sha256:" + "a" * 64
-    cpu = "registry.example/ray-tune-k8s@sha256:" + "b" * 64
-    digests.write_text(f"gpu: {gpu}\ncpu: {cpu}\n")
+    gpu = f"{render.IMAGE_REPO}@sha256:" + "a" * 64
+    cpu = f"{render.IMAGE_REPO}@sha256:" + "b" * 64
+    client = re.compile(r"rayproject/ray:[0-9.]+-py311-cpu")
     monkeypatch.setattr(render, "DIGESTS", digests)
     monkeypatch.setenv("DIGESTS", "1")
+    with pytest.raises(render.RenderError, match="make push"):
+        render.image("gpu")  # DIGESTS=1 without a recorded digest
+    digests.write_text(f"gpu: {gpu}\ncpu: {cpu}\n")
+    monkeypatch.setenv("DIGESTS", "")  # the default: the recorded digest wins over the tag
+    render.values.cache_clear()
     files = render.render()
     for path, text in files.items():
-        doc = yaml.safe_load(text)
-        images = (
-            [c["image"] for c in all_containers(doc)]
-            if doc["kind"] in ("RayJob", "RayCluster")
-            else [c["image"] for c in doc["spec"]["containers"]]
-        )
-        assert images and all(i in (gpu, cpu) for i in images), (path, images)
-    monkeypatch.delenv("DIGESTS")
-    assert render.image("gpu").endswith("-gpu")  # tags stay the default
+        doc = yaml.safe_load(text) if "\n---" not in text else {"kind": "many"}
+        if doc["kind"] in ("RayJob", "RayCluster"):
+            ray = [c["image"] for c in all_containers(doc)][:2]  # head and worker
+            assert all(i in (gpu, cpu) for i in ray), (path, ray)
+            rest = [c["image"] for c in all_containers(doc)][2:]
+        elif doc["kind"] == "Pod":
+            rest = [c["image"] for c in doc["spec"]["containers"]]
+        else:
+            continue
+        assert all(i in (gpu, cpu) or client.fullmatch(i) for i in rest), (path, rest)
+    monkeypatch.setenv("DIGESTS", "0")  # tags on request
+    assert render.image("gpu").endswith("-gpu") and "@" not in render.image("gpu")
+    digests.write_text("gpu: elsewhere.example/other@sha256:" + "c" * 64 + "\n")
+    monkeypatch.setenv("DIGESTS", "")  # a digest of another repository is not ours
+    assert render.image("gpu").endswith("-gpu")
+
+
+def test_a_pull_secret_reaches_every_pod(monkeypatch) -> None:
+    sys.path.insert(0, str(K8S))
+    import render
+
+    monkeypatch.setenv("IMAGE_PULL_SECRET", "regcred")
+    files = render.render()
+    for path, text in files.items():
+        doc = yaml.safe_load_all(text)
+        for d in doc:
+            if d["kind"] == "Pod":
+                specs = [d["spec"]]
+            elif d["kind"] in ("RayJob", "RayCluster"):
+                spec = cluster_specs(d)
+                specs = [g["template"]["spec"] for g in groups(spec)]
+                if d["kind"] == "RayJob":
+                    specs.append(d["spec"]["submitterPodTemplate"]["spec"])
+            else:
+                continue
+            for pod in specs:
+                assert pod["imagePullSecrets"] == [{"name": "regcred"}], path

@@ -15,10 +15,17 @@ import pytest
 import yaml
 
 from tests.support.kuberay import pods
-from tests.support.manifests import ALL_RAY, K8S, KUBERNETES_VERSION, cluster_specs, docs
+from tests.support.manifests import (
+    ALL_RAY,
+    K8S,
+    KUBERNETES_VERSION,
+    READERS,
+    VARIANTS,
+    cluster_specs,
+    docs,
+    folder,
+)
 from tests.support.pod_security import violations
-
-READER = K8S / "results-reader.yaml"
 
 
 def kuberay_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -30,7 +37,8 @@ def preflight_writer() -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("preflight", K8S / "bin" / "preflight.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._writer_pod(yaml.safe_load(READER.read_text()), 100)
+    # The pod preflight creates: built from the head of the default variant's RayCluster.
+    return module._writer_pod(yaml.safe_load((K8S / "raycluster.yaml").read_text()), 100)
 
 
 def all_pods() -> list[tuple[str, dict[str, Any]]]:
@@ -39,7 +47,8 @@ def all_pods() -> list[tuple[str, dict[str, Any]]]:
         (doc,) = docs(path)
         for role, pod in kuberay_pods(doc).items():
             found.append((f"{path.relative_to(K8S)} {role}", pod))
-    found.append(("results-reader.yaml", yaml.safe_load(READER.read_text())["spec"]))
+    for reader in READERS:
+        found.append((str(reader.relative_to(K8S)), yaml.safe_load(reader.read_text())["spec"]))
     found.append(("preflight writer", preflight_writer()["spec"]))
     return found
 
@@ -89,12 +98,13 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def test_the_network_policy_covers_every_pod_and_admits_only_ours() -> None:
-    policies = docs(K8S / "networkpolicy.yaml")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_network_policy_covers_every_pod_and_admits_only_ours(variant: str) -> None:
+    policies = docs(folder(variant) / "networkpolicy.yaml")
     for policy in policies:
         kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
     main, head_api = policies
-    (doc,) = docs(K8S / "rayjob-tune.yaml")
+    (doc,) = docs(folder(variant) / "rayjob-tune.yaml")
     spec = doc["spec"]
     cluster = cluster_specs(doc)
     head_labels = pods.labels(

@@ -72,7 +72,19 @@ def test_a_registered_stage_gets_its_rayjob_manifests(grid) -> None:
     files = render.render()
     rayjob = yaml.safe_load(files[REPO / "k8s" / "rayjob-grid.yaml"])
     assert rayjob["spec"]["entrypoint"] == "python -m throwaway_grid"
-    assert rayjob["spec"]["activeDeadlineSeconds"] == 900  # the stage's own deadline
+    # The stage's own deadline plus the default variant's cold start of a GPU node.
+    cold = yaml.safe_load((REPO / "k8s" / "values" / "gke.yaml").read_text())["cold_start_s"]
+    assert rayjob["spec"]["activeDeadlineSeconds"] == 900 + cold["t4"]
     kind = yaml.safe_load(files[REPO / "k8s" / "kind" / "rayjob-grid.yaml"])
     assert kind["spec"]["activeDeadlineSeconds"] == 1800  # kind's CI-sized override
     assert kind["metadata"]["name"] == "ray-tune-grid"
+
+
+def test_the_renderer_reads_each_stages_kubernetes_facts_without_importing_it() -> None:
+    for name in registry.names():
+        loaded = registry.load(name).kubernetes
+        assert registry.kubernetes_facts(name) | {} == {
+            k: v for k, v in vars(loaded).items() if k in registry.kubernetes_facts(name)
+        }
+        assert registry.kubernetes_facts(name).get("kind_workers", 1) == loaded.kind_workers
+        assert registry.kubernetes_facts(name)["deadline_s"] == loaded.deadline_s

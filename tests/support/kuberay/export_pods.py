@@ -2,8 +2,8 @@
 
     python -m tests.support.kuberay.export_pods OUT_DIR      # make lint runs checkov over OUT_DIR
 
-The pods of every RayCluster and RayJob as KubeRay builds them (tests/support/kuberay/pods.py:
-cluster_pods), the results reader and the preflight writer (k8s/bin/preflight.py).
+Every variant's RayCluster and RayJob pods as KubeRay builds them (tests/support/kuberay/pods.py:
+cluster_pods), the results readers and the preflight writer (k8s/bin/preflight.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import yaml
 
 from tests.support.kuberay.pods import cluster_pods
-
-K8S = Path(__file__).resolve().parents[3] / "k8s"
+from tests.support.manifests import ALL_RAY, K8S, READERS
 
 
 def _preflight_writer(reader: dict[str, Any]) -> dict[str, Any]:
@@ -31,18 +30,17 @@ def _preflight_writer(reader: dict[str, Any]) -> dict[str, Any]:
 def all_pods() -> dict[str, dict[str, Any]]:
     """Every pod, by a file-friendly name."""
     out: dict[str, dict[str, Any]] = {}
-    for path in [
-        K8S / "raycluster.yaml",
-        *sorted(K8S.glob("rayjob-*.yaml")),
-        *sorted((K8S / "kind").glob("rayjob-*.yaml")),
-    ]:
+    for path in ALL_RAY:
         doc = yaml.safe_load(path.read_text())
         prefix = str(path.relative_to(K8S)).removesuffix(".yaml").replace("/", "-")
         for role, pod in cluster_pods(doc).items():
             out[f"{prefix}-{role}"] = pod
-    reader = yaml.safe_load((K8S / "results-reader.yaml").read_text())
-    out["results-reader"] = reader
-    out["preflight-writer"] = _preflight_writer(reader)
+    for path in READERS:
+        prefix = str(path.relative_to(K8S)).removesuffix(".yaml").replace("/", "-")
+        out[prefix] = yaml.safe_load(path.read_text())
+    out["preflight-writer"] = _preflight_writer(
+        yaml.safe_load((K8S / "raycluster.yaml").read_text())
+    )
     return out
 
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make teardown`: delete what the walk created in the current namespace, by the label every
+# object of ours carries (app.kubernetes.io/name=ray-tune-k8s): RayJobs (their clusters go
+# with them), the RayCluster, the results reader and preflight pods, the NetworkPolicies.
+# The shared volume stays unless DELETE_VOLUME=1 (every result and checkpoint is on it).
+# What bills outside the namespace (node pools, the cluster, a Filestore instance or EFS
+# file system behind the claim) is listed at the end: the README's teardown section.
+set -euo pipefail
+kubectl=${KUBECTL:-kubectl}
+label=app.kubernetes.io/name=ray-tune-k8s
+
+delete() { # KIND [LABEL]: delete ours
+  local names
+  names=$("$kubectl" get "$1" -l "${2:-$label}" -o name 2>/dev/null || true)
+  if [[ -z $names ]]; then
+    echo "no $1 of ray-tune-k8s"
+    return
+  fi
+  # shellcheck disable=SC2086  # one name per word
+  "$kubectl" delete --wait=false $names
+}
+
+delete rayjobs.ray.io
+delete rayclusters.ray.io
+delete pods app.kubernetes.io/part-of=ray-tune-k8s # the reader, preflight and any Ray pod left
+delete networkpolicies
+if [[ ${DELETE_VOLUME:-} == 1 ]]; then
+  delete persistentvolumeclaims
+  delete storageclasses # ours only (EKS, AKS): GKE's standard-rwx is GKE's
+else
+  echo "kept: persistentvolumeclaim/ray-tune-cluster-storage (results, checkpoints);" \
+    "make teardown DELETE_VOLUME=1 deletes it"
+fi
+cat <<'NOTE'
+Still billing until you delete them (README: Teardown): the node pools (a T4 pool at zero
+nodes costs nothing; the head's CPU pool does), the cluster itself, and the storage behind
+the claim while it exists (GKE Filestore: its 1 TiB minimum; EKS: the EFS file system,
+which outlives the claim; AKS: the Azure Files share).
+NOTE
