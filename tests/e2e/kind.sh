@@ -43,7 +43,7 @@ up() {
   log "installing the KubeRay operator (timeout ${OPERATOR_TIMEOUT_S}s)"
   make operator HELM=helm KUBECTL=kubectl
   kubectl -n kuberay-system rollout status deploy/kuberay-operator --timeout="${OPERATOR_TIMEOUT_S}s"
-  kubectl apply -f k8s/kind/storage.yaml -f k8s/networkpolicy.yaml
+  kubectl apply -f k8s/kind/storage.yaml -f k8s/kind/networkpolicy.yaml
   # Every pod must pass Pod Security Standards "restricted": the namespace refuses others.
   kubectl label namespace default --overwrite pod-security.kubernetes.io/enforce=restricted
 }

@@ -1,0 +1,117 @@
+"""What one attempt of a stage can cost on each cloud, at most: an estimate from the settings,
+not a measurement.
+
+    python k8s/cost.py                  # the table, as the README shows it
+    python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
+
+Per stage and cloud (k8s/values/<variant>.yaml), for one attempt at the stage's defaults:
+- GPU nodes: every T4 the stage can hold at once (its trials times the GPUs each trial asks
+  for, capped at the worker group's maxReplicas);
+- T4 node-hours: those nodes held for the whole attempt (its activeDeadlineSeconds, which
+  already holds the cold start of a GPU node) plus the autoscaler's idle timeout before
+  they are given back: an upper bound, since trials end sooner and nodes come and go;
+- head node-hours: the head's CPU node for the attempt plus its own cold start;
+- cost: node-hours times the values file's prices per node-hour, the T4 nodes on demand or
+  Spot and the head on demand either way ("n/a" where no T4 price is stated; a head without
+  a stated price is left out). A retried attempt (backoffLimit) costs again.
+The stages' facts come from their declarations (jobs/registry.py: no Ray, no torch).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+K8S = Path(__file__).resolve().parent
+sys.path.insert(0, str(K8S.parent))
+sys.path.insert(0, str(K8S))
+import render  # noqa: E402  (k8s/render.py: the variants and their values)
+
+from jobs import registry  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Estimate:
+    stage: str
+    variant: str
+    gpu_nodes: int
+    t4_hours: float
+    head_hours: float
+    on_demand: float | None
+    spot: float | None
+
+
+def _cost(prices: dict[str, dict[str, float | None]], kind: str, t4: float, head: float):
+    """T4 node-hours at the `kind` price; the head's node always on demand (a Spot setting
+    moves the workers only: a reclaimed head would end the attempt)."""
+    t4_price, head_price = prices["t4_node"][kind], prices["head_node"]["on_demand"]
+    if t4_price is None:
+        return None
+    # A head node without a stated price is left out of the sum rather than guessed.
+    return t4 * t4_price + head * (head_price or 0.0)
+
+
+def estimate(stage: str, variant: str) -> Estimate:
+    v = render.values(variant)
+    declared = registry.declared(stage)
+    trials = int(declared.defaults.get("num_samples", 1))
+    gpus_per_trial = int(declared.kubernetes.kind_workers)
+    nodes = min(trials * gpus_per_trial, int(v["worker"]["max_replicas"]))
+    attempt_s = v["deadline_s"] or declared.kubernetes.deadline_s + v["cold_start_s"]["t4"]
+    t4 = nodes * (attempt_s + v["idle_timeout_s"]) / 3600
+    head = (attempt_s + v["cold_start_s"]["head"]) / 3600
+    prices = v["prices"]
+    return Estimate(
+        stage,
+        variant,
+        nodes,
+        t4,
+        head,
+        _cost(prices, "on_demand", t4, head),
+        _cost(prices, "spot", t4, head),
+    )
+
+
+def clouds() -> list[str]:
+    return [
+        n for n in render.variants() if "nvidia.com/gpu" in render.values(n)["worker"]["resources"]
+    ]
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:.2f}"
+
+
+def table() -> str:
+    rows = [
+        "| Stage | Cloud | GPU nodes | T4 node-hours | Head node-hours | On demand | Spot |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stage in registry.names():
+        for variant in clouds():
+            e = estimate(stage, variant)
+            rows.append(
+                f"| `{stage}` | {render.values(variant)['title']} | {e.gpu_nodes} | "
+                f"{e.t4_hours:.1f} | {e.head_hours:.1f} | {_money(e.on_demand)} | "
+                f"{_money(e.spot)} |"
+            )
+    sources = [
+        f"- {render.values(v)['title']}: {render.values(v)['nodes']['t4']['machine']} "
+        f"(T4 node) and {render.values(v)['nodes']['head']['machine']} (head); prices from "
+        f"{render.values(v)['prices']['source']}."
+        for v in clouds()
+    ]
+    return "\n".join(rows) + "\n\n" + "\n".join(sources)
+
+
+def main(argv: list[str]) -> int:
+    if argv not in ([], ["--readme-table"]):
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
