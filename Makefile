@@ -286,9 +286,17 @@ rayjob: check-stage check-cloud ## Apply K8S_DIR/rayjob-STAGE.yaml (CLOUD's), wa
 teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster, pods, policies (DELETE_VOLUME=1: the volume too).
 	KUBECTL=$(KUBECTL) DELETE_VOLUME=$(DELETE_VOLUME) k8s/bin/teardown.sh
 
+# The RayJob `make e2e-podman` runs: any variant's (k8s/rayjob-asha.yaml, k8s/eks/...); the
+# kind one by default. Images it cannot have (GPU, Ray's CPU image) run as the local CPU image.
+MANIFEST ?= k8s/kind/rayjob-$(STAGE).yaml
+# CI-sized settings for a cloud manifest's runtime env (the committed file is not edited).
+E2E_ENV ?= TRAIN_LIMIT=2048 VAL_LIMIT=1024 TUNE_NUM_SAMPLES=2 TUNE_NUM_EPOCHS=2 GPU_WAIT_S=600
+
 .PHONY: e2e-podman
-e2e-podman: check-stage $(STAMP) image-offline ## Run k8s/kind/rayjob-STAGE.yaml as KubeRay would, in podman containers.
-	$(PY) -m tests.e2e.podman_rayjob k8s/kind/rayjob-$(STAGE).yaml $(ARGS)
+e2e-podman: check-stage $(STAMP) image-offline ## Run MANIFEST (default k8s/kind/rayjob-STAGE.yaml) as KubeRay, a scheduler and the autoscaler would, in podman.
+	$(PY) -m tests.e2e.podman_rayjob $(MANIFEST) --image $(IMAGE_CPU) \
+	  $(if $(filter k8s/kind/%,$(MANIFEST)),,$(foreach e,$(E2E_ENV),--env $(e)) --idle-timeout-s 30) \
+	  $(ARGS)
 
 ##@ kind (a local Kubernetes in Docker)
 

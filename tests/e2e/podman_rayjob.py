@@ -1,6 +1,18 @@
-"""Run a RayJob manifest the way KubeRay v1.7.0 and a kubelet would, in podman containers.
+"""Run a RayJob manifest the way KubeRay v1.7.0, the kube-scheduler, a node autoscaler and
+the kubelets would, in podman containers.
 
     python -m tests.e2e.podman_rayjob k8s/kind/rayjob-tune.yaml     # make e2e-podman STAGE=tune
+    python -m tests.e2e.podman_rayjob k8s/rayjob-asha.yaml --image IMAGE --env TRAIN_LIMIT=2048
+                                                  # the default cloud variant, autoscaling from zero
+
+Any variant's manifest runs (k8s/rayjob-<stage>.yaml, k8s/<variant>/...): its values file
+(k8s/values/<variant>.yaml, found from the manifest's folder or --values) declares the nodes
+(tests/e2e/nodes.py): every pod waits Pending, with the scheduler's reason, until a node it
+fits and selects and tolerates is Ready; a GPU pool adds a node for a pending pod (Ready
+after --node-boot-s) up to its max_nodes and removes one left empty for --node-idle-s.
+Images that cannot be here (the GPU image, Ray's CPU image) run as --image, the local CPU
+image, and say so: a `nvidia.com/gpu` limit still becomes `ray start --num-gpus`, the
+container gets no device, and training falls back to the CPU.
 
 What happens, with the KubeRay function each step follows (tests/support/kuberay/ has the ports):
 - the spec is validated first (ValidateRayJobSpec); a refused one ends as ValidationFailed;
@@ -15,21 +27,32 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
 - once every Ray container is ready, the submitter container runs job.go's command; a
   failed submitter pod is replaced up to the submitter Job's backoffLimit (2);
 - a Ray container that exits is restarted in place after 10 s (restartPolicy Always);
+- with enableInTreeAutoscaling, the autoscaler sidecar as BuildAutoscalerContainer builds
+  it (`ray kuberay-autoscaler`, its env, resources and securityContext, the shared
+  /tmp/ray) in the head's network namespace, against tests/e2e/kube_api.py: a stand-in
+  Kubernetes API over TLS with a generated CA and token mounted where in-cluster clients
+  read them, serving only the calls Ray's KubeRay provider makes (any other is refused and
+  printed). Its patches are applied as the RayCluster controller does: worker pods for a
+  higher `replicas`, the pods named in `workersToDelete` deleted;
 - activeDeadlineSeconds counts per attempt and ends the RayJob (DeadlineExceeded is not
-  retried); any other failure deletes the attempt's containers and starts a new cluster on
-  the same volume while `backoffLimit` allows (rayjob_controller.go).
+  retried); preRunningDeadlineSeconds fails an attempt that is not Running in time
+  (retried); dashboard checks failing for --status-check-timeout-s (KubeRay's
+  RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS, 300) end it (not retried); any other failure
+  deletes the attempt's pods in the background, SIGTERM then SIGKILL after the pod's grace
+  period, while the next attempt's cluster starts on the same volume and `backoffLimit`
+  allows (rayjob_controller.go); containers get no swap (--memory-swap = --memory).
 The last line printed is one JSON object: status, attempts, image, volume, seconds, ...
 
-Only Ray's own `ray start` / `ray job` commands run in the containers. Not reproduced: the
-API server and scheduling (node selectors, taints, GPUs: a fake GPU stays a Ray resource),
-probes beyond readiness at start, the autoscaler, Services' load balancing, and the TTL
-(containers are removed when the run ends; logs of a failed run are kept).
+Only Ray's own `ray start` / `ray job` / `ray kuberay-autoscaler` commands run in the
+containers. Not reproduced: probes beyond readiness at start, Services' load balancing, real
+GPUs, and the TTL (containers are removed when the run ends; logs of a failed run are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -37,6 +60,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -46,6 +70,8 @@ from typing import Any
 
 import yaml
 
+from tests.e2e.kube_api import KubeApi, pod_object, raycluster_for_rayjob
+from tests.e2e.nodes import Cluster as Nodes
 from tests.support.kuberay import pods, submitter
 from tests.support.kuberay.validation import validate_rayjob
 
@@ -56,12 +82,16 @@ FS_GROUP_DEFAULT = 100
 RESTART_DELAY_S = 10.0  # the kubelet's first crash-loop back-off
 POLL_S = 2.0
 RUN_LABEL = "io.ray-tune-k8s.e2e-run"
+GRACE_S = 30  # terminationGracePeriodSeconds' default: SIGTERM, then SIGKILL
+STATUS_CHECK_TIMEOUT_S = 300  # DEFAULT_RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS (constant.go)
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+_START = time.monotonic()
 # rand.String's alphabet in k8s.io/apimachinery (GenerateRayClusterName, GenerateRayJobId).
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def log(message: str) -> None:
-    print(f"[kuberay] {message}", flush=True)
+    print(f"[kuberay +{time.monotonic() - _START:7.1f}s] {message}", flush=True)
 
 
 def suffix() -> str:
@@ -124,9 +154,10 @@ class Podman:
         )
         (folder / f"{name}.log").write_text(proc.stdout + proc.stderr)
 
-    def remove(self, names: list[str]) -> None:
+    def remove(self, names: list[str], grace_s: int = 5) -> None:
+        """SIGTERM, SIGKILL after grace_s, then remove (a pod's deletion)."""
         for name in names:
-            self("rm", "-f", "-t", "5", name, check=False)
+            self("rm", "-f", "-t", str(grace_s), name, check=False)
             if name in self.containers:
                 self.containers.remove(name)
 
@@ -143,10 +174,24 @@ class Podman:
 
 @dataclass
 class Container:
+    """A pod with one container of ours (the head pod's autoscaler sidecar and a worker's
+    init container ride along): Pending until scheduled, then Running."""
+
     name: str
     role: str  # head | worker | submitter
     restarts: int = 0
     exited_at: float | None = None
+    group: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)  # the pod spec the scheduler reads
+    labels: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # `podman run` arguments of the container
+    secret: dict[str, str] = field(default_factory=dict)
+    init: tuple[str, list[str], dict[str, str]] | None = None  # wait-gcs-ready
+    phase: str = "Pending"  # Pending -> Initializing (init running) -> Running
+    node: str = ""
+    reason: str = ""
+    created: float = field(default_factory=time.monotonic)
+    running_at: float | None = None
 
 
 @dataclass
@@ -163,6 +208,12 @@ class Attempt:
     submitters: list[Container] = field(default_factory=list)
     job_status: str = ""
     head_ip: str = ""
+    api: KubeApi | None = None
+    autoscaler: str = ""  # the sidecar's container name, once started
+    ray_logs: Path | None = None  # KubeRay's ray-logs emptyDir at /tmp/ray (head, sidecar)
+    deleted: list[str] = field(default_factory=list)  # worker pods deleted by workersToDelete
+    status_failing_since: float | None = None
+    running_at: float | None = None
 
 
 @dataclass
@@ -173,38 +224,98 @@ class Outcome:
     message: str = ""
 
 
-class RayJobRun:
-    _pending_starts: list[tuple[str, list[str], dict[str, str], str | None]]
+@dataclass(frozen=True)
+class Options:
+    """The runner's own knobs (command-line flags), none of which edit the manifest file."""
 
-    def __init__(self, manifest: Path, volume: Path, work: Path, run_id: str) -> None:
-        (self.doc,) = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    values: dict[str, Any]  # the variant's values file: its nodes
+    image: str | None = None  # the local image standing in for any image not present
+    env: dict[str, str] = field(default_factory=dict)  # added to runtimeEnvYAML's env_vars
+    idle_timeout_s: int | None = None  # replaces autoscalerOptions.idleTimeoutSeconds
+    node_boot_s: float = 5.0
+    node_idle_s: float = 10.0
+    status_check_timeout_s: float = STATUS_CHECK_TIMEOUT_S
+    grace_s: int = GRACE_S
+
+
+def with_options(doc: dict[str, Any], options: Options) -> dict[str, Any]:
+    """The RayJob as a user would submit it with these settings: CI-sized env vars in the
+    runtime env (as with runtimeEnvYAML) and a shorter idle timeout; the file is not edited."""
+    doc = copy.deepcopy(doc)
+    spec = doc["spec"]
+    if options.env:
+        runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML") or "") or {}
+        runtime_env.setdefault("env_vars", {}).update(options.env)
+        spec["runtimeEnvYAML"] = yaml.safe_dump(runtime_env)
+    if options.idle_timeout_s is not None and spec.get("rayClusterSpec", {}).get(
+        "enableInTreeAutoscaling"
+    ):
+        spec["rayClusterSpec"].setdefault("autoscalerOptions", {})["idleTimeoutSeconds"] = (
+            options.idle_timeout_s
+        )
+    return doc
+
+
+class RayJobRun:
+    def __init__(
+        self, manifest: Path, volume: Path, work: Path, run_id: str, options: Options
+    ) -> None:
+        (original,) = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+        self.doc = with_options(original, options)
+        self.options = options
         self.manifest = manifest
         self.name: str = self.doc["metadata"]["name"]
         self.spec: dict[str, Any] = self.doc["spec"]
         self.cluster_spec: dict[str, Any] = self.spec.get("rayClusterSpec", {})
+        self.autoscaling = bool(self.cluster_spec.get("enableInTreeAutoscaling"))
+        # The pods KubeRay builds from the spec, as the scheduler sees them (sidecar, init).
+        self.pod_specs = {role: p["spec"] for role, p in pods.cluster_pods(self.doc).items()}
         self.volume = volume
         self.work = work
         self.podman = Podman(run_id)
+        self.nodes = Nodes(
+            options.values, boot_s=options.node_boot_s, idle_s=options.node_idle_s, log=log
+        )
         auth = self.cluster_spec.get("authOptions", {}).get("mode", "disabled") == "token"
         self.token = secrets.token_urlsafe(32) if auth else None
         self.failed = self.succeeded = 0
         self.attempts: list[Attempt] = []
         self.submitter_pods = 0
         self.ray_restarts = 0
+        self.mapped: dict[str, str] = {}
+        self.clamped: set[str] = set()
+        self.refused: list[str] = []
+        self.workers_created = 0
+        self.max_workers = 0
+        self.scale_up_s: float | None = None  # job Running -> first worker's Ray node alive
+        self.deleting: list[threading.Thread] = []
+        self.released: list[str] = []  # pods whose background deletion ended
+        self._lock = threading.Lock()
 
     # --- pods --------------------------------------------------------------------------
 
     def _image(self, container: dict[str, Any]) -> str:
-        """imagePullPolicy IfNotPresent on a node that cannot pull: the image must be here."""
+        """imagePullPolicy IfNotPresent on a node that cannot pull: the image must be here, or
+        --image stands in for it (the GPU image cannot be built here, nor anything pulled)."""
         image = container["image"]
+        if image in self.mapped:
+            return self.mapped[image]
         exists = subprocess.run(["podman", "image", "exists", image], env=self.podman.env)
-        if exists.returncode != 0:
+        if exists.returncode == 0:
+            self.mapped[image] = image
+        elif self.options.image:
+            self.mapped[image] = self.options.image
+            log(
+                f"image {image} cannot be pulled or built here: running {self.options.image} "
+                "(the local CPU image) in its place"
+            )
+        else:
             raise SystemExit(
                 f"error: image {image} is not present and nothing can be pulled here: "
                 "build it with `make image-offline` (or `make image-cpu` where images can be "
-                "pulled)"
+                "pulled), or name a local stand-in with --image"
             )
-        return image
+        return self.mapped[image]
 
     def _security(self, pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
         pod_sc = pod.get("securityContext", {})
@@ -237,9 +348,21 @@ class RayJobRun:
         limits = container.get("resources", {}).get("limits", {})
         flags = []
         if "cpu" in limits:
-            flags += ["--cpus", f"{pods.quantity(limits['cpu']):g}"]
+            cpus = pods.quantity(limits["cpu"])
+            host = float(os.cpu_count() or 1)
+            if cpus > host:  # runc refuses a quota above the machine's cores
+                if container["name"] not in self.clamped:
+                    self.clamped.add(container["name"])
+                    log(
+                        f"{container['name']}: cpu limit {limits['cpu']} capped at this "
+                        f"machine's {host:g} cores (Ray still counts the limit's CPUs)"
+                    )
+                cpus = host
+            flags += ["--cpus", f"{cpus:g}"]
         if "memory" in limits:
-            flags += ["--memory", str(pods.value(limits["memory"]))]
+            # Kubernetes nodes run without swap: nothing beyond the memory limit.
+            memory = str(pods.value(limits["memory"]))
+            flags += ["--memory", memory, "--memory-swap", memory]
         return flags
 
     def _mounts(
@@ -268,16 +391,15 @@ class RayJobRun:
             flags += ["--shm-size", str(size)]
         return flags
 
-    def _ray_pod(
-        self, attempt: Attempt, group: dict[str, Any], *, head: bool, index: int = 0
-    ) -> None:
+    def _ray_pod(self, attempt: Attempt, group: dict[str, Any], *, head: bool) -> Container:
         pod = group["template"]["spec"]
         container = pods.ray_container(pod)
         fqdn = pods.head_fqdn(attempt.cluster)
         head_group = self.cluster_spec["headGroupSpec"]
         port = pods.head_port(head_group)
-        autoscaling = bool(self.cluster_spec.get("enableInTreeAutoscaling"))
-        params = pods.start_params(group, head=head, fqdn=fqdn, port=port, autoscaling=autoscaling)
+        params = pods.start_params(
+            group, head=head, fqdn=fqdn, port=port, autoscaling=self.autoscaling
+        )
         command = pods.start_command(params, head=head)
         group_name = "headgroup" if head else group["groupName"]
         name = (
@@ -311,6 +433,7 @@ class RayJobRun:
             *self._security(pod, container),
             *[f for k, v in labels.items() for f in ("--label", f"{k}={v}")],
         ]
+        init = None
         if not head:
             # wait-gcs-ready polls the head's GCS through its Service: a copy of the Ray
             # container's user env and mounts, plus FQ_RAY_IP/RAY_IP and the auth variables,
@@ -318,11 +441,13 @@ class RayJobRun:
             init_env = user_env | {"FQ_RAY_IP": fqdn, "RAY_IP": fqdn.split(".")[0]}
             if self.token is not None:
                 init_env["RAY_AUTH_MODE"] = "token"
-            self.podman.run(
+            init = (
                 f"{name}-init",
                 [
                     *common,
-                    *self._limits({"resources": {"limits": pods.INIT_RESOURCES}}),
+                    *self._limits(
+                        {"name": "wait-gcs-ready", "resources": {"limits": pods.INIT_RESOURCES}}
+                    ),
                     *[f for k, v in init_env.items() for f in ("--env", f"{k}={v}")],
                     *self._mounts(pod, container, None),
                     "--entrypoint",
@@ -343,43 +468,239 @@ class RayJobRun:
         ]
         if head:
             args += ["--network-alias", pods.head_service(attempt.cluster), "--network-alias", fqdn]
+            if attempt.ray_logs is not None:  # KubeRay's ray-logs emptyDir, shared with the sidecar
+                args += ["--volume", f"{attempt.ray_logs}:/tmp/ray"]
         args += ["--entrypoint", "/bin/bash", image, *pods.container_args(command)[1:]]
         role = "head" if head else "worker"
-        attempt.ray.append(Container(name, role))
-        self._pending_starts.append((name, args, secret, None if head else f"{name}-init"))
+        spec = self.pod_specs["head" if head else f"worker-{group_name}"]
+        c = Container(
+            name,
+            role,
+            group=group_name,
+            spec=spec,
+            labels=labels,
+            args=args,
+            secret=secret,
+            init=init,
+        )
+        attempt.ray.append(c)
         root = "read-only root" if "--read-only" in args else "writable root"
-        log(f"attempt {attempt.number}: {role} pod {name} ({root}): {command.strip()}")
+        gpus = container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+        note = (
+            f"; nvidia.com/gpu {gpus} -> --num-gpus (no device here: training falls back to CPU)"
+            if gpus
+            else ""
+        )
+        log(f"attempt {attempt.number}: {role} pod {name} ({root}): {command.strip()}{note}")
+        return c
 
-    def _start_cluster(self, attempt: Attempt) -> None:
-        self._pending_starts = []
+    def _autoscaler(self, attempt: Attempt, head: Container) -> None:
+        """The sidecar as BuildAutoscalerContainer builds it, with the manifest's
+        autoscalerOptions merged (mergeAutoscalerOverrides), in the head's network namespace,
+        and the stand-in API server it calls (started once the head's network exists)."""
+        gateway = self.podman(
+            "network", "inspect", attempt.network, "--format", "{{(index .Subnets 0).Gateway}}"
+        )
+        cluster = raycluster_for_rayjob(self.doc, attempt.cluster)
+        api = KubeApi(
+            cluster,
+            pods=lambda: self._pod_objects(attempt),
+            on_patch=lambda ops, obj: log(
+                f"attempt {attempt.number}: autoscaler patched the RayCluster: "
+                + json.dumps(ops, separators=(",", ":"))
+            ),
+            host=gateway,
+            names=[gateway],
+            credentials_dir=self.work / f"serviceaccount-{attempt.number}",
+            log=lambda line: log(f"kube-api: {line}"),
+        )
+        api.start()
+        attempt.api = api
+        options = self.cluster_spec.get("autoscalerOptions", {})
+        start = (
+            f"ray kuberay-autoscaler --cluster-name {attempt.cluster} "
+            f"--cluster-namespace {pods.NAMESPACE}"
+        )  # $(RAY_CLUSTER_NAME) and $(RAY_CLUSTER_NAMESPACE), expanded as the kubelet does
+        env = {
+            "RAY_CLUSTER_NAME": attempt.cluster,
+            "RAY_CLUSTER_NAMESPACE": pods.NAMESPACE,
+            "RAY_HEAD_POD_NAME": head.name,
+            "KUBERAY_CRD_VER": "v1",
+            "KUBERAY_GEN_AUTOSCALER_START_CMD": start,
+            **api.pod_env(gateway),  # what the kubelet gives every container
+            **{e["name"]: str(e.get("value", "")) for e in options.get("env", [])},
+        }
+        secret = {}
+        if self.token is not None:  # SetContainerTokenAuthEnvVars
+            env["RAY_AUTH_MODE"] = "token"
+            secret["RAY_AUTH_TOKEN"] = self.token
+        sidecar = {
+            "name": "autoscaler",
+            "resources": options.get(
+                "resources",
+                {"limits": {"cpu": "500m", "memory": "512Mi"}},
+            ),
+            "securityContext": options.get("securityContext", {}),
+        }
+        pod = self.cluster_spec["headGroupSpec"]["template"]["spec"]
+        name = f"{head.name}-autoscaler"
+        image = self._image({"image": options.get("image") or pods.ray_container(pod)["image"]})
+        self.podman.run(
+            name,
+            [
+                "--network",
+                f"container:{head.name}",
+                *self._security(pod, sidecar),
+                *self._limits(sidecar),
+                *[f for k, v in env.items() for f in ("--env", f"{k}={v}")],
+                "--volume",
+                f"{api.credentials_dir}:{SERVICE_ACCOUNT_DIR}:ro",
+                "--volume",
+                f"{attempt.ray_logs}:/tmp/ray",
+                "--entrypoint",
+                "/bin/bash",
+                image,
+                "-c",
+                "--",
+                start,
+            ],
+            secret,
+        )
+        attempt.autoscaler = name
+        log(
+            f"attempt {attempt.number}: autoscaler sidecar {name}: {start} "
+            f"(Kubernetes API stand-in at {api.url})"
+        )
+
+    def _pod_objects(self, attempt: Attempt) -> list[dict[str, Any]]:
+        """The attempt's Ray pods as the API serves them to the autoscaler."""
+        out = []
+        with self._lock:
+            containers = list(attempt.ray)
+        for c in containers:
+            state = {"Pending": None, "Initializing": "waiting", "Running": "running"}[c.phase]
+            out.append(
+                pod_object(
+                    c.name,
+                    c.labels,
+                    state=state,
+                    container="ray-head" if c.role == "head" else "ray-worker",
+                )
+            )
+        return out
+
+    def _new_cluster(self, attempt: Attempt) -> None:
         self.podman.network(attempt.network)
+        if self.autoscaling:
+            attempt.ray_logs = self.work / f"ray-logs-{attempt.number}"
+            attempt.ray_logs.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(PermissionError):
+                os.chown(attempt.ray_logs, 1000, FS_GROUP_DEFAULT)
+            attempt.ray_logs.chmod(0o2777)
         self._ray_pod(attempt, self.cluster_spec["headGroupSpec"], head=True)
-        for group in self.cluster_spec.get("workerGroupSpecs", []):
-            for i in range(int(group.get("replicas", group.get("minReplicas", 0)))):
-                self._ray_pod(attempt, group, head=False, index=i)
-        waiting = []
-        for pending in self._pending_starts:
-            name, args, secret, init = pending
-            if init is None:
-                self.podman.run(name, args, secret)
-            else:
-                waiting.append(pending)
-        # A worker's Ray container starts once its init container has seen the GCS.
-        while waiting and not self._deadline_passed(attempt):
-            self._kubelet(attempt, started_only=True)  # a head that dies meanwhile comes back
-            for pending in list(waiting):
-                name, args, secret, init = pending
-                status, code = self.podman.state(init)
-                if status == "missing":
-                    raise RuntimeError(f"init container {init} is gone")
-                if status == "exited":
-                    if code != 0:  # restartPolicy Always: the kubelet runs it again
-                        log(f"init container {init} exited with {code}; restarting it")
-                        self.podman("start", init, check=False)
-                        continue
-                    self.podman.run(name, args, secret)
-                    waiting.remove(pending)
-            time.sleep(POLL_S)
+        self._reconcile_workers(attempt)
+
+    def _desired(self, attempt: Attempt) -> list[tuple[dict[str, Any], int, list[str]]]:
+        """Per worker group: its spec, replicas, and workersToDelete, from the RayCluster
+        (the API's copy, which the autoscaler patches, or the manifest's)."""
+        groups = (
+            attempt.api.cluster()["spec"]["workerGroupSpecs"]
+            if attempt.api is not None
+            else self.cluster_spec.get("workerGroupSpecs", [])
+        )
+        return [
+            (
+                g,
+                int(g.get("replicas", g.get("minReplicas", 0)) or 0),
+                list((g.get("scaleStrategy") or {}).get("workersToDelete") or []),
+            )
+            for g in groups
+        ]
+
+    def _reconcile_workers(self, attempt: Attempt) -> None:
+        """reconcilePods: the pods named in workersToDelete are deleted; then a group with
+        fewer pods than `replicas` gets new ones (with autoscaling on, surplus pods are left
+        to the autoscaler: no random deletion)."""
+        for group, replicas, to_delete in self._desired(attempt):
+            mine = [c for c in attempt.ray if c.role == "worker" and c.group == group["groupName"]]
+            for c in [c for c in mine if c.name in to_delete]:
+                log(
+                    f"attempt {attempt.number}: deleting worker pod {c.name} (workersToDelete), "
+                    f"{len(mine) - 1} left in group {c.group}"
+                )
+                self._delete_pods(attempt, [c], wait=False)  # the API returns at once
+                attempt.deleted.append(c.name)
+                mine.remove(c)
+            for _ in range(replicas - len(mine)):
+                self._ray_pod(attempt, group, head=False)
+                self.workers_created += 1
+            alive = sum(1 for c in attempt.ray if c.role == "worker")
+            self.max_workers = max(self.max_workers, alive)
+
+    def _schedule(self, attempt: Attempt) -> None:
+        """The scheduler and kubelets: place pending pods, run init containers, then the pod's
+        containers; the node autoscaler's ticks."""
+        with self._lock:
+            for name in self.released:
+                self.nodes.release(name)
+            self.released.clear()
+        self.nodes.tick()
+        for c in [*attempt.ray, *attempt.submitters]:
+            if c.phase == "Pending":
+                node, reason = self.nodes.place(c.name, c.spec)
+                if node is None:
+                    if reason != c.reason:
+                        log(f"attempt {attempt.number}: pod {c.name} Pending: {reason}")
+                        c.reason = reason
+                    continue
+                c.node = node.name
+                log(f"attempt {attempt.number}: pod {c.name} scheduled on {node.name}")
+                if c.init is not None:
+                    self.podman.run(*c.init)
+                    c.phase = "Initializing"
+                else:
+                    self._run(attempt, c)
+            elif c.phase == "Initializing" and c.init is not None:
+                status, code = self.podman.state(c.init[0])
+                if status == "exited" and code == 0:
+                    self._run(attempt, c)
+                elif status == "exited":  # restartPolicy Always: the kubelet runs it again
+                    log(f"init container {c.init[0]} exited with {code}; restarting it")
+                    self.podman("start", c.init[0], check=False)
+                elif status == "missing":
+                    raise RuntimeError(f"init container {c.init[0]} is gone")
+
+    def _run(self, attempt: Attempt, c: Container) -> None:
+        self.podman.run(c.name, c.args, c.secret)
+        c.phase, c.running_at = "Running", time.monotonic()
+        if c.role == "head" and self.autoscaling and not attempt.autoscaler:
+            self._autoscaler(attempt, c)
+
+    def _delete_pods(self, attempt: Attempt, victims: list[Container], *, wait: bool) -> None:
+        """A pod's deletion: its containers get SIGTERM, SIGKILL after the grace period; the
+        node keeps the pod's requests until it is gone."""
+        names = []
+        for c in victims:
+            names.append(c.name)
+            if c.init is not None:
+                names.append(c.init[0])
+            if c.role == "head" and attempt.autoscaler:
+                names.append(attempt.autoscaler)
+            if c in attempt.ray:
+                attempt.ray.remove(c)
+        pod_names = [c.name for c in victims]
+
+        def delete() -> None:
+            self.podman.remove(names, grace_s=self.options.grace_s)
+            with self._lock:
+                self.released.extend(pod_names)
+
+        if wait:
+            delete()
+        else:
+            thread = threading.Thread(target=delete, name=f"delete-{attempt.cluster}")
+            thread.start()
+            self.deleting.append(thread)
 
     def _head(self, attempt: Attempt) -> Container:
         return next(c for c in attempt.ray if c.role == "head")
@@ -404,23 +725,42 @@ class RayJobRun:
             attempt.head_ip = ""  # a restarted head may come back with another address
             return None
 
-    def _ready(self, attempt: Attempt) -> bool:
-        """The cluster is ready when every Ray container runs and the head sees every node."""
-        if any(self.podman.state(c.name)[0] != "running" for c in attempt.ray):
-            return False
+    def _alive_nodes(self, attempt: Attempt) -> int | None:
         nodes = self._dashboard(attempt, "/nodes?view=summary")
         if not nodes:
-            return False
-        alive = [
-            n
+            return None
+        return sum(
+            1
             for n in nodes.get("data", {}).get("summary", [])
             if n.get("raylet", {}).get("state") == "ALIVE"
-        ]
-        return len(alive) >= len(attempt.ray)
+        )
+
+    def _ready(self, attempt: Attempt) -> bool:
+        """The RayCluster is ready when every pod runs and the head sees every Ray node."""
+        if any(c.phase != "Running" for c in attempt.ray):
+            return False
+        if any(self.podman.state(c.name)[0] != "running" for c in attempt.ray):
+            return False
+        alive = self._alive_nodes(attempt)
+        return alive is not None and alive >= len(attempt.ray)
+
+    def _watch_scale_up(self, attempt: Attempt) -> None:
+        """Scale-up time: from the job's start to the first worker's Ray node alive."""
+        if self.scale_up_s is not None or attempt.running_at is None:
+            return
+        if not any(c.role == "worker" and c.phase == "Running" for c in attempt.ray):
+            return
+        alive = self._alive_nodes(attempt)
+        if alive is not None and alive >= 2:  # the head and a worker
+            self.scale_up_s = time.monotonic() - attempt.running_at
+            log(
+                f"attempt {attempt.number}: first worker's Ray node alive "
+                f"{self.scale_up_s:.1f}s after the job started"
+            )
 
     def _start_submitter(self, attempt: Attempt) -> None:
         template = self.spec.get("submitterPodTemplate", {})
-        pod = template.get("spec", {"containers": [{"name": "ray-job-submitter"}]})
+        pod = copy.deepcopy(template.get("spec", {"containers": [{"name": "ray-job-submitter"}]}))
         container = pod["containers"][0]
         container.setdefault(
             "image",
@@ -454,20 +794,32 @@ class RayJobRun:
             self._image(container),
             *command[1:],
         ]
-        self.podman.run(name, args, secret)
-        attempt.submitters.append(Container(name, "submitter"))
+        attempt.submitters.append(
+            Container(
+                name,
+                "submitter",
+                spec=self.pod_specs.get("submitter", pod),
+                args=args,
+                secret=secret,
+            )
+        )
         self.submitter_pods += 1
         log(f"attempt {attempt.number}: submitter pod {name} (job id {attempt.job_id})")
+        self._schedule(attempt)
 
     def _deadline_passed(self, attempt: Attempt) -> bool:
         deadline = self.spec.get("activeDeadlineSeconds")
         return deadline is not None and time.monotonic() - attempt.started > float(deadline)
 
-    def _kubelet(self, attempt: Attempt, started_only: bool = False) -> None:
+    def _pre_running_deadline_passed(self, attempt: Attempt) -> bool:
+        deadline = self.spec.get("preRunningDeadlineSeconds")
+        return deadline is not None and time.monotonic() - attempt.started > float(deadline)
+
+    def _kubelet(self, attempt: Attempt) -> None:
         """restartPolicy Always: an exited Ray container starts again in place."""
         now = time.monotonic()
         for c in attempt.ray:
-            if started_only and c.name not in self.podman.containers:
+            if c.phase != "Running":
                 continue
             status, code = self.podman.state(c.name)
             if status not in ("exited", "stopped"):
@@ -484,34 +836,78 @@ class RayJobRun:
                 self.ray_restarts += 1
                 c.exited_at = None
                 attempt.head_ip = ""
+        if attempt.autoscaler and self.podman.state(attempt.autoscaler)[0] == "exited":
+            log(f"attempt {attempt.number}: autoscaler sidecar exited; restarting it")
+            self.podman("start", attempt.autoscaler, check=False)
+
+    def _tick(self, attempt: Attempt) -> None:
+        """One pass of the controllers: the RayCluster's pods, the scheduler, the kubelets."""
+        if attempt.api is not None:
+            self._reconcile_workers(attempt)
+            for call in attempt.api.refused:
+                line = call.line()
+                if line not in self.refused:
+                    self.refused.append(line)
+                    log(f"kube-api: REFUSED a call the stand-in does not serve: {line}")
+        self._schedule(attempt)
+        self._kubelet(attempt)
 
     def _job_status(self, attempt: Attempt) -> str:
         info = self._dashboard(attempt, f"/api/jobs/{attempt.job_id}")
-        if info and info.get("status"):
+        if info is None:  # recordJobStatusCheckFailure: the first failure starts the clock
+            if attempt.status_failing_since is None:
+                attempt.status_failing_since = time.monotonic()
+            return attempt.job_status
+        attempt.status_failing_since = None
+        if info.get("status"):
             if info["status"] != attempt.job_status:
                 message = info.get("message") or ""
                 log(f"attempt {attempt.number}: jobStatus={info['status']} ({message})")
             attempt.job_status = info["status"]
         return attempt.job_status
 
+    def _status_checks_timed_out(self, attempt: Attempt) -> Outcome | None:
+        """checkJobStatusCheckTimeoutAndUpdateStatusIfNeeded: not retried."""
+        since = attempt.status_failing_since
+        if since is None or time.monotonic() - since < self.options.status_check_timeout_s:
+            return None
+        return Outcome(
+            "Failed",
+            attempt.job_status,
+            "JobStatusCheckTimeoutExceeded",
+            f"Job status checks have been failing for {time.monotonic() - since:.0f}s; exceeded "
+            f"timeout of {self.options.status_check_timeout_s:g}s",
+        )
+
     def _run_attempt(self, attempt: Attempt) -> Outcome:
-        self._start_cluster(attempt)
+        self._new_cluster(attempt)
         log(f"attempt {attempt.number}: Initializing (cluster {attempt.cluster})")
-        while not self._ready(attempt):
-            if self._deadline_passed(attempt):
+        while True:
+            self._tick(attempt)
+            if self._deadline_passed(attempt):  # checked first, as the controller does
                 return self._deadline(attempt)
-            self._kubelet(attempt)
+            if self._pre_running_deadline_passed(attempt):
+                return self._pre_running_deadline(attempt)
+            if self._ready(attempt):
+                break
             time.sleep(POLL_S)
+        attempt.running_at = time.monotonic()
         log(f"attempt {attempt.number}: Running failed={self.failed} succeeded={self.succeeded}")
         self._start_submitter(attempt)
         submitter_failures = 0
         while True:
             if self._deadline_passed(attempt):
                 return self._deadline(attempt)
-            self._kubelet(attempt)
+            self._tick(attempt)
+            self._watch_scale_up(attempt)
             current = attempt.submitters[-1]
-            status, code = self.podman.state(current.name)
+            status, code = (
+                self.podman.state(current.name) if current.phase == "Running" else ("pending", 0)
+            )
             job_status = self._job_status(attempt)
+            timed_out = self._status_checks_timed_out(attempt)
+            if timed_out is not None:
+                return timed_out
             if status == "exited" and code == 0:
                 # The submitter Job completed: the Ray job's own status decides.
                 for _ in range(15):  # the controller's 30 s grace for a terminal status
@@ -547,6 +943,7 @@ class RayJobRun:
                         "Job submission has failed. Reason: BackoffLimitExceeded",
                     )
                 time.sleep(RESTART_DELAY_S)  # the Job controller's back-off
+                self.nodes.release(current.name)
                 self._start_submitter(attempt)
             time.sleep(POLL_S)
 
@@ -560,14 +957,59 @@ class RayJobRun:
             f"ActiveDeadlineSeconds: {deadline}",
         )
 
-    def _end_attempt(self, attempt: Attempt, keep_logs: bool) -> None:
+    def _pre_running_deadline(self, attempt: Attempt) -> Outcome:
+        deadline = self.spec.get("preRunningDeadlineSeconds")
+        pending = [f"{c.name}: {c.reason}" for c in attempt.ray if c.phase == "Pending"]
+        log(f"attempt {attempt.number}: not Running after {deadline}s; pending pods: {pending}")
+        return Outcome(
+            "Failed",
+            attempt.job_status,
+            "PreRunningDeadlineExceeded",
+            f"The RayJob has passed the preRunningDeadlineSeconds. StartTime: "
+            f"{attempt.start_time}. PreRunningDeadlineSeconds: {deadline}",
+        )
+
+    def _end_attempt(self, attempt: Attempt, keep_logs: bool, retrying: bool) -> None:
+        """The attempt's cluster and submitter are deleted. After a failure KubeRay deletes
+        them in the background while the next attempt starts, so the two overlap for up to
+        the pods' grace period; after the last attempt the run waits for them."""
         names = [c.name for c in attempt.ray + attempt.submitters]
-        names += [f"{c.name}-init" for c in attempt.ray if c.role == "worker"]
+        names += [c.init[0] for c in attempt.ray if c.init is not None]
+        if attempt.autoscaler:
+            names.append(attempt.autoscaler)
         if keep_logs:
             for name in names:
                 self.podman.save_logs(name, self.work / "logs" / f"attempt-{attempt.number}")
-        self.podman.remove(names)
-        self.podman.remove_network(attempt.network)
+        if attempt.api is not None:
+            log(attempt.api.summary())
+            attempt.api.stop()
+        pods_to_delete = list(attempt.ray)
+        network = attempt.network
+        submitters = [c.name for c in attempt.submitters]
+        # The last attempt's pods are removed after the outcome is known, with a short grace:
+        # the RayJob is over, and bash as PID 1 would make every container wait it out.
+        grace_s = self.options.grace_s if retrying else 5
+
+        def delete() -> None:
+            self.podman.remove(submitters, grace_s=grace_s)
+            names = [c.name for c in pods_to_delete]
+            names += [c.init[0] for c in pods_to_delete if c.init is not None]
+            names += [attempt.autoscaler] if attempt.autoscaler else []
+            self.podman.remove(names, grace_s=grace_s)
+            self.podman.remove_network(network)
+            with self._lock:
+                self.released.extend(submitters + [c.name for c in pods_to_delete])
+
+        if retrying:
+            thread = threading.Thread(target=delete, name=f"delete-{attempt.cluster}")
+            thread.start()
+            self.deleting.append(thread)
+            log(
+                f"attempt {attempt.number}: deleting cluster {attempt.cluster} in the background "
+                f"(grace {self.options.grace_s}s) while the next attempt starts"
+            )
+        else:
+            delete()
 
     def run(self) -> tuple[Outcome, float]:
         start = time.monotonic()
@@ -577,38 +1019,62 @@ class RayJobRun:
             return Outcome("ValidationFailed", "", "ValidationFailed", error), 0.0
         prepare_volume(self.volume)
         backoff = int(self.spec.get("backoffLimit", 0))
-        while True:
-            cluster = f"{self.name}-{suffix()}"
-            attempt = Attempt(
-                len(self.attempts) + 1,
-                cluster,
-                self.spec.get("jobId") or f"{self.name}-{suffix()}",
-                cluster,
-            )
-            self.attempts.append(attempt)
-            try:
-                outcome = self._run_attempt(attempt)
-            except RuntimeError as err:  # podman itself failed: not KubeRay's behaviour to copy
-                log(f"attempt {attempt.number}: the runner failed: {err}")
-                outcome = Outcome("Failed", attempt.job_status, "RunnerError", str(err)[-500:])
-            if outcome.deployment == "Complete":
-                self.succeeded += 1
-            else:
-                self.failed += 1
-            retry = (
-                outcome.deployment == "Failed"
-                and outcome.reason
-                not in ("DeadlineExceeded", "JobStatusCheckTimeoutExceeded", "RunnerError")
-                and self.failed < backoff + 1
-            )
-            self._end_attempt(attempt, keep_logs=outcome.deployment != "Complete")
-            log(
-                f"attempt {attempt.number}: {'Retrying' if retry else outcome.deployment} "
-                f"jobStatus={outcome.job_status or 'none'} failed={self.failed} "
-                f"succeeded={self.succeeded} {outcome.reason} {outcome.message}".rstrip()
-            )
-            if not retry:
-                return outcome, time.monotonic() - start
+        try:
+            while True:
+                cluster = f"{self.name}-{suffix()}"
+                attempt = Attempt(
+                    len(self.attempts) + 1,
+                    cluster,
+                    self.spec.get("jobId") or f"{self.name}-{suffix()}",
+                    cluster,
+                )
+                self.attempts.append(attempt)
+                try:
+                    outcome = self._run_attempt(attempt)
+                except RuntimeError as err:  # podman itself failed: not KubeRay's to copy
+                    log(f"attempt {attempt.number}: the runner failed: {err}")
+                    outcome = Outcome("Failed", attempt.job_status, "RunnerError", str(err)[-500:])
+                if outcome.deployment == "Complete":
+                    self.succeeded += 1
+                else:
+                    self.failed += 1
+                retry = (
+                    outcome.deployment == "Failed"
+                    and outcome.reason
+                    not in ("DeadlineExceeded", "JobStatusCheckTimeoutExceeded", "RunnerError")
+                    and self.failed < backoff + 1
+                )
+                self._end_attempt(
+                    attempt, keep_logs=outcome.deployment != "Complete", retrying=retry
+                )
+                log(
+                    f"attempt {attempt.number}: {'Retrying' if retry else outcome.deployment} "
+                    f"jobStatus={outcome.job_status or 'none'} failed={self.failed} "
+                    f"succeeded={self.succeeded} {outcome.reason} {outcome.message}".rstrip()
+                )
+                if not retry:
+                    return outcome, time.monotonic() - start
+        finally:
+            for thread in self.deleting:
+                thread.join()
+
+    def stop_apis(self) -> None:
+        for attempt in self.attempts:
+            if attempt.api is not None:
+                attempt.api.stop()
+
+
+def values_for(manifest: Path) -> Path:
+    """The values file of the variant a rendered manifest belongs to (k8s/render.py's
+    folders): k8s/<variant>/x.yaml is <variant>'s, k8s/x.yaml the default variant's."""
+    values = REPO / "k8s" / "values"
+    folder = manifest.resolve().parent
+    if (values / f"{folder.name}.yaml").is_file():
+        return values / f"{folder.name}.yaml"
+    for path in sorted(values.glob("*.yaml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("default"):
+            return path
+    return values / "missing.yaml"
 
 
 def prepare_volume(path: Path, fs_group: int = FS_GROUP_DEFAULT) -> None:
@@ -655,6 +1121,37 @@ def main(argv: list[str] | None = None) -> int:
         help=f"value of the {RUN_LABEL} label on everything this run creates",
     )
     parser.add_argument(
+        "--values",
+        type=Path,
+        help="the variant's values file, whose `nodes` the pods are scheduled on (default: "
+        "from the manifest's folder: k8s/<variant>/ or the default variant's k8s/)",
+    )
+    parser.add_argument(
+        "--image", help="a local image to run in place of any image that is not present"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting added to the RayJob's runtimeEnvYAML env_vars, as a user would",
+    )
+    parser.add_argument(
+        "--idle-timeout-s", type=int, help="replace autoscalerOptions.idleTimeoutSeconds"
+    )
+    parser.add_argument(
+        "--node-boot-s", type=float, default=5.0, help="how long a new node takes to be Ready"
+    )
+    parser.add_argument(
+        "--node-idle-s", type=float, default=10.0, help="how long an empty GPU node is kept"
+    )
+    parser.add_argument(
+        "--status-check-timeout-s",
+        type=float,
+        default=STATUS_CHECK_TIMEOUT_S,
+        help="KubeRay's RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan, start nothing"
     )
     args = parser.parse_args(argv)
@@ -670,6 +1167,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(found) != 1 or not isinstance(found[0], dict) or found[0].get("kind") != "RayJob":
         print(f"error: {args.manifest} must hold exactly one RayJob", file=sys.stderr)
         return 2
+    bad = [e for e in args.env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        print(f"error: --env takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
+        return 2
+    values_path = args.values or values_for(args.manifest)
+    if not values_path.is_file():
+        print(f"error: no values file {values_path}: name one with --values", file=sys.stderr)
+        return 2
     if args.dry_run:  # validate only: nothing is created
         error = validate_rayjob(found[0])
         print(json.dumps({"manifest": str(args.manifest), "valid": error is None, "error": error}))
@@ -681,7 +1186,16 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     volume = args.volume or work / "volume"
     run_id = args.run_id or work.name
-    job = RayJobRun(args.manifest, volume, work, run_id)
+    options = Options(
+        values=yaml.safe_load(values_path.read_text()),
+        image=args.image,
+        env=dict(e.split("=", 1) for e in args.env),
+        idle_timeout_s=args.idle_timeout_s,
+        node_boot_s=args.node_boot_s,
+        node_idle_s=args.node_idle_s,
+        status_check_timeout_s=args.status_check_timeout_s,
+    )
+    job = RayJobRun(args.manifest, volume, work, run_id, options)
     image = pods.ray_container(job.cluster_spec["headGroupSpec"]["template"]["spec"])["image"]
     outcome, seconds = Outcome("Failed", "", "Interrupted"), 0.0
     start = time.monotonic()
@@ -697,6 +1211,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # A second Ctrl-C must not leave containers behind: cleanup runs to its end.
         previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
+        job.stop_apis()
         job.podman.cleanup()
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -720,6 +1235,14 @@ def main(argv: list[str] | None = None) -> int:
                 "volume": str(volume),
                 "logs": str(work / "logs") if (work / "logs").exists() else None,
                 "seconds": round(seconds, 1),
+                "values": str(values_path),
+                "workers_created": job.workers_created,
+                "workers_deleted": sum(len(a.deleted) for a in job.attempts),
+                "max_workers": job.max_workers,
+                "nodes_added": job.nodes.added,
+                "nodes_removed": job.nodes.removed,
+                "scale_up_s": None if job.scale_up_s is None else round(job.scale_up_s, 1),
+                "refused_api_calls": job.refused,
             }
         ),
         flush=True,

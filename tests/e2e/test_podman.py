@@ -77,7 +77,7 @@ def variant(
 class Run:
     """One `python -m tests.e2e.podman_rayjob` in the background."""
 
-    def __init__(self, manifest: Path, work: Path) -> None:
+    def __init__(self, manifest: Path, work: Path, *flags: str, values: str = "kind") -> None:
         self.work, self.run_id = work, f"pytest-{work.name}"[:60]
         self.volume = work / "volume"
         self.log = work / "runner.log"
@@ -86,6 +86,8 @@ class Run:
             [
                 *(sys.executable, "-m", "tests.e2e.podman_rayjob", str(manifest)),
                 *("--work", str(work), "--run-id", self.run_id),
+                *("--values", str(REPO / "k8s" / "values" / f"{values}.yaml")),
+                *flags,
             ],
             cwd=REPO,
             stdout=self.log.open("w"),
@@ -299,3 +301,108 @@ def test_a_deadline_reached_while_the_cluster_starts_ends_the_rayjob_without_a_r
     assert outcome["jobDeploymentStatus"] == "Failed", run.explain()
     assert outcome["reason"] == "DeadlineExceeded" and outcome["attempts"] == 1, outcome
     assert _leftovers(run) == []
+
+
+# --- The variant users apply: the default cloud's T4 manifests, autoscaling from zero ---------
+
+K8S = REPO / "k8s"
+# CI-sized settings passed as a user would, in the RayJob's runtime env (`--env`): the
+# committed manifest is not edited.
+CI_ENV = {"TRAIN_LIMIT": "2048", "VAL_LIMIT": "1024", "TUNE_NUM_EPOCHS": "3"}
+
+
+def cloud_run(manifest: Path, work: Path, image: str, *flags: str, **env: str) -> Run:
+    env_flags = [f for k, v in (CI_ENV | env).items() for f in ("--env", f"{k}={v}")]
+    return Run(manifest, work, "--image", image, *env_flags, *flags, values="gke")
+
+
+def cloud_variant(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The default cloud's asha RayJob with one thing changed (a test's broken manifest)."""
+    doc = yaml.safe_load((K8S / "rayjob-asha.yaml").read_text())
+    change(doc)
+    path = tmp_path / "rayjob-asha.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_asha_on_the_t4_manifest_scales_from_zero_and_back(image: str, tmp_path: Path) -> None:
+    (doc,) = [yaml.safe_load((K8S / "rayjob-asha.yaml").read_text())]
+    group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 0 and group["minReplicas"] == 0  # the committed manifest
+    run = cloud_run(
+        K8S / "rayjob-asha.yaml",
+        tmp_path / "run",
+        image,
+        "--idle-timeout-s",
+        "10",
+        "--node-idle-s",
+        "5",
+        TUNE_NUM_SAMPLES="3",
+    )
+    outcome = run.wait()
+    log = run.log.read_text()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    # Ray's autoscaler asked for T4 workers through the API stand-in, never more than the
+    # group allows, and the node pool grew from zero for them.
+    assert outcome["refused_api_calls"] == [], outcome
+    assert 1 <= outcome["max_workers"] <= group["maxReplicas"]
+    assert outcome["nodes_added"] >= 1 and outcome["scale_up_s"] is not None
+    assert "pod triggered scale-up of pool t4" in log
+    assert "autoscaler patched the RayCluster" in log and "/replicas" in log
+    # The driver waited for the first T4 (GPU_WAIT_S) while the autoscaler added it.
+    driver_logs = "".join(
+        p.read_text(errors="replace") for p in (run.work / "ray-logs-1").rglob("job-driver-*.log")
+    )
+    assert "no T4 GPU yet; asking the autoscaler for one" in driver_logs
+    # An idle worker was given back: the autoscaler named it in workersToDelete and its pod
+    # went, before the job ended.
+    assert outcome["workers_deleted"] >= 1, run.explain()
+    assert "(workersToDelete)" in log
+    summary = json.loads((run.volume / "asha" / "results.json").read_text())
+    assert len(summary["trials"]) == 3 and summary["counts"]["errored"] == 0
+    for trial in summary["trials"]:
+        assert trial["metrics"]["assigned_gpus"] >= 1.0 and trial["metrics"]["on_cuda"] == 0.0
+
+
+def test_a_head_that_fits_no_node_fails_by_the_pre_running_deadline(
+    image: str, tmp_path: Path
+) -> None:
+    def too_big(doc: dict[str, Any]) -> None:
+        head = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        head["containers"][0]["resources"] = {
+            "requests": {"cpu": "16", "memory": "64Gi"},
+            "limits": {"cpu": "16", "memory": "64Gi"},
+        }
+        doc["spec"] |= {"preRunningDeadlineSeconds": 20, "backoffLimit": 0}
+
+    run = cloud_run(cloud_variant(tmp_path, too_big), tmp_path / "run", image)
+    outcome = run.wait()
+    assert outcome["reason"] == "PreRunningDeadlineExceeded", run.explain()
+    assert outcome["attempts"] == 1 and outcome["seconds"] < 120  # activeDeadline: 9000 s
+    log = run.log.read_text()
+    assert "Pending: 0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory" in log
+    assert outcome["nodes_added"] == 0
+    assert _leftovers(run) == []
+
+
+def test_a_t4_selector_that_matches_no_node_fails_the_gpu_wait(image: str, tmp_path: Path) -> None:
+    # KubeRay calls a cluster with zero workers Ready: the job starts, the autoscaler asks
+    # for a worker, the worker's pod stays Pending, and the driver's GPU_WAIT_S ends the job.
+    def wrong_label(doc: dict[str, Any]) -> None:
+        group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+        group["template"]["spec"]["nodeSelector"] = {
+            "cloud.google.com/gke-accelerator": "nvidia-tesla-l4"
+        }
+        doc["spec"]["backoffLimit"] = 0
+
+    run = cloud_run(cloud_variant(tmp_path, wrong_label), tmp_path / "run", image, GPU_WAIT_S="30")
+    outcome = run.wait()
+    assert outcome.get("status") == "FAILED" and outcome["reason"] == "AppFailed", run.explain()
+    log = run.log.read_text()
+    assert "didn't match Pod's node affinity/selector" in log
+    assert outcome["nodes_added"] == 0, "no pool holds nodes with that label"
+    driver_logs = "".join(
+        p.read_text(errors="replace") for p in (run.work / "ray-logs-1").rglob("job-driver-*.log")
+    )
+    assert "no node with accelerator_type:T4 joined within GPU_WAIT_S=30s" in driver_logs
+    assert outcome["seconds"] < 600
