@@ -184,6 +184,18 @@ CASES = [
     Case("results-nothing", ["jobs.results", "tune"], {}, "cannot read results"),
     Case("e2e-not-yaml", ["tests.e2e.podman_rayjob", "README.md"], {}, "is not YAML"),
     Case("e2e-not-a-rayjob", ["tests.e2e.podman_rayjob", "k8s/raycluster.yaml"], {}, "one RayJob"),
+    Case(
+        "e2e-env-without-value",
+        ["tests.e2e.podman_rayjob", "k8s/rayjob-asha.yaml", "--env", "TRAIN_LIMIT"],
+        {},
+        "--env takes KEY=VALUE",
+    ),
+    Case(
+        "e2e-missing-values",
+        ["tests.e2e.podman_rayjob", "k8s/rayjob-asha.yaml", "--values", "k8s/values/x.yaml"],
+        {},
+        "no values file",
+    ),
     # --- make, as typed -------------------------------------------------------------------
     Case("make-submit-stage", ["submit", "STAGE=bayes"], {}, "unknown STAGE 'bayes'", make=True),
     Case("make-run-value", ["run", "STAGE=tune", "ARGS=--num-epochs=0"], {}, ">= 1", make=True),

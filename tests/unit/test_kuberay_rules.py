@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ray._private import ray_constants
 from tests.support.kuberay import pods, submitter
 from tests.support.kuberay.validation import validate_raycluster, validate_rayjob
 from tests.support.manifests import ALL_RAY, GPU_JOBS, K8S, KIND_JOBS, cluster_specs, docs, ids
+from tests.support.runs import REPO
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -59,6 +61,10 @@ def _zero_deadline(doc: dict[str, Any]) -> None:
     doc["spec"]["activeDeadlineSeconds"] = 0
 
 
+def _priority_without_autoscaler_v2(doc: dict[str, Any]) -> None:
+    _worker(doc)["priority"] = 5
+
+
 def _zero_pre_running_deadline(doc: dict[str, Any]) -> None:
     doc["spec"]["preRunningDeadlineSeconds"] = 0
 
@@ -82,6 +88,11 @@ REFUSALS = [
     (_labels_in_start_params, "rayStartParams['labels'] is not supported for t4 group"),
     (_zero_deadline, "activeDeadlineSeconds must be a positive integer"),
     (_zero_pre_running_deadline, "preRunningDeadlineSeconds must be a positive integer"),
+    (
+        _priority_without_autoscaler_v2,
+        "worker group t4: priority is set to 5, but autoscaler v2 is not enabled. Priority is "
+        "only supported with autoscaler v2 enabled",
+    ),
     (
         _ttl_without_shutdown,
         "shutdownAfterJobFinishes set to false cannot have TTLSecondsAfterFinished",
@@ -182,3 +193,35 @@ def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> Non
     stage = path.stem.removeprefix("rayjob-")
     entry = words.index("--", submit)
     assert words[entry + 1 : entry + 4] == ["python", "-m", f"jobs.{stage}"]
+
+
+GO_VALIDATION = REPO.parent / "shared" / "kuberay-v1.7.0" / "src" / "validation.go"
+
+
+def _go_formats() -> list[re.Pattern[str]]:
+    """Every fmt.Errorf message of validation.go as a pattern (%s, %d, %v, %w: anything)."""
+    text = GO_VALIDATION.read_text()
+    formats = re.findall(r'fmt\.Errorf\(\s*"((?:[^"\\]|\\.)*)"', text)
+    return [
+        re.compile(".*".join(re.escape(part) for part in re.split(r"%[sdvwq]", f)) + "$")
+        for f in formats
+    ]
+
+
+# validation.go's own refusals (the runtime env's comes from the dashboard client's YAML parser).
+OWN = [(m, text) for m, text in REFUSALS if m is not _broken_runtime_env]
+
+
+@pytest.mark.parametrize(("mutate", "message"), OWN, ids=[m.__name__ for m, _ in OWN])
+def test_the_ports_messages_are_the_controllers_own(mutate, message: str) -> None:
+    if not GO_VALIDATION.is_file():
+        pytest.skip(f"{GO_VALIDATION} (KubeRay's source) is not beside the project")
+    doc = copy.deepcopy(load(K8S / "kind" / "rayjob-tune.yaml"))
+    mutate(doc)
+    error = validate_rayjob(doc)
+    assert error is not None
+    # The message, less the spec-level prefix that wraps the cluster's errors, is one of the
+    # Go source's own format strings filled in.
+    inner = error.removeprefix("The RayJob spec is invalid: ")
+    patterns = _go_formats()
+    assert any(p.match(error) or p.match(inner) for p in patterns), error

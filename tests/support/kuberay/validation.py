@@ -78,6 +78,48 @@ def validate_group_labels(group: dict[str, Any], name: str) -> None:
         raise Invalid("; ".join(problems))
 
 
+def _v2(spec: dict[str, Any], head_env: dict[str, str]) -> bool:
+    """IsAutoscalingV2Enabled, or the head's RAY_enable_autoscaler_v2 set to exactly "1" or
+    "true" (the Go code compares the string as it is)."""
+    options = spec.get("autoscalerOptions") or {}
+    enabled = bool(spec.get("enableInTreeAutoscaling")) and options.get("version") == "v2"
+    return enabled or head_env.get("RAY_enable_autoscaler_v2") in ("1", "true")
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    parts = text.lstrip("v").split("-")[0].split("+")[0].split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def validate_group_priority(
+    group: dict[str, Any], name: str, spec: dict[str, Any], head_env: dict[str, str]
+) -> None:
+    """validateWorkerGroupPriority: a non-zero priority needs Ray 2.56.0+ and autoscaler v2."""
+    priority = group.get("priority")
+    if not priority:
+        return
+    ray = spec.get("rayVersion", "")
+    if not ray:
+        raise Invalid(
+            f"worker group {name}: priority is set, but RayVersion was not specified. Ray "
+            "version 2.56.0 or later is required"
+        )
+    parsed = _version(ray)
+    if parsed is None:
+        raise Invalid(
+            f"worker group {name}: priority is set, but RayVersion format is invalid: {ray}"
+        )
+    if parsed < (2, 56, 0):
+        raise Invalid(
+            f"worker group {name}: priority is set, but minimum Ray version is 2.56.0, got {ray}"
+        )
+    if not _v2(spec, head_env):
+        raise Invalid(
+            f"worker group {name}: priority is set to {priority}, but autoscaler v2 is not "
+            "enabled. Priority is only supported with autoscaler v2 enabled"
+        )
+
+
 def validate_cluster_spec(spec: dict[str, Any]) -> None:
     """ValidateRayClusterSpec, in its order, for the fields this project can use."""
     for key in _NOT_PORTED["rayClusterSpec"]:
@@ -113,14 +155,12 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
                 raise Invalid(
                     f"worker group {name}: idleTimeoutSeconds must be non-negative, got {idle}"
                 )
-            v2 = spec.get("autoscalerOptions", {}).get("version") == "v2" or head_env.get(
-                "RAY_enable_autoscaler_v2", ""
-            ).lower() in ("1", "true")
-            if not v2:
+            if not _v2(spec, head_env):
                 raise Invalid(
                     f"worker group {name}: idleTimeoutSeconds is set, but autoscaler v2 is not "
                     f"enabled"
                 )
+        validate_group_priority(group, name, spec, head_env)
         if group.get("suspend"):
             raise Invalid(
                 f"worker group {name} can be suspended only when the RayJobDeletionPolicy feature "
@@ -132,7 +172,7 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
     if "redis-username" in params or "REDIS_USERNAME" in head_env:
         raise Invalid("cannot set redis username in rayStartParams or environment variables")
     v2_env = head_env.get("RAY_enable_autoscaler_v2")
-    if not autoscaling and v2_env is not None and v2_env.lower() in ("1", "true"):
+    if not autoscaling and v2_env in ("1", "true"):  # exactly these two, as in Go
         raise Invalid(
             f"environment variable RAY_enable_autoscaler_v2 cannot be set to '{v2_env}' when "
             f"enableInTreeAutoscaling is false"
