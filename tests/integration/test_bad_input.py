@@ -21,7 +21,7 @@ import torch
 
 from jobs.core.data import SPLIT_FILES
 from tests.support.idx import write_idx
-from tests.support.runs import clean_env, run_make, run_module
+from tests.support.runs import REPO, clean_env, run_make, run_module
 
 FILES = [stem for pair in SPLIT_FILES.values() for stem in pair]
 
@@ -266,5 +266,7 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(
     assert not written, written
 
 
-def test_the_battery_covers_at_least_30_cases() -> None:
+def test_the_battery_covers_at_least_30_cases_and_the_readme_says_how_many() -> None:
     assert len(CASES) >= 30 and len({c.name for c in CASES}) == len(CASES)
+    readme = (REPO / "README.md").read_text()
+    assert f"`test_bad_input.py`: {len(CASES)} cases" in readme
