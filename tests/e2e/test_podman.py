@@ -147,7 +147,12 @@ def files(root: Path) -> Iterator[Path]:
     yield from (p for p in root.rglob("*"))
 
 
-@pytest.mark.parametrize("stage", registry.names())
+# Every stage once in CI: asha runs from the default cloud's T4 manifest instead (below,
+# autoscaling from zero), the others from their kind manifests.
+KIND_STAGES = [s for s in registry.names() if s != "asha"]
+
+
+@pytest.mark.parametrize("stage", KIND_STAGES)
 def test_every_kind_rayjob_succeeds_in_containers_of_the_image(
     stage: str, image: str, tmp_path: Path
 ) -> None:
@@ -308,7 +313,7 @@ def test_a_deadline_reached_while_the_cluster_starts_ends_the_rayjob_without_a_r
 K8S = REPO / "k8s"
 # CI-sized settings passed as a user would, in the RayJob's runtime env (`--env`): the
 # committed manifest is not edited.
-CI_ENV = {"TRAIN_LIMIT": "2048", "VAL_LIMIT": "1024", "TUNE_NUM_EPOCHS": "3"}
+CI_ENV = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512", "TUNE_NUM_EPOCHS": "3"}
 
 
 def cloud_run(manifest: Path, work: Path, image: str, *flags: str, **env: str) -> Run:
