@@ -290,12 +290,14 @@ teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster,
 # kind one by default. Images it cannot have (GPU, Ray's CPU image) run as the local CPU image.
 MANIFEST ?= k8s/kind/rayjob-$(STAGE).yaml
 # CI-sized settings for a cloud manifest's runtime env (the committed file is not edited).
-E2E_ENV ?= TRAIN_LIMIT=2048 VAL_LIMIT=1024 TUNE_NUM_SAMPLES=2 TUNE_NUM_EPOCHS=2 GPU_WAIT_S=600
+# Three trials on up to three T4 workers: the one left idle is given back before the end.
+E2E_ENV ?= TRAIN_LIMIT=1024 VAL_LIMIT=512 TUNE_NUM_SAMPLES=3 TUNE_NUM_EPOCHS=3 GPU_WAIT_S=600
 
 .PHONY: e2e-podman
 e2e-podman: check-stage $(STAMP) image-offline ## Run MANIFEST (default k8s/kind/rayjob-STAGE.yaml) as KubeRay, a scheduler and the autoscaler would, in podman.
 	$(PY) -m tests.e2e.podman_rayjob $(MANIFEST) --image $(IMAGE_CPU) \
-	  $(if $(filter k8s/kind/%,$(MANIFEST)),,$(foreach e,$(E2E_ENV),--env $(e)) --idle-timeout-s 30) \
+	  $(if $(filter k8s/kind/%,$(MANIFEST)),,$(foreach e,$(E2E_ENV),--env $(e)) \
+	    --idle-timeout-s 10 --node-idle-s 5) \
 	  $(ARGS)
 
 ##@ kind (a local Kubernetes in Docker)

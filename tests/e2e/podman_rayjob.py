@@ -746,7 +746,7 @@ class RayJobRun:
 
     def _watch_scale_up(self, attempt: Attempt) -> None:
         """Scale-up time: from the job's start to the first worker's Ray node alive."""
-        if self.scale_up_s is not None or attempt.running_at is None:
+        if not self.autoscaling or self.scale_up_s is not None or attempt.running_at is None:
             return
         if not any(c.role == "worker" and c.phase == "Running" for c in attempt.ray):
             return
