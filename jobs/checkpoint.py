@@ -24,6 +24,8 @@ from jobs.core.settings import Settings, integer, optional, positive_float, sett
 from jobs.core.stage import Kubernetes, Stage
 
 MAX_FAILURES = 2
+# Kept per trial: its best checkpoint by the tuned metric and mode (what best_model.pt
+# exports), plus the latest one, which Tune never deletes (what a retry resumes from).
 # num_to_keep=1 also makes Tune snapshot the experiment after every trial checkpoint, so a
 # killed driver loses at most the epoch in flight (the snapshot otherwise lags by >= 1 s).
 KEEP_CHECKPOINTS = 1
@@ -135,7 +137,11 @@ def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
 def run_config(settings: Settings) -> dict[str, Any]:
     return {
         "failure_config": tune.FailureConfig(max_failures=MAX_FAILURES),
-        "checkpoint_config": tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        "checkpoint_config": tune.CheckpointConfig(
+            num_to_keep=KEEP_CHECKPOINTS,
+            checkpoint_score_attribute=settings.metric,
+            checkpoint_score_order=settings.mode,
+        ),
         "stop": stopper(settings),
     }
 

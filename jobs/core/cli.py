@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from jobs.core.lock import exclusive
+from jobs.core.results import error_report
 from jobs.core.settings import (
     ConfigError,
     Settings,
@@ -77,6 +78,8 @@ def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
         return bad_input(err)
     errored = summary.counts["errored"]
     if errored:
+        for line in error_report(summary, settings.trial_memory_mib):
+            print(f"error: {line}", file=sys.stderr)
         print(f"error: {errored} of {len(summary.trials)} trials errored", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     if summary.best is None:

@@ -24,6 +24,7 @@ from ray import tune
 
 from jobs.core import report, results
 from jobs.core.engine import DataSpec
+from jobs.core.oom import tolerate_memory_kills
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.runtime import connect_and_plan
 from jobs.core.search import search_space
@@ -44,6 +45,7 @@ def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = F
         checkpoint=checkpoint,
         fail_at_epoch=settings.fail_at_epoch,
         per_trial_seed=settings.trial_seeds == "per-trial",
+        experiment_dir=str(settings.experiment_dir),
     )
     return tune.with_parameters(train_trial, spec=spec)
 
@@ -137,6 +139,7 @@ class TuneRun:
         plan = connect_and_plan(settings, self.plan)
         print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)
         trainable = tune.with_resources(self.make_trainable(settings, plan), plan.resources)
+        tolerate_memory_kills()
         grid = self.open_tuner(settings, plan, trainable).fit()
         histories = [report.history_of(r) for r in grid]
         records = [

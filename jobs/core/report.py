@@ -107,7 +107,8 @@ def draw_curves(
     ax.set_ylabel("validation loss (cross-entropy)")
     ax.set_title(f"{summary.stage}: validation loss per epoch, {len(summary.trials)} trials")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:  # no curve at all when every trial errored early
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 

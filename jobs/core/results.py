@@ -1,9 +1,10 @@
 """What a run leaves: a typed summary, written as results.json and results.csv and printed.
 
 results.json schema (the interface other tools read): stage, metric, mode, best {trial_id,
-config, metrics}, trials [{trial_id, status, epochs, config, metrics}], counts {completed,
-early_stopped, errored}, wall_time_s, compute. Status: `completed` (ran every epoch),
-`early_stopped` (a scheduler, Stopper or time limit ended it), `errored`.
+config, metrics}, trials [{trial_id, status, epochs, config, metrics, error (errored trials
+only: one line)}], counts {completed, early_stopped, errored}, wall_time_s, compute.
+Status: `completed` (ran every epoch), `early_stopped` (a scheduler, Stopper or time limit
+ended it), `errored`.
 
 One table, `TABLE`, is both the printed leaderboard and results.csv: the walkthrough's
 result-dataframe columns (`loss`, `training_iteration`, `config/lr`) next to ours.
@@ -37,6 +38,7 @@ KEPT_METRICS = (
     "epoch_s",
     "train_images_per_s",
     "start_epoch",
+    "peak_rss_mib",
     "assigned_gpus",
     "on_cuda",
     "world_size",
@@ -45,6 +47,11 @@ KEPT_METRICS = (
     "checkpoint_path",
 )
 _TRIAL_DIR_ID = re.compile(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?:_|$)")
+# Ray's wording for a worker its memory monitor killed (raylet's OOM message), and the
+# numbers in it.
+MEMORY_KILL = "running low on memory"
+_NODE_USE = re.compile(r"was ([\d.]+GB) used / ([\d.]+GB) limit")
+_KILLED_USE = re.compile(r"actual memory used=([\d.]+GB)")
 
 History = Sequence[Mapping[str, Any]]  # one row per epoch: epoch, loss, val_loss, ...
 
@@ -56,14 +63,27 @@ class TrialRecord:
     epochs: int
     config: dict[str, Any]
     metrics: dict[str, Any]
+    error: str | None = None  # one line, for an errored trial (error_line)
+
+    @property
+    def killed_for_memory(self) -> bool:
+        return self.error is not None and self.error.startswith(MEMORY_KILLED)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["error"] is None:
+            del data["error"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
         return cls(
-            data["trial_id"], data["status"], int(data["epochs"]), data["config"], data["metrics"]
+            data["trial_id"],
+            data["status"],
+            int(data["epochs"]),
+            data["config"],
+            data["metrics"],
+            data.get("error"),
         )
 
 
@@ -150,6 +170,24 @@ def _finite(values: Iterable[Any]) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
+MEMORY_KILLED = "killed by Ray's memory monitor"
+
+
+def error_line(error: str) -> str:
+    """One line for a trial's error: the memory monitor's numbers, or the error's last line."""
+    if MEMORY_KILL in error:
+        parts = [MEMORY_KILLED]
+        killed, node = _KILLED_USE.search(error), _NODE_USE.search(error)
+        if killed:
+            parts.append(f"the killed worker held {killed.group(1)}")
+        if node:
+            parts.append(f"its node had {node.group(1)} of {node.group(2)} in use")
+        return "; ".join(parts)
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else "unknown error"
+    return last if len(last) <= 300 else last[:297] + "..."
+
+
 def record(
     trial_id: str,
     errored: bool,
@@ -157,6 +195,7 @@ def record(
     config: Mapping[str, Any],
     metrics: Mapping[str, Any],
     history: History = (),
+    error: str | None = None,
 ) -> TrialRecord:
     """A TrialRecord from a trial's last metrics and its per-epoch history."""
     kept = {k: metrics[k] for k in KEPT_METRICS if k in metrics}
@@ -173,6 +212,7 @@ def record(
         epochs,
         _clean(dict(config)),
         _clean(kept),
+        error_line(error) if errored and error else None,
     )
 
 
@@ -186,7 +226,8 @@ def record_from_result(result: Any, num_epochs: int, history: History = ()) -> T
     config = dict(result.config or {})
     # A restored experiment keeps its own epoch count, whatever the current settings say.
     planned = int(config.get("num_epochs", num_epochs))
-    return record(trial_id, result.error is not None, planned, config, metrics, history)
+    error = None if result.error is None else str(result.error)
+    return record(trial_id, error is not None, planned, config, metrics, history, error)
 
 
 # --- the one table: leaderboard and results.csv ---------------------------------------------
@@ -255,6 +296,29 @@ def leaderboard(summary: Summary) -> str:
         f"{summary.metric} ({summary.mode})"
     )
     return "\n".join([*lines, footer])
+
+
+def error_report(summary: Summary, reserved_mib: int) -> list[str]:
+    """A line per errored trial, saying why; for a memory kill, what to raise."""
+    lines = []
+    for trial in summary.trials:
+        if trial.status != "errored":
+            continue
+        line = f"trial {trial.trial_id} errored: {trial.error or 'see its error.txt'}"
+        if trial.killed_for_memory:
+            peak = trial.metrics.get("peak_rss_mib")
+            seen = (
+                f"its last reported peak RSS was {peak:.0f} MiB"
+                if isinstance(peak, int | float)
+                else "it was killed before its first epoch ended"
+            )
+            line += (
+                f"; it reserved {reserved_mib} MiB (TRIAL_MEMORY_MIB) and {seen}: raise "
+                "TRIAL_MEMORY_MIB above the trial's peak, so Ray puts fewer trials on a "
+                "node, or give the worker pods more memory"
+            )
+        lines.append(line)
+    return lines
 
 
 def best_report(summary: Summary) -> str:

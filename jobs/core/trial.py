@@ -9,8 +9,10 @@ config, the progress table and results.json hold only hyperparameters.
 from __future__ import annotations
 
 import json
+import resource
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -32,6 +34,9 @@ class TrialSpec:
     checkpoint: bool  # checkpoint every epoch (the checkpoint stage)
     fail_at_epoch: int | None = None  # fault injection, for the resume tests
     per_trial_seed: bool = False  # TRIAL_SEEDS=per-trial
+    # The experiment folder on the shared storage: where FAIL_AT_EPOCH remembers that a
+    # trial already failed, whichever node or attempt runs it next.
+    experiment_dir: str = ""
 
 
 def trial_seed(seed: int, per_trial: bool, config: dict[str, Any]) -> int:
@@ -44,6 +49,31 @@ def trial_seed(seed: int, per_trial: bool, config: dict[str, Any]) -> int:
 
 class InjectedFailure(RuntimeError):
     """Raised once per trial by FAIL_AT_EPOCH, to exercise FailureConfig retries."""
+
+
+# Under the experiment folder: one empty file per trial that FAIL_AT_EPOCH already failed.
+INJECTED_DIR = "injected_failures"
+
+
+def fail_once(spec: TrialSpec, trial_id: str, epoch: int) -> None:
+    """FAIL_AT_EPOCH: raise the first time this trial reaches that epoch, never again.
+
+    Remembered on the shared storage, not inferred from the trial's checkpoints: a trial
+    that fails in its first epoch has none, and its retry must still get past the epoch.
+    """
+    if spec.fail_at_epoch != epoch:
+        return
+    marker = Path(spec.experiment_dir) / INJECTED_DIR / trial_id
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    raise InjectedFailure(f"injected failure at epoch {epoch} (FAIL_AT_EPOCH)")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (what TRIAL_MEMORY_MIB must cover)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -66,12 +96,11 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if start:
         print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
     for epoch in range(start + 1, config["num_epochs"] + 1):
-        if spec.fail_at_epoch == epoch and start == 0:
-            # Only in an attempt that started from scratch: the retry resumes past it.
-            raise InjectedFailure(f"injected failure at epoch {epoch} (FAIL_AT_EPOCH)")
+        fail_once(spec, trial_id, epoch)
         result = trainer.run_epoch(epoch)
         print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
-        metrics = {**result.metrics(), "start_epoch": start, **placed}
+        metrics = {**result.metrics(), "start_epoch": start, "peak_rss_mib": peak_rss_mib()}
+        metrics.update(placed)
         if not spec.checkpoint:
             tune.report(metrics)
             continue

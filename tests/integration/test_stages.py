@@ -152,13 +152,62 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
     for folder in trial_dirs(env, "checkpoint"):
         assert (folder / "error.txt").exists()  # it did fail once
         assert reported_epochs(folder)[-1] == 3
-        assert len(list(folder.glob("checkpoint_*"))) == 1  # num_to_keep=1
+        # num_to_keep=1: the best epoch's checkpoint, plus the latest if that is another one.
+        kept = sorted(p.name for p in folder.glob("checkpoint_*"))
+        assert kept[-1] == "checkpoint_000002" and len(kept) <= 2, kept
     # The best trial's checkpoint, exported and evaluated again from scratch.
     model = Path(env["STORAGE_PATH"]) / "checkpoint" / "best_model.pt"
     proc = run_module("jobs.evaluate", [str(model)], env)
     assert proc.returncode == 0, explain(proc)
     accuracy = float(re.search(r"^accuracy: (0\.\d{4})$", proc.stdout, re.M).group(1))
     assert accuracy == pytest.approx(summary["best"]["metrics"]["val_accuracy"], abs=2e-3)
+
+
+def test_fail_at_epoch_1_fails_each_trial_once_though_it_has_no_checkpoint(stage_env) -> None:
+    # A trial that fails in its first epoch has no checkpoint to resume past the failure:
+    # the retry must still not fail again (FailureConfig allows 2 retries; 1 is used).
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="1", FAIL_AT_EPOCH="1")
+    run_stage("checkpoint", env)
+    summary = load_results(env, "checkpoint")
+    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
+    for trial in summary["trials"]:
+        assert trial["metrics"]["start_epoch"] == 0 and trial["epochs"] == 1
+    folders = trial_dirs(env, "checkpoint")
+    assert len(folders) == 2 and all((f / "error.txt").exists() for f in folders)
+    assert all(reported_epochs(f) == [1] for f in folders)  # failed once, then ran once
+    injected = Path(env["STORAGE_PATH"]) / "checkpoint" / "injected_failures"
+    assert sorted(p.name for p in injected.iterdir()) == sorted(
+        t["trial_id"] for t in summary["trials"]
+    )
+
+
+def _memory_threshold(headroom_mib: int) -> str:
+    """A RAY_memory_usage_threshold this machine passes once a trial loads: what is in use
+    now (the test's own process included) plus `headroom_mib`, as a fraction of the total."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    total, available = (int(info[k].split()[0]) / 1024 for k in ("MemTotal", "MemAvailable"))
+    return f"{(total - available + headroom_mib) / total:.4f}"
+
+
+def test_a_trial_killed_for_memory_ends_errored_with_its_reason(stage_env) -> None:
+    # Ray's memory monitor, set to act once the driver, Ray and a trial's start are in use
+    # (about 1 GiB): it kills the trial's actor each attempt, as a worker pod smaller than
+    # a trial does. The run must end with the trial errored (after FailureConfig's 2
+    # retries), its results written and one line saying why, not a driver traceback.
+    env = dict(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="1", TRIAL_MEMORY_MIB="256")
+    env["RAY_memory_usage_threshold"] = _memory_threshold(600)
+    proc = run_module("jobs.checkpoint", [], env)
+    assert proc.returncode == 1, explain(proc)
+    assert "Caught unexpected exception" not in proc.stdout + proc.stderr
+    summary = load_results(env, "checkpoint")
+    (trial,) = summary["trials"]
+    assert trial["status"] == "errored" and trial["epochs"] == 0
+    assert trial["error"].startswith("killed by Ray's memory monitor; the killed worker held")
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "error: 1 of 1 trials errored"
+    assert lines[-2].startswith(f"error: trial {trial['trial_id']} errored: killed by Ray's")
+    assert "it reserved 256 MiB (TRIAL_MEMORY_MIB)" in lines[-2]
+    assert len(list(trial_dirs(env, "checkpoint")[0].glob("error.txt"))) == 1
 
 
 def test_train_inside_tune(stage_env) -> None:
@@ -269,6 +318,14 @@ def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
     assert proc.returncode == 1, explain(proc)
     assert re.search(r"job tune-\w+ FAILED", proc.stdout)
     assert load_results(env, "tune")["counts"]["errored"] == 1
+    # FAIL_AT_EPOCH fails a trial once: resumed (errored trials restart), it completes.
+    again = run_module("jobs.tune", ["--resume"], env)
+    assert again.returncode == 0, explain(again)
+    assert load_results(env, "tune")["counts"] == {
+        "completed": 1,
+        "early_stopped": 0,
+        "errored": 0,
+    }
 
 
 def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env) -> None:

@@ -1,14 +1,20 @@
-"""Every Tune stage builds its Tuner in a small private Ray, without fit(): the experiment
-is restorable from the moment it is created."""
+"""Tune wiring in a small private Ray: every Tune stage builds its Tuner without fit() (the
+experiment is restorable from the moment it is created), and the checkpoint stage's
+CheckpointConfig plus export keep and export the best epoch, on scripted metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import ray
+import torch
 from ray import tune
 
 from jobs import asha, checkpoint, train
 from jobs import tune as tune_stage
+from jobs.core import checkpoints, results
+from jobs.core.export import export_best_model
 from jobs.core.resources import ClusterView
 from tests.support.runs import settings as resolve
 
@@ -44,3 +50,43 @@ def test_every_tune_stage_builds_a_tuner_without_fit(tmp_path, local_ray) -> Non
         assert isinstance(tuner, tune.Tuner)
         # Tune writes tuner.pkl on construction: a run killed before fit() is restorable.
         assert tune.Tuner.can_restore(str(tmp_path / name))
+
+
+def _scripted_trial(config: dict) -> None:
+    """A trial that reports a fixed metric sequence, checkpointing every epoch as the
+    checkpoint stage's trial does (same file format), so the best epoch is known."""
+    for epoch, value in enumerate(config["values"], start=1):
+        state = {"model": {"w": torch.tensor([float(epoch)])}, "epoch": epoch}
+        with checkpoints.saved(state, tune.Checkpoint) as saved:
+            tune.report({"epoch": epoch, config["metric"]: value}, checkpoint=saved)
+
+
+@pytest.mark.parametrize(
+    ("metric", "values", "best_epoch"),
+    [("val_loss", [0.5, 0.3, 0.4], 2), ("val_accuracy", [0.6, 0.8, 0.7], 2)],
+)
+def test_best_model_is_the_best_epoch_by_the_metric_and_mode_not_the_last(
+    tmp_path, local_ray, capsys, metric, values, best_epoch
+) -> None:
+    s = resolve("checkpoint", env={"STORAGE_PATH": str(tmp_path), "TUNE_METRIC": metric})
+    grid = tune.Tuner(
+        _scripted_trial,
+        param_space={"values": values, "metric": metric, "num_epochs": len(values)},
+        tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, num_samples=1),
+        run_config=tune.RunConfig(
+            name="checkpoint", storage_path=str(tmp_path), **checkpoint.run_config(s)
+        ),
+    ).fit()
+    (result,) = grid
+    # The latest checkpoint stays too (what a retry resumes from): best plus latest on disk.
+    kept = sorted(p.name for p in Path(result.path).glob("checkpoint_*"))
+    assert kept == [f"checkpoint_{best_epoch - 1:06d}", f"checkpoint_{len(values) - 1:06d}"]
+    summary = results.Summary(
+        "checkpoint", s.metric, s.mode, [results.record_from_result(result, len(values))], 1.0
+    )
+    (path,) = export_best_model(s, grid, summary)
+    exported = torch.load(path, weights_only=False)
+    assert exported["epoch"] == best_epoch
+    assert exported["metrics"][metric] == values[best_epoch - 1]
+    assert exported["model"]["w"].item() == best_epoch
+    assert f"epoch {best_epoch}, {metric}={values[best_epoch - 1]:.4g})" in capsys.readouterr().out
