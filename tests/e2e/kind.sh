@@ -4,7 +4,8 @@
 #   tests/e2e/kind.sh up     # only create the cluster (operator, storage)
 #   tests/e2e/kind.sh down   # delete it
 # Needs docker (with a running daemon), kind, kubectl and helm; exits 3 naming what is
-# missing, which the pytest wrapper turns into a skip with that reason.
+# missing. tests/e2e/test_kind.py checks the same list before it runs this (and skips only
+# when one is absent), so an exit 3 under it is a failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 

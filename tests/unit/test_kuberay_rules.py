@@ -5,19 +5,35 @@ from them, and the /dev/shm it gives each Ray container."""
 from __future__ import annotations
 
 import copy
-import json
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from ray._private import ray_constants
+from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
+from ray.runtime_env import RuntimeEnv
 
+from jobs import registry
+from jobs.core.settings import Setting, Settings, env_names, settings_fields
+from tests.support import ray_memory, runs
 from tests.support.kuberay import pods, submitter
 from tests.support.kuberay.validation import validate_raycluster, validate_rayjob
-from tests.support.manifests import ALL_RAY, GPU_JOBS, K8S, KIND_JOBS, cluster_specs, docs, ids
+from tests.support.manifests import (
+    ALL_RAY,
+    GPU_JOBS,
+    K8S,
+    KIND_JOBS,
+    SHARED,
+    VALUES,
+    cluster_specs,
+    docs,
+    groups,
+    ids,
+    real_gpus,
+    variant_of,
+)
+from tests.support.ray_memory import SHM
 from tests.support.runs import REPO
 
 
@@ -141,41 +157,115 @@ def test_ray_start_on_kind_gives_each_worker_a_fake_gpu(path: Path) -> None:
         assert {"--num-gpus=1", "--num-cpus=1", '--resources={"accelerator_type:T4":1}'} <= flags
 
 
+def _ray_pods(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """Each Ray pod as KubeRay builds it from the manifest (with the /dev/shm it adds):
+    (group, pod spec, `ray start` parameters)."""
+    spec = cluster_specs(doc)
+    built = pods.cluster_pods(doc)
+    out = [
+        (
+            "head",
+            built["head"]["spec"],
+            pods.start_params(spec["headGroupSpec"], head=True, fqdn="x"),
+        )
+    ]
+    for group in spec["workerGroupSpecs"]:
+        name = group["groupName"]
+        params = pods.start_params(group, head=False, fqdn="x")
+        out.append((name, built[f"worker-{name}"]["spec"], params))
+    return out
+
+
+def _shm_shortfalls(doc: dict[str, Any]) -> dict[str, str]:
+    """The Ray pods whose /dev/shm cannot hold the object store Ray takes there (Ray then
+    puts the store on disk, or refuses to start): group -> why."""
+    short = {}
+    for name, pod, params in _ray_pods(doc):
+        memory_backed, shm = ray_memory.shm_bytes(pod)
+        limit = ray_memory.memory_limit(pod)
+        store = ray_memory.object_store_bytes(params, limit, shm)
+        if not memory_backed:
+            short[name] = "no memory-backed /dev/shm"
+        elif shm is not None and shm < store:
+            short[name] = f"/dev/shm {shm} B < object store {store} B (memory limit {limit} B)"
+    return short
+
+
 @pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))
 def test_no_manifest_shrinks_dev_shm_below_the_object_store(path: Path) -> None:
     """KubeRay's own /dev/shm is the memory limit; a volume of ours there would replace it."""
     doc = load(path)
-    spec = cluster_specs(doc)
-    for head, group in [(True, spec["headGroupSpec"])] + [
-        (False, g) for g in spec["workerGroupSpecs"]
-    ]:
+    assert len(_ray_pods(doc)) >= 2  # the head and at least one worker group
+    assert _shm_shortfalls(doc) == {}
+
+
+def _old_two_gib_shm(doc: dict[str, Any]) -> None:
+    """The dshm volume the first manifests mounted on every Ray container (ebd330b)."""
+    volume = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
+    for group in groups(cluster_specs(doc)):
         pod = group["template"]["spec"]
-        params = pods.start_params(group, head=head, fqdn="x")
-        shm = pods.dev_shm(pod, params)
-        assert shm is not None and shm.size_bytes, "no sized /dev/shm"
-        memory = int(params["memory"])
-        # resolve_object_store_memory: 30% of the node's memory, capped at 95% of /dev/shm.
-        wanted = memory * ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
-        assert shm.size_bytes * 0.95 >= wanted, (group.get("groupName", "head"), shm, wanted)
+        container = pods.ray_container(pod)
+        # New lists: the groups share theirs (YAML anchors load as one object).
+        pod["volumes"] = [*pod["volumes"], volume]
+        container["volumeMounts"] = [*container["volumeMounts"], {"name": "dshm", "mountPath": SHM}]
 
 
-def test_a_small_shm_volume_of_our_own_would_cap_the_head() -> None:
+def test_the_old_two_gib_shm_volume_would_have_starved_the_t4_worker() -> None:
     doc = copy.deepcopy(load(K8S / "rayjob-tune.yaml"))
-    head = cluster_specs(doc)["headGroupSpec"]
-    pod = head["template"]["spec"]
-    pod["volumes"].append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
-    pods.ray_container(pod)["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
-    shm = pods.dev_shm(pod, {})
-    assert shm == pods.Shm(2**30, added_by_kuberay=False)
-    assert shm.size_bytes * 0.95 < 4 * 2**30 * ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
+    _old_two_gib_shm(doc)
+    for _, pod, _ in _ray_pods(doc):  # ours replaces KubeRay's: one /dev/shm, 2 GiB
+        mounts = [m for m in pods.ray_container(pod)["volumeMounts"] if m["mountPath"] == SHM]
+        assert [m["name"] for m in mounts] == ["dshm"]
+        assert ray_memory.shm_bytes(pod) == (True, 2 * 2**30)
+    # The head's 4 GiB limit makes a 1.2 GiB store, which fits; the T4 worker's 10 GiB makes
+    # a 3 GiB one, which does not (Ray's cap is 10 GB at least, so nothing shrinks it).
+    short = _shm_shortfalls(doc)
+    assert set(short) == {"t4"}, short
+    assert "object store 3221225472 B" in short["t4"], short
 
 
-@pytest.mark.parametrize("path", GPU_JOBS, ids=ids(GPU_JOBS))
+def _settings_by_env(stage: str) -> dict[str, tuple[str, Setting, bool]]:
+    """Environment variable -> (field, its Setting, whether it is a stage option)."""
+    options = registry.load(stage).options
+    out = {s.env: (f.name, s, False) for f, s in settings_fields(Settings) if s.env}
+    if options is not None:
+        out |= {s.env: (f.name, s, True) for f, s in settings_fields(options) if s.env}
+    return out
+
+
+def _driver_env(doc: dict[str, Any], runtime_env: dict[str, Any]) -> dict[str, str]:
+    """The environment the stage's driver starts with: the head's Ray container (the
+    manifest's env plus what KubeRay adds, setContainerEnvVars), then the job's env_vars on
+    top. Ray 2.60 runs the JobSupervisor actor in the job's runtime env
+    (JobManager._get_supervisor_runtime_env; RuntimeEnvContext sets env_vars) and starts the
+    entrypoint with a copy of that actor's environment (JobSupervisor.run)."""
+    head = pods.ray_container(cluster_specs(doc)["headGroupSpec"]["template"]["spec"])
+    user = {e["name"]: e["value"] for e in head.get("env", []) if "value" in e}
+    fqdn = pods.head_fqdn("c-abcde")
+    env = pods.container_env(
+        user,
+        cluster="c-abcde",
+        group="headgroup",
+        pod="c-abcde-head",
+        head=True,
+        fqdn=fqdn,
+        port=pods.DEFAULT_HEAD_PORT,
+        command="ray start --head",
+        token="t0ken",
+    )
+    return {**env, **(runtime_env.get("env_vars") or {})}
+
+
+@pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
 def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> None:
     doc = load(path)
+    values = VALUES[variant_of(path)]
+    stage = path.stem.removeprefix("rayjob-")
+    # BuildJobSubmitCommand (job.go), K8sJobMode: getRuntimeEnvJson turns runtimeEnvYAML
+    # into JSON (sigs.k8s.io/yaml YAMLToJSON), passed strconv.Quote'd as --runtime-env-json.
     command = submitter.command(doc["spec"], cluster="c-abcde", job_id="j-fghij")
     assert command[:3] == ["/bin/bash", "-ce", "--"]
-    words = shlex.split(command[3])
+    words = shlex.split(command[3])  # the words bash hands to `ray job submit`
     address = "http://c-abcde-head-svc.default.svc.cluster.local:8265"
     submit = words.index("submit")
     assert words[submit - 2 : submit + 4] == [
@@ -186,13 +276,40 @@ def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> Non
         address,
         "--no-wait",
     ]
-    env_json = words[words.index("--runtime-env-json") + 1]
-    assert json.loads(env_json) == yaml.safe_load(doc["spec"]["runtimeEnvYAML"])
     assert words[words.index("--submission-id") + 1] == "j-fghij"
     assert words[-4:] == ["--address", address, "--follow", "j-fghij"]
-    stage = path.stem.removeprefix("rayjob-")
     entry = words.index("--", submit)
-    assert words[entry + 1 : entry + 4] == ["python", "-m", f"jobs.{stage}"]
+    assert words[entry + 1 :] == [
+        *["python", "-m", registry.STAGES[stage]],
+        ";",
+        "fi",
+        ";",
+        *["ray", "job", "logs", "--address", address, "--follow", "j-fghij"],
+    ]
+    # What `ray job submit` makes of the argument (its own parser), checked as the job
+    # manager checks a runtime env (env_vars must be a Dict[str, str]).
+    parsed = parse_runtime_env_args(runtime_env_json=words[words.index("--runtime-env-json") + 1])
+    runtime_env = RuntimeEnv(**parsed)
+    # The variant's settings for this stage, exactly: the values file, not the manifest.
+    assert (runtime_env.get("env_vars") or {}) == values["env_vars"]
+    env = _driver_env(doc, runtime_env)
+    resolved = runs.settings(stage, env=env)
+    every_stage = {name for s in registry.names() for name in env_names(registry.declared(s))}
+    reads = set(env_names(registry.declared(stage)))
+    declared = _settings_by_env(stage)
+    for name, raw in values["env_vars"].items():
+        assert name in every_stage, f"{name} is no setting of any stage"
+        if name not in reads:
+            continue  # another stage's (the baseline runs no search)
+        field, setting, option = declared[name]
+        got = getattr(resolved.options if option else resolved, field)
+        assert got == setting.parse(raw, name), (name, raw, got)
+    # The cluster-wide settings the containers carry reach the driver too.
+    assert resolved.storage_path == SHARED
+    assert resolved.accelerator == "gpu"
+    assert resolved.accelerator_type == values["worker"]["accelerator_type"]
+    if real_gpus(variant_of(path)):  # a cold T4 node from zero, the driver's wait for it
+        assert resolved.gpu_wait_s == values["cold_start_s"]["t4"]
 
 
 GO_VALIDATION = REPO.parent / "shared" / "kuberay-v1.7.0" / "src" / "validation.go"

@@ -4,6 +4,7 @@ invariants, no drift from k8s/templates/ and k8s/values/. (Linters run in `make 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from jobs import registry
+from tests.support.kuberay.pods import KUBERAY_VERSION
 from tests.support.manifests import (
     ALL_RAY,
     CLOUDS,
@@ -65,12 +67,37 @@ def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
 
 
+CRD_LOCK = CRDS.parent / "kuberay.lock.json"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_crds_are_the_shared_kuberay_release() -> None:
-    shared = REPO.parent / "shared" / "kuberay-v1.7.0" / "crds"
-    if not shared.is_dir():
-        pytest.skip(f"{shared} is not present to compare the vendored copy with")
-    for name in ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml"):
-        assert (CRDS / name).read_bytes() == (shared / name).read_bytes(), name
+    """The vendored CRDs are the release the lock names, byte for byte, everywhere; where
+    ../shared holds that release (the project's machines, CI), they are its files too."""
+    lock = json.loads(CRD_LOCK.read_text())
+    version = lock["kuberay"]
+    # One KubeRay version across the project: the folder, the port, `make operator`.
+    assert CRDS.name == f"kuberay-v{version}"
+    assert f"v{version}" == KUBERAY_VERSION  # tests/support/kuberay/pods.py
+    make = re.search(r"^KUBERAY_VERSION \?= (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert make and make.group(1) == version, "the Makefile's KUBERAY_VERSION (make operator)"
+    files = lock["files"]
+    assert sorted(p.name for p in CRDS.iterdir()) == sorted(files)  # nothing unlisted
+    assert {"ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml"} <= set(files)
+    for name, digest in files.items():
+        assert _sha256(CRDS / name) == digest, f"{CRDS.name}/{name} is not the locked file"
+    for kind in ("RayCluster", "RayJob"):
+        (crd,) = docs(CRDS / f"ray.io_{kind.lower()}s.yaml")
+        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == "ray.io"
+        assert crd["spec"]["names"]["kind"] == kind
+    shared = REPO.parent / "shared" / f"kuberay-v{version}"
+    if shared.is_dir():  # the release itself: crds/ and the LICENSE beside them
+        for name, digest in files.items():
+            source = shared / ("crds" if name.endswith(".yaml") else "") / name
+            assert _sha256(source) == digest, f"{name} differs from {source}"
 
 
 @pytest.mark.parametrize("path", ALL_RAY, ids=ids(ALL_RAY))

@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from jobs import train
 from jobs.core import resources
 from jobs.core.resources import ClusterView, check_placeable, plan_trials
 from jobs.core.settings import ConfigError
-from tests.support import runs
-from tests.support.kuberay.pods import quantity
+from tests.support import ray_memory, runs
+from tests.support.kuberay.pods import cluster_pods, start_params
+from tests.support.manifests import VARIANTS, cluster_specs, docs, folder
 from tests.support.runs import REPO
 
 MEM = 1536 * 1024**2  # TRIAL_MEMORY_MIB's default, 1.5 GiB, in bytes
@@ -107,14 +107,30 @@ def test_a_trial_bigger_than_every_node_fails_fast() -> None:
         check_placeable(plan_trials(s, small), s, small)
 
 
-@pytest.mark.parametrize(
-    "variant", sorted(p.stem for p in (REPO / "k8s" / "values").glob("*.yaml"))
-)
+@pytest.mark.parametrize("variant", VARIANTS)  # every k8s/values/*.yaml
 def test_worker_pods_hold_the_memory_of_the_trials_their_gpus_run(variant: str) -> None:
-    values = yaml.safe_load((REPO / "k8s" / "values" / f"{variant}.yaml").read_text())
-    worker = values["worker"]["resources"]
-    gpus = float(values["worker"]["group_resources"].get("GPU", worker.get("nvidia.com/gpu", 0)))
-    memory_mib = quantity(worker["memory"]) / 1024**2
-    # One GPU trial (or Train worker) per GPU, each reserving TRIAL_MEMORY_MIB: the pod's
-    # memory (Ray's `memory` resource, from the limit) must hold them all.
-    assert memory_mib >= gpus * settings().trial_memory_mib, (variant, memory_mib, gpus)
+    # One GPU trial (or Train worker) per GPU, each reserving TRIAL_MEMORY_MIB. The worker
+    # pod's memory limit is shared with Ray's object store (tests/support/ray_memory.py):
+    # what is left after it must hold them all.
+    trial = settings().trial_memory_mib * 2**20
+    paths = [folder(variant) / "raycluster.yaml", *sorted(folder(variant).glob("rayjob-*.yaml"))]
+    checked = 0
+    for path in paths:
+        (doc,) = docs(path)
+        built = cluster_pods(doc)
+        for group in cluster_specs(doc)["workerGroupSpecs"]:
+            pod = built[f"worker-{group['groupName']}"]["spec"]  # with KubeRay's /dev/shm
+            params = start_params(group, head=False, fqdn="x")
+            gpus = int(params.get("num-gpus", 0))  # what Ray counts: the limit or the map
+            limit = ray_memory.memory_limit(pod)
+            _, shm = ray_memory.shm_bytes(pod)
+            store = ray_memory.object_store_bytes(params, limit, shm)
+            left = limit - store
+            assert gpus >= 1, (path.name, group["groupName"])
+            assert left >= gpus * trial, (
+                f"{path.relative_to(REPO)} {group['groupName']}: limit {limit / 2**20:.0f} MiB "
+                f"- object store {store / 2**20:.0f} MiB = {left / 2**20:.0f} MiB < "
+                f"{gpus} GPU(s) x {trial / 2**20:.0f} MiB"
+            )
+            checked += 1
+    assert checked >= len(paths)  # every manifest has a worker group

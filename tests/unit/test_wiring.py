@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -75,6 +76,60 @@ def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
     assert isinstance(run["stop"], checkpoint.ThresholdStopper)
     assert checkpoint.tune_config(s, plan_trials(s, CPU_2)).time_budget_s == 600
     assert checkpoint.run_config(resolve("checkpoint"))["stop"] is None
+    # The flags reach the stopper's decisions (val_loss, min; STOP_TRIAL_AFTER's default 5).
+    stop = run["stop"]
+    assert not stop("a", {"val_loss": 2.0, "epoch": 5, "time_total_s": 10})
+    assert stop("a", {"val_loss": 2.0, "epoch": 6, "time_total_s": 12})  # worse than 1.0
+    assert not stop("b", {"val_loss": 0.5, "epoch": 6, "time_total_s": 59.9})
+    assert stop("b", {"val_loss": 0.5, "epoch": 7, "time_total_s": 60})  # the time limit
+    assert not stop.stop_all()
+    assert not stop("c", {"val_loss": 0.05, "epoch": 2, "time_total_s": 5})
+    assert stop.stop_all()  # a trial reached --stop-all-at
+
+
+def _stopper(**env: str) -> checkpoint.ThresholdStopper:
+    """The checkpoint stage's stopper from an environment alone (how a RayJob sets it)."""
+    stop = checkpoint.run_config(resolve("checkpoint", env=env))["stop"]
+    assert isinstance(stop, checkpoint.ThresholdStopper)
+    return stop
+
+
+# TUNE_METRIC, STOP_TRIAL_WORSE_THAN with a worse and a better value, STOP_ALL_AT with a
+# value just short of it.
+STOP_CASES = [
+    ("val_loss", "1.0", 1.5, 0.5, "0.05", 0.06),  # min: worse is higher
+    ("val_accuracy", "0.5", 0.4, 0.6, "0.9", 0.89),  # max: worse is lower
+]
+
+
+@pytest.mark.parametrize(
+    ("metric", "worse_than", "bad", "good", "stop_all_at", "short"),
+    STOP_CASES,
+    ids=[c[0] for c in STOP_CASES],
+)
+def test_checkpoint_stop_settings_reach_the_stopper_from_the_environment(
+    metric: str, worse_than: str, bad: float, good: float, stop_all_at: str, short: float
+) -> None:
+    # STOP_TRIAL_WORSE_THAN applies only after STOP_TRIAL_AFTER epochs, in the metric's mode.
+    stop = _stopper(TUNE_METRIC=metric, STOP_TRIAL_WORSE_THAN=worse_than, STOP_TRIAL_AFTER="3")
+    assert not stop("a", {metric: bad, "epoch": 3})  # still within the 3 epochs
+    assert stop("a", {metric: bad, "epoch": 4})
+    assert not stop("b", {metric: good, "epoch": 4})
+    assert not stop("b", {metric: good, "epoch": 50, "time_total_s": 10**6})  # no time limit
+    assert not stop.stop_all()  # STOP_ALL_AT unset
+    default = _stopper(TUNE_METRIC=metric, STOP_TRIAL_WORSE_THAN=worse_than)
+    assert not default("a", {metric: bad, "epoch": 5}) and default("a", {metric: bad, "epoch": 6})
+    # STOP_ALL_AT ends the experiment once any trial reaches it, and only then.
+    stop = _stopper(TUNE_METRIC=metric, STOP_ALL_AT=stop_all_at)
+    assert not stop("a", {metric: short, "epoch": 1}) and not stop.stop_all()
+    assert not stop("a", {metric: bad, "epoch": 20})  # no per-trial rule
+    assert not stop("b", {metric: float(stop_all_at), "epoch": 1})
+    assert stop.stop_all()
+    # TRIAL_TIME_LIMIT_S stops each trial at that age, whatever its metric.
+    stop = _stopper(TUNE_METRIC=metric, TRIAL_TIME_LIMIT_S="60")
+    assert not stop("a", {metric: good, "epoch": 1, "time_total_s": 59.5})
+    assert stop("a", {metric: good, "epoch": 2, "time_total_s": 60})
+    assert not stop.stop_all()
 
 
 def test_threshold_stopper_is_the_walkthroughs() -> None:
@@ -145,9 +200,39 @@ def test_results_from_tune_results_statuses_best_and_schema() -> None:
         "cccccccc": "errored",
         "dddddddd": "completed",
     }
-    assert all(
-        set(t) == {"trial_id", "status", "epochs", "config", "metrics"} for t in summary["trials"]
+    keys = {"trial_id", "status", "epochs", "config", "metrics"}
+    for t in summary["trials"]:  # an errored trial also says why, in one line
+        assert set(t) == (keys | {"error"} if t["status"] == "errored" else keys), t
+    assert {t["trial_id"]: t.get("error") for t in summary["trials"]}["cccccccc"] == "x"
+
+
+# The raylet's message for a worker its memory monitor killed (Ray 2.60), trimmed.
+OOM = (
+    "ray.exceptions.OutOfMemoryError: 1 worker(s) were killed due to the node running low on "
+    "memory. Memory on the node (IP: 10.0.0.3, ID: 1c) was 2.14GB used / 23.54GB limit "
+    "(0.090974)\nSelected to kill: (Actor(ab), task name=ImplicitFunc.__init__, pid=9711, "
+    "actual memory used=0.52GB, worker ID=d5)\n]\nRefer to the documentation"
+)
+
+
+def test_a_trial_killed_for_memory_says_so_in_one_line_with_what_to_raise() -> None:
+    killed = results.record_from_result(_result("aaaaaaaa", 0, None, error=OOM), 3)
+    failed = results.record_from_result(_result("bbbbbbbb", 0, None, error="a\nValueError: b"), 3)
+    assert killed.error == (
+        "killed by Ray's memory monitor; the killed worker held 0.52GB; its node had 2.14GB "
+        "of 23.54GB in use"
     )
+    assert failed.error == "ValueError: b" and not failed.killed_for_memory
+    summary = results.Summary("tune", "val_loss", "min", [killed, failed], 1.0)
+    lines = results.error_report(summary, 256)
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("trial aaaaaaaa errored: killed by Ray's memory monitor")
+    assert "reserved 256 MiB (TRIAL_MEMORY_MIB)" in lines[0]
+    assert "raise TRIAL_MEMORY_MIB" in lines[0]
+    assert lines[1] == "trial bbbbbbbb errored: ValueError: b"
+    # Round trip through results.json keeps the reason.
+    again = results.Summary.from_dict(json.loads(json.dumps(summary.as_dict())))
+    assert results.error_report(again, 256) == lines
 
 
 @pytest.mark.parametrize("planned", [3, 5])
