@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(
             f"{args.path}: trial {saved['trial_id']}, "
-            f"would be evaluated on {dataset} from {settings.data_dir}"
+            f"would be evaluated on {len(split)} test images of {dataset} from {settings.data_dir}"
         )
         return 0
     accuracy, loss = evaluate(model, split)

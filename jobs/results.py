@@ -28,13 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         source = args.source
-        if source in registry.names() and not Path(source).exists():
+        is_stage = source in registry.names() and not Path(source).exists()
+        if is_stage:
             source = str(experiment_dir(source, os.environ))
+        elif args.folder and (source == "-" or not Path(source).exists()):
+            raise ConfigError(f"--folder needs a stage or an existing folder, not {source!r}")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.folder:
-        print(source)
+        # results.json names the folder that holds it.
+        print(source if is_stage or Path(source).is_dir() else Path(source).parent)
         return 0
     try:
         if source == "-":

@@ -1,10 +1,9 @@
-"""Private Ray nodes on this machine: the local head of `make submit` (and its workers, where
-a caller adds them).
+"""A private Ray head on this machine: the local cluster of `make submit`.
 
-Each node is one `ray start --block` process tree with its own ports, like a pod. `stop()`
-shuts a node down gracefully; `kill()` SIGKILLs every process of the tree at once (raylet,
-workers, the job driver that Ray starts in a session of its own), as a pod's death would.
-Nothing outside the trees this module started is ever signalled: no `ray stop`.
+The head is one `ray start --block` process tree with its own temp dir and ports, like a pod.
+`stop()` shuts it down gracefully, then SIGKILLs what is left of the tree (raylet, workers,
+the job driver that Ray starts in a session of its own). Nothing outside the tree this module
+started is ever signalled: no `ray stop`.
 """
 
 from __future__ import annotations
@@ -97,12 +96,14 @@ class NodeSpec:
 
 
 class RayNode:
-    def __init__(self, spec: NodeSpec, temp_dir: Path, head_address: str | None) -> None:
+    """A Ray head node: `ray start --head --block` with free ports and its own temp dir."""
+
+    def __init__(self, spec: NodeSpec, temp_dir: Path) -> None:
         self.spec = spec
         self.temp_dir = temp_dir
         self.log_path = temp_dir / f"{spec.name}.log"
-        self.gcs_port = free_port() if head_address is None else None
-        self.dashboard_port = free_port() if head_address is None else None
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
         cmd = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -117,23 +118,18 @@ class RayNode:
             f"--node-manager-port={free_port()}",
             f"--object-manager-port={free_port()}",
             "--disable-usage-stats",
+            "--head",
+            f"--port={self.gcs_port}",
+            f"--temp-dir={temp_dir}",
+            f"--dashboard-port={self.dashboard_port}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            f"--ray-client-server-port={free_port()}",
         ]
         if spec.resources:
             cmd.append(f"--resources={json.dumps(spec.resources)}")
         if spec.memory_bytes:
             cmd.append(f"--memory={spec.memory_bytes}")
-        if head_address is None:
-            cmd += [
-                "--head",
-                f"--port={self.gcs_port}",
-                f"--temp-dir={temp_dir}",
-                f"--dashboard-port={self.dashboard_port}",
-                "--dashboard-host=127.0.0.1",
-                "--include-dashboard=true",
-                f"--ray-client-server-port={free_port()}",
-            ]
-        else:
-            cmd.append(f"--address={head_address}")
         env = {**os.environ, **spec.env}
         # `python` in a job's entrypoint must be this interpreter, as in the image.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -145,13 +141,6 @@ class RayNode:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """Every process of this node dies at once, as when its pod is deleted."""
-        tree = process_tree(self.proc.pid)
-        _signal_all(tree, signal.SIGKILL)
-        _wait_gone(tree, 10)
-        self.proc.wait()
 
     def stop(self, grace_s: float = 20) -> None:
         """Graceful shutdown (ray start's SIGTERM handler), then SIGKILL what is left."""
@@ -185,13 +174,12 @@ def _wait_http(url: str, node: RayNode, timeout_s: float) -> None:
 
 
 class LocalCluster:
-    """A head plus worker nodes on this machine, with a private temp dir and free ports."""
+    """A Ray head on this machine, with a private temp dir and free ports."""
 
     def __init__(self, head: NodeSpec, temp_root: str | None = None) -> None:
         # Short path: Ray's Unix socket paths must stay under ~107 characters.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rtk-", dir=temp_root or "/tmp"))
-        self.head = RayNode(head, self.temp_dir, None)
-        self.workers: list[RayNode] = []
+        self.head = RayNode(head, self.temp_dir)
         self.gcs_address = f"127.0.0.1:{self.head.gcs_port}"
         self.dashboard_url = f"http://127.0.0.1:{self.head.dashboard_port}"
         try:
@@ -200,44 +188,8 @@ class LocalCluster:
             self.head.stop()
             raise
 
-    def add_worker(self, spec: NodeSpec) -> RayNode:
-        node = RayNode(spec, self.temp_dir, self.gcs_address)
-        self.workers.append(node)
-        return node
-
-    def wait_for_nodes(self, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Wait until `count` nodes (head included) are alive in the GCS."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.alive_nodes() >= count:
-                return
-            for node in self.workers:
-                if not node.alive:
-                    raise RuntimeError(f"Ray node {node.spec.name} exited; see {node.log_path}")
-            time.sleep(0.5)
-        raise RuntimeError(f"only {self.alive_nodes()} of {count} Ray nodes joined in {timeout_s}s")
-
-    def alive_nodes(self) -> int:
-        request = urllib.request.Request(f"{self.dashboard_url}/nodes?view=summary")
-        token = os.environ.get("RAY_AUTH_TOKEN")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                data = json.load(response)
-        except (OSError, ValueError):
-            return 0
-        summary = data.get("data", {}).get("summary", [])
-        return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
-
-    def kill(self) -> None:
-        """All Ray processes of the cluster die at once (head and workers)."""
-        for node in [*self.workers, self.head]:
-            node.kill()
-
     def shutdown(self, keep_logs: bool = False) -> None:
-        for node in [*self.workers, self.head]:
-            node.stop()
+        self.head.stop()
         if not keep_logs:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
