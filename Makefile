@@ -158,13 +158,21 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the tests need (root or sudo), else name them.
+	.ci/system-packages
+
 .PHONY: test
-test: lint ## Lint, then every test: unit, integration, e2e (podman; kind skips without Docker).
+test: system-packages lint ## Set up, lint, then every test: unit, integration, e2e (podman; kind skips without Docker).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes jobs/bench/results/.
 	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m jobs.bench.bench
+
+.PHONY: bench-memory
+bench-memory: $(STAMP) ## Measure trial memory at the default data size (~25 min on 2 cores); writes jobs/bench/results/memory.json.
+	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m jobs.bench.memory
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Run tests/unit only: no Ray cluster, no dataset package (~2 min).

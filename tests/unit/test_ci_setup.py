@@ -1,0 +1,71 @@
+"""`make test` sets up a fresh machine itself: .ci/system-packages installs the Debian
+packages the tests need where this user may, and otherwise names them in one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.runs import REPO
+
+SCRIPT = REPO / ".ci" / "system-packages"
+
+
+def _fake_bin(tmp_path: Path, installed: bool) -> Path:
+    """A PATH folder whose dpkg reports every package (not) installed, and no sudo."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "dpkg").write_text(f"#!/bin/sh\nexit {0 if installed else 1}\n")
+    (folder / "dpkg").chmod(0o755)
+    return folder
+
+
+def _run(path: str, as_nobody: bool) -> subprocess.CompletedProcess[str]:
+    setpriv = str(shutil.which("setpriv"))
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
+    env = {"PATH": path, "HOME": "/nonexistent"}
+    return subprocess.run(
+        [*prefix, "/bin/bash", str(SCRIPT)], env=env, capture_output=True, text=True
+    )
+
+
+def test_every_package_there_is_a_quiet_success(tmp_path) -> None:
+    proc = _run(f"{_fake_bin(tmp_path, installed=True)}", as_nobody=False)
+    assert proc.returncode == 0 and proc.stdout == proc.stderr == ""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to act as nobody"
+)
+def test_a_user_who_may_not_install_gets_one_line_naming_the_packages(tmp_path) -> None:
+    # Somewhere nobody can reach (pytest's tmp_path is private to root).
+    shared = Path(tempfile.mkdtemp(prefix="rtk-ci-"))
+    shared.chmod(0o755)
+    folder = _fake_bin(shared, installed=False)
+    proc = _run(str(folder), as_nobody=True)  # no sudo on that PATH
+    assert proc.returncode == 2, proc
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: the tests need these packages; install them with: sudo ")
+    assert "dataset-fashion-mnist" in line and "podman" in line and proc.stdout == ""
+    shutil.rmtree(shared)
+
+
+def test_without_dpkg_it_says_what_to_install_in_one_line(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _run(str(empty), as_nobody=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: not a Debian-based system") and "podman" in line
+
+
+def test_make_test_runs_it_first_and_ci_runs_make_test() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "\ntest: system-packages lint " in makefile
+    assert "\n\t.ci/system-packages\n" in makefile
+    assert 'make test VENV="$VENV"' in (REPO / ".ci" / "run").read_text()
