@@ -34,9 +34,9 @@ from jobs.core.resources import (
 )
 from jobs.core.runtime import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.core.search import random_search
-from jobs.core.settings import Scope, Settings
+from jobs.core.settings import MIB, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.trial import trial_seed
+from jobs.core.trial import peak_rss_mib, trial_seed
 
 TRAIN_MAX_FAILURES = 1
 TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
@@ -45,6 +45,14 @@ DRIVER_CPU = 0.01
 # Ray Train workers take slightly under a CPU each, so a 2-CPU node fits the 2 workers of
 # one trial plus the trial's own sliver (findings: 1.0 each deadlocks on 2 cores).
 TRAIN_WORKER_CPU = 0.99
+
+
+def driver_resources(settings: Settings) -> dict[str, float]:
+    """The trial itself: a CPU sliver, and its measured memory (TRAIN_DRIVER_MEMORY_MIB)
+    unless TRIAL_MEMORY_MIB=0 turns reservations off."""
+    if not settings.trial_memory_mib:
+        return {"cpu": DRIVER_CPU}
+    return {"cpu": DRIVER_CPU, "memory": TRAIN_DRIVER_MEMORY_MIB * MIB}
 
 
 def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
@@ -58,7 +66,7 @@ def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
         concurrency = min(caps) if caps else None
         return TrialPlan(
             True,
-            {"cpu": DRIVER_CPU},
+            driver_resources(settings),
             concurrency,
             cpus_per_trial=1,
             worker_resources=worker,
@@ -70,7 +78,7 @@ def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
     concurrency = min(settings.max_concurrent or cap, cap)
     return TrialPlan(
         False,
-        {"cpu": DRIVER_CPU},
+        driver_resources(settings),
         concurrency,
         cpus_per_trial=max(1, round(per_worker)),
         worker_resources={"CPU": per_worker, **memory_request(settings)},
@@ -123,6 +131,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for epoch in range(start + 1, config["num_epochs"] + 1):
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics(), "start_epoch": start, "world_size": world, **placed}
+        metrics["peak_rss_mib"] = peak_rss_mib()  # this worker's
         if rank != 0:
             ray.train.report(metrics, checkpoint=None)  # every rank reports; rank 0 saves
             continue

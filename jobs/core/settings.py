@@ -35,10 +35,22 @@ ACCELERATORS = ("auto", "gpu", "cpu")
 METRICS = {"val_loss": "min", "loss": "min", "val_accuracy": "max"}
 SHARED_STORAGE = Path("/mnt/cluster_storage")
 TRIAL_SEEDS = ("shared", "per-trial")
-# A trial's measured peak RSS is 1.2 GiB on CPU with the whole training split in memory
-# (jobs/bench/results: trial_peak_rss_mib 1181-1207); 1.5 GiB leaves a quarter for headroom.
-TRIAL_MEMORY_MIB = 1536
 MIB = 1024**2
+# A memory reservation is a measured peak plus this share, rounded up to 64 MiB.
+MEMORY_HEADROOM = 0.25
+
+
+def reservation_mib(peak_mib: float) -> int:
+    """What to reserve for a process whose measured peak RSS is `peak_mib`."""
+    return int(-(-peak_mib * (1 + MEMORY_HEADROOM) // 64) * 64)
+
+
+# reservation_mib of the larger peak RSS of a `tune` trial and a `train` worker at the
+# default data size (the whole splits), measured by `make bench-memory` into
+# jobs/bench/results/memory.json; tests/unit/test_resources.py keeps the two in step.
+TRIAL_MEMORY_MIB = 1984
+# The same for the `train` stage's trial, which only drives its Train workers.
+TRAIN_DRIVER_MEMORY_MIB = 1088
 
 
 class ConfigError(ValueError):
@@ -264,7 +276,7 @@ class Settings:
         env="TUNE_MAX_CONCURRENT",
         parse=optional(integer(1)),
         scope=Scope.TUNE,
-        shown="sized from the cluster",
+        shown="CPU mode: trials or CPUs, the fewer; GPU mode: none (the GPUs limit); train: 2",
         help="cap on trials running at once",
     )
     train_limit: int | None = setting(
@@ -314,8 +326,10 @@ class Settings:
         TRIAL_MEMORY_MIB,
         env="TRIAL_MEMORY_MIB",
         parse=integer(0),
-        help="memory each trial (and each Train worker) reserves in Ray, as the walkthrough's "
-        "Part 4 does; sized from the measured peak RSS of a trial; 0: no reservation",
+        help="memory each trial (in train: each Train worker; the trial driving them reserves "
+        f"{TRAIN_DRIVER_MEMORY_MIB}) reserves in Ray, as the walkthrough's Part 4 does: the "
+        "peak RSS measured at the default data size plus a quarter (make bench-memory); "
+        "0: no reservation at all",
     )
     ray_address: str | None = setting(
         None,
@@ -339,7 +353,9 @@ class Settings:
         parse=optional(integer(1)),
         scope=Scope.TRIAL,
         shown="off",
-        help="fault injection: every trial raises once when it reaches this epoch",
+        help="fault injection: each trial raises the first time it reaches this epoch and "
+        "never again (remembered in <experiment>/injected_failures), so a retry or --resume "
+        "gets past it",
     )
     lock_wait_s: float = setting(
         120.0,

@@ -10,13 +10,18 @@ import torch
 from jobs import train
 from jobs.core import resources
 from jobs.core.resources import ClusterView, check_placeable, plan_trials
-from jobs.core.settings import ConfigError
+from jobs.core.settings import (
+    TRAIN_DRIVER_MEMORY_MIB,
+    TRIAL_MEMORY_MIB,
+    ConfigError,
+    reservation_mib,
+)
 from tests.support import ray_memory, runs
 from tests.support.kuberay.pods import cluster_pods, start_params
 from tests.support.manifests import VARIANTS, cluster_specs, docs, folder
 from tests.support.runs import REPO
 
-MEM = 1536 * 1024**2  # TRIAL_MEMORY_MIB's default, 1.5 GiB, in bytes
+MEM = TRIAL_MEMORY_MIB * 1024**2  # the default reservation, in bytes
 MEMORY = {"memory": MEM}
 CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
 CPU_8 = ClusterView(cpus=8, gpus=0, max_node_cpus=8, resources={"CPU": 8})
@@ -65,7 +70,10 @@ def test_gpu_without_that_accelerator_fails_fast() -> None:
 
 def test_train_stage_keeps_the_trial_tiny_and_caps_runs() -> None:
     plan = train.plan_train(settings("train"), CPU_2)
-    assert plan.resources == {"cpu": 0.01}
+    # The trial only drives its Train run: a CPU sliver and its own measured memory.
+    assert plan.resources == {"cpu": 0.01, "memory": TRAIN_DRIVER_MEMORY_MIB * 1024**2}
+    off = train.plan_train(settings("train", TRIAL_MEMORY_MIB="0"), CPU_2)
+    assert off.resources == {"cpu": 0.01} and "memory" not in off.worker_resources
     assert plan.worker_resources == {"CPU": 0.99, **MEMORY} and plan.num_workers == 2
     assert plan.max_concurrent == 1  # 2 CPUs fit one run of 2 workers, never two
     gpu = train.plan_train(settings("train"), T4_X4)
@@ -86,11 +94,29 @@ def test_fake_gpu_picks_the_cpu_device_and_says_so_once(monkeypatch, capsys) -> 
     assert resources.trial_device(False).type == "cpu"
 
 
-def test_trials_reserve_memory_sized_from_the_measured_peak() -> None:
-    measured = json.loads((REPO / "jobs" / "bench" / "results" / "latest.json").read_text())
-    peak_mib = measured["trial_peak_rss_mib"]
+def test_reservations_are_the_measured_peaks_plus_headroom() -> None:
+    # make bench-memory measured the peaks at the default data size (the whole splits).
+    measured = json.loads((REPO / "jobs" / "bench" / "results" / "memory.json").read_text())
+    assert measured["train_images"] == 60000 and measured["val_images"] == 10000
+    biggest = max(measured["tune_trial_peak_rss_mib"], measured["train_worker_peak_rss_mib"])
+    assert TRIAL_MEMORY_MIB == reservation_mib(biggest) == measured["trial_memory_mib"]
+    driver = measured["train_driver_peak_rss_mib"]
+    assert TRAIN_DRIVER_MEMORY_MIB == reservation_mib(driver) == measured["train_driver_memory_mib"]
+    readme = (REPO / "README.md").read_text()
+    for key in ("tune_trial", "train_worker", "train_driver"):
+        assert f"{round(measured[f'{key}_peak_rss_mib']):,} MiB" in readme, key
+    for mib in (TRIAL_MEMORY_MIB, TRAIN_DRIVER_MEMORY_MIB):
+        assert f"{mib:,} MiB" in readme
+
+
+def test_reservation_is_the_peak_plus_a_quarter_rounded_up_to_64_mib() -> None:
+    assert reservation_mib(1024) == 1280
+    assert reservation_mib(1025) == 1344  # 1281.25 rounds up to the next 64
+    assert reservation_mib(1560.6) == 1984
+
+
+def test_trials_and_train_workers_reserve_trial_memory_mib() -> None:
     s = settings()
-    assert peak_mib <= s.trial_memory_mib <= 2 * peak_mib  # room to spare, not a waste
     plan = plan_trials(s, T4_X4)
     assert plan.resources["memory"] == s.trial_memory_mib * 1024**2
     assert "memory" not in plan_trials(settings(TRIAL_MEMORY_MIB="0"), T4_X4).resources
@@ -103,7 +129,7 @@ def test_a_trial_bigger_than_every_node_fails_fast() -> None:
         cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2}, max_node_memory=1024 * 1024**2
     )
     s = settings()
-    with pytest.raises(ConfigError, match=r"reserves 1536 MiB .* offers 1024 MiB"):
+    with pytest.raises(ConfigError, match=rf"reserves {TRIAL_MEMORY_MIB} MiB .* offers 1024 MiB"):
         check_placeable(plan_trials(s, small), s, small)
 
 

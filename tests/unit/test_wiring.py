@@ -154,7 +154,7 @@ def test_train_stage_wiring() -> None:
     assert isinstance(config.search_alg, BasicVariantGenerator)
     assert config.num_samples == 2 and config.search_alg.max_concurrent == 1
     assert train.STAGE.run.run_config(s)["failure_config"].max_failures == 1
-    assert plan.resources == {"cpu": 0.01} and plan.num_workers == 2
+    assert plan.resources["cpu"] == 0.01 and plan.num_workers == 2
 
 
 def _result(trial_id: str, epoch: int, val_loss: float | None, error=None, num_epochs=3):
