@@ -39,31 +39,40 @@ class TrialSpec:
     experiment_dir: str = ""
 
 
+def config_key(config: dict[str, Any]) -> int:
+    """A number that names a trial by its config: the same across retries, restores and
+    `restart_errored` (which gives an errored trial a new trial id, tune/experiment/trial.py
+    Trial.reset)."""
+    return zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())
+
+
 def trial_seed(seed: int, per_trial: bool, config: dict[str, Any]) -> int:
     """SEED for every trial (TRIAL_SEEDS=shared), or SEED plus a number derived from the
     trial's config (per-trial): the same config always gets the same seed, also on resume."""
     if not per_trial:
         return seed
-    return seed + zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())
+    return seed + config_key(config)
 
 
 class InjectedFailure(RuntimeError):
     """Raised once per trial by FAIL_AT_EPOCH, to exercise FailureConfig retries."""
 
 
-# Under the experiment folder: one empty file per trial that FAIL_AT_EPOCH already failed.
+# Under the experiment folder: one empty file per trial config that FAIL_AT_EPOCH failed.
 INJECTED_DIR = "injected_failures"
 
 
-def fail_once(spec: TrialSpec, trial_id: str, epoch: int) -> None:
+def fail_once(spec: TrialSpec, config: dict[str, Any], epoch: int) -> None:
     """FAIL_AT_EPOCH: raise the first time this trial reaches that epoch, never again.
 
     Remembered on the shared storage, not inferred from the trial's checkpoints: a trial
     that fails in its first epoch has none, and its retry must still get past the epoch.
+    Keyed by the trial's config, not its id: `--resume` restarts an errored trial under a
+    new id. (Two trials with identical configs would share one failure.)
     """
     if spec.fail_at_epoch != epoch:
         return
-    marker = Path(spec.experiment_dir) / INJECTED_DIR / trial_id
+    marker = Path(spec.experiment_dir) / INJECTED_DIR / f"config-{config_key(config):08x}"
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +105,7 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if start:
         print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
     for epoch in range(start + 1, config["num_epochs"] + 1):
-        fail_once(spec, trial_id, epoch)
+        fail_once(spec, config, epoch)
         result = trainer.run_epoch(epoch)
         print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
         metrics = {**result.metrics(), "start_epoch": start, "peak_rss_mib": peak_rss_mib()}
