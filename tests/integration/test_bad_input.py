@@ -1,6 +1,10 @@
 """A battery of bad inputs, each run as a user would type it: one `error:` line on stderr,
 exit code 2, no traceback, and nothing written under STORAGE_PATH.
 
+The first case of each module runs as a plain `python -m` subprocess; the others are forked
+from a process that has already imported the modules (tests/support/zygote.py), which saves
+the 5 s of torch and Ray imports per case and changes nothing the case checks.
+
 The damaged datasets are real copies of Debian's Fashion-MNIST with one file broken the way
 files break in practice: cut short, mixed up with the other split, overwritten, relabelled.
 """
@@ -11,7 +15,7 @@ import gzip
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import torch
 from jobs.core.data import SPLIT_FILES
 from tests.support.idx import write_idx
 from tests.support.runs import REPO, clean_env, run_make, run_module
+from tests.support.zygote import Zygote
 
 FILES = [stem for pair in SPLIT_FILES.values() for stem in pair]
 
@@ -234,9 +239,21 @@ def _files(tmp: Path) -> None:
     )
 
 
+MODULES = sorted({c.argv[0] for c in CASES if not c.make})
+# The first case of each module: run as a plain subprocess, imports and all.
+PLAIN = {next(c.name for c in CASES if not c.make and c.argv[0] == m) for m in MODULES}
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    forked = Zygote(MODULES, clean_env(), REPO)
+    yield forked
+    forked.close()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_one_error_line_exit_2_and_nothing_written(
-    case: Case, tmp_path: Path, bad_data: dict[str, Path], fashion_mnist: Path
+    case: Case, tmp_path: Path, bad_data: dict[str, Path], fashion_mnist: Path, zygote: Zygote
 ) -> None:
     _files(tmp_path)
     storage = tmp_path / "storage"
@@ -256,7 +273,10 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(
         # make adds its own "make: *** [...] Error 2" line after the command's.
         errors = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
     else:
-        proc = run_module(argv[0], argv[1:], env, timeout=300)
+        if case.name in PLAIN:
+            proc = run_module(argv[0], argv[1:], env, timeout=300)
+        else:
+            proc = zygote.run(argv[0], argv[1:], env, tmp_path)
         errors = proc.stderr.splitlines()
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr + proc.stdout
