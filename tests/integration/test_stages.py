@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from jobs.bench.memory import descendants
 from jobs.submit import local_head
 from tests.support import tune_files
 from tests.support.runs import REPO, explain, load_results, run_make, run_module
@@ -63,26 +65,32 @@ def test_baseline_then_a_rerun_keeps_the_first_results(stage_env) -> None:
     assert load_results(stage_env, "baseline")["trials"][0]["epochs"] == 1
 
 
-def test_tune_random_search_then_rerun_resumes(stage_env) -> None:
-    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="2")
-    proc = run_stage("tune", env)
+def test_tune_random_search_then_resume_restarts_the_trials_that_failed(stage_env) -> None:
+    # Each trial raises once at epoch 2 (FAIL_AT_EPOCH); this stage has no FailureConfig, so
+    # the first run ends with both trials errored after one epoch (exit 1).
+    env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="2", FAIL_AT_EPOCH="2")
+    first = run_module("jobs.tune", [], env)
+    assert first.returncode == 1, explain(first)
+    failed = load_results(env, "tune")
+    assert failed["counts"] == {"completed": 0, "early_stopped": 0, "errored": 2}
+    assert [t["epochs"] for t in failed["trials"]] == [1, 1]
+    # --resume restarts them (Tuner.restore(restart_errored=True)); without checkpoints in
+    # this stage they start again from epoch 1, get past epoch 2 this time and complete.
+    proc = run_stage("tune", env, "--resume")
+    assert "resuming" in proc.stdout and "start again from epoch 1" in proc.stdout
     summary = load_results(env, "tune")
     assert_sound(summary, "tune", 2)
     assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
-    lrs = {t["config"]["lr"] for t in summary["trials"]}
-    assert len(lrs) == 2 and all(1e-4 <= lr <= 1e-1 for lr in lrs)
+    configs = sorted(json.dumps(t["config"], sort_keys=True) for t in summary["trials"])
+    assert configs == sorted(json.dumps(t["config"], sort_keys=True) for t in failed["trials"])
+    for trial in summary["trials"]:
+        assert trial["epochs"] == 2 and trial["metrics"]["start_epoch"] == 0, trial
+        assert 1e-4 <= trial["config"]["lr"] <= 1e-1
+    restarted = [d for d in trial_dirs(env, "tune") if reported_epochs(d) == [1, 2]]
+    assert len(restarted) == 2  # epoch 1 trained again, then epoch 2
     assert "rank  trial_id" in proc.stdout  # the leaderboard
     best = summary["best"]
     assert f"best trial {best['trial_id']}" in proc.stdout  # get_best_result()'s printout
-    # --resume resumes the finished experiment: same trials, nothing re-trained, and it says
-    # that unfinished trials of this stage would start again from epoch 1 (no checkpoints).
-    before = {d.name: reported_epochs(d) for d in trial_dirs(env, "tune")}
-    again = run_stage("tune", env, "--resume")
-    assert "resuming" in again.stdout and "start again from epoch 1" in again.stdout
-    assert {d.name: reported_epochs(d) for d in trial_dirs(env, "tune")} == before
-    assert {t["trial_id"] for t in load_results(env, "tune")["trials"]} == {
-        t["trial_id"] for t in summary["trials"]
-    }
 
 
 def test_fresh_archives_the_previous_experiment(stage_env) -> None:
@@ -123,8 +131,13 @@ def test_asha_stops_the_bad_trial_early(stage_env) -> None:
     compute = summary["compute"]
     assert compute["trial_epochs"] == sum(t["epochs"] for t in summary["trials"]) < 9
     assert compute["trial_epochs_if_run_to_end"] == 9 and compute["device"] == "cpu"
+    # The best trial, worked out from Tune's own files: the lowest val_loss last reported.
+    last = tune_files.last_results(folder)
+    assert sorted(last) == sorted(t["trial_id"] for t in summary["trials"])
+    expected = min(last, key=lambda trial_id: last[trial_id]["val_loss"])
+    assert summary["best"]["trial_id"] == expected
     board = run_module("jobs.results", [str(folder)], env)
-    assert board.stdout.splitlines()[1].split()[1] == summary["best"]["trial_id"]
+    assert board.stdout.splitlines()[1].split()[1] == expected
 
 
 def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None:
@@ -157,10 +170,13 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
         assert kept[-1] == "checkpoint_000002" and len(kept) <= 2, kept
     # The best trial's checkpoint, exported and evaluated again from scratch.
     model = Path(env["STORAGE_PATH"]) / "checkpoint" / "best_model.pt"
+    exported = torch.load(model, weights_only=False)
+    assert exported["trial_id"] == summary["best"]["trial_id"]
     proc = run_module("jobs.evaluate", [str(model)], env)
     assert proc.returncode == 0, explain(proc)
     accuracy = float(re.search(r"^accuracy: (0\.\d{4})$", proc.stdout, re.M).group(1))
-    assert accuracy == pytest.approx(summary["best"]["metrics"]["val_accuracy"], abs=2e-3)
+    # The exported epoch's own validation accuracy (the best epoch, maybe not the last).
+    assert accuracy == pytest.approx(exported["metrics"]["val_accuracy"], abs=2e-3)
 
 
 def test_fail_at_epoch_1_fails_each_trial_once_though_it_has_no_checkpoint(stage_env) -> None:
@@ -176,9 +192,7 @@ def test_fail_at_epoch_1_fails_each_trial_once_though_it_has_no_checkpoint(stage
     assert len(folders) == 2 and all((f / "error.txt").exists() for f in folders)
     assert all(reported_epochs(f) == [1] for f in folders)  # failed once, then ran once
     injected = Path(env["STORAGE_PATH"]) / "checkpoint" / "injected_failures"
-    assert sorted(p.name for p in injected.iterdir()) == sorted(
-        t["trial_id"] for t in summary["trials"]
-    )
+    assert len([p for p in injected.iterdir() if p.name.startswith("config-")]) == 2
 
 
 def _memory_threshold(headroom_mib: int) -> str:
@@ -223,6 +237,66 @@ def test_train_inside_tune(stage_env) -> None:
     assert names == sorted(f"train-{t['trial_id']}" for t in summary["trials"])
     for name in names:
         assert len([p for p in (runs / name).glob("checkpoint_*") if p.is_dir()]) == 1
+
+
+def test_a_train_trial_whose_driver_dies_is_retried_by_tune_and_resumes_its_run(
+    stage_env,
+) -> None:
+    # The Tune trial of the train stage drives a Train run; kill that driver (as a lost
+    # node would) once the run has saved epoch 1: Tune retries the trial (max_failures=1),
+    # and the new driver's Train run, under the same name, resumes from that checkpoint.
+    env = dict(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="3")
+    runs = Path(env["STORAGE_PATH"]) / "train" / "ray_train"
+    log = Path(env["STORAGE_PATH"]).parent / "train.log"
+    with log.open("w") as out:
+        stage = subprocess.Popen(
+            [sys.executable, "-m", "jobs.train"], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+        try:
+            tune_files.wait_for(
+                lambda: train_checkpointed(runs),
+                "the Train run's first checkpoint",
+                timeout_s=300,
+                alive=lambda: stage.poll() is None,
+            )
+            (driver,) = ray_workers(stage.pid, "ray::ImplicitFunc")
+            os.kill(driver, signal.SIGKILL)
+            assert stage.wait(timeout=600) == 0, log.read_text()[-6000:]
+        finally:
+            if stage.poll() is None:
+                stage.kill()
+    summary = load_results(env, "train")
+    (trial,) = summary["trials"]
+    assert trial["status"] == "completed" and trial["epochs"] == 3
+    assert trial["metrics"]["start_epoch"] >= 1  # the retried driver's run resumed
+    (folder,) = trial_dirs(env, "train")
+    assert (folder / "error.txt").exists()  # Tune saw the trial fail, and retried it
+    assert sorted(p.name for p in runs.iterdir()) == [f"train-{trial['trial_id']}"]
+
+
+def train_checkpointed(runs: Path) -> bool:
+    """Whether a Train run's snapshot (what a new driver of that run resumes from) records a
+    checkpoint yet."""
+    for snapshot in runs.glob("train-*/checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                return True
+        except ValueError:  # being written
+            continue
+    return False
+
+
+def ray_workers(root: int, title: str) -> list[int]:
+    """Processes below `root` whose Ray process title starts with `title`."""
+    found = []
+    for pid in descendants(root):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if cmd.startswith(title):
+            found.append(pid)
+    return found
 
 
 def test_checkpoint_resumes_after_the_driver_is_killed(stage_env) -> None:
@@ -318,51 +392,48 @@ def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
     assert proc.returncode == 1, explain(proc)
     assert re.search(r"job tune-\w+ FAILED", proc.stdout)
     assert load_results(env, "tune")["counts"]["errored"] == 1
-    # FAIL_AT_EPOCH fails a trial once: resumed (errored trials restart), it completes.
-    again = run_module("jobs.tune", ["--resume"], env)
-    assert again.returncode == 0, explain(again)
-    assert load_results(env, "tune")["counts"] == {
-        "completed": 1,
-        "early_stopped": 0,
-        "errored": 0,
-    }
 
 
-def test_checkpoint_stopper_ends_everything_and_ranks_on_val_accuracy(stage_env) -> None:
-    # The walkthrough's Stopper with a threshold every trial passes at once: after the first
-    # reported epoch the whole experiment stops. Ranked on a maximised metric.
+def test_checkpoint_stopper_ends_the_whole_experiment_at_its_threshold(stage_env) -> None:
+    # The walkthrough's Stopper with a threshold the first epoch passes, one trial at a
+    # time: after the first trial's first epoch the whole experiment stops, so the second
+    # trial never trains.
     env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TUNE_MAX_CONCURRENT="1")
-    proc = run_stage("checkpoint", {**env, "TUNE_METRIC": "val_accuracy", "STOP_ALL_AT": "0.01"})
+    run_stage("checkpoint", {**env, "TUNE_METRIC": "val_accuracy", "STOP_ALL_AT": "0.01"})
     summary = load_results(env, "checkpoint")
-    assert summary["mode"] == "max"
-    ran = [t for t in summary["trials"] if t["epochs"] > 0]
-    assert ran and all(t["epochs"] == 1 for t in ran), summary["trials"]
+    assert sorted(t["epochs"] for t in summary["trials"]) in ([1], [0, 1]), summary["trials"]
+    assert summary["compute"]["trial_epochs"] == 1
     assert summary["counts"]["completed"] == 0
-    best = max(ran, key=lambda t: t["metrics"]["val_accuracy"])
-    assert summary["best"]["trial_id"] == best["trial_id"]
-    assert "ranked on val_accuracy (max)" in proc.stdout
+    assert [reported_epochs(d) for d in trial_dirs(env, "checkpoint") if reported_epochs(d)] == [
+        [1]
+    ]
 
 
-def test_checkpoint_per_trial_time_limit_stops_each_trial(stage_env) -> None:
-    # Any epoch takes longer than 0.1 s: every trial stops after its first.
+def test_checkpoint_per_trial_time_limit_stops_each_trial_ranked_on_val_accuracy(
+    stage_env,
+) -> None:
+    # Any epoch takes longer than 0.1 s: every trial stops after its first. Ranked on a
+    # maximised metric: the best trial is the one with the highest val_accuracy.
     env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="3", TRIAL_TIME_LIMIT_S="0.1")
-    run_stage("checkpoint", env)
+    env.update(TUNE_LR_POINTS="1e-3,0.1", TUNE_METRIC="val_accuracy")
+    proc = run_stage("checkpoint", env)
     summary = load_results(env, "checkpoint")
     assert [t["epochs"] for t in summary["trials"]] == [1, 1]
     assert summary["counts"] == {"completed": 0, "early_stopped": 2, "errored": 0}
+    assert summary["mode"] == "max" and "ranked on val_accuracy (max)" in proc.stdout
+    accuracies = sorted(t["metrics"]["val_accuracy"] for t in summary["trials"])
+    assert accuracies[0] < accuracies[1]  # lr 0.1 diverges: the ranking has a side to pick
+    assert summary["best"]["metrics"]["val_accuracy"] == accuracies[1]
 
 
 def test_checkpoint_time_budget_ends_the_experiment(stage_env) -> None:
-    # One trial at a time, 4 of 3 epochs each, in a 1 s budget: a trial's start alone
-    # outlasts it, so Tune ends the experiment long before 12 trial-epochs. Whether a trial
-    # reported anything by then depends on the machine: exit 0 (some result) or 1 (none,
-    # said in one line).
+    # One trial at a time, 4 trials of 3 epochs, in a 30 s budget: the first trial's start
+    # and first epoch take about 13 s here, the whole experiment (4 starts, 12 epochs of
+    # about 5 s) about 90 s. Room for a machine twice as slow or twice as fast.
     env = dict(stage_env, TUNE_NUM_SAMPLES="4", TUNE_NUM_EPOCHS="3")
-    env.update(TUNE_MAX_CONCURRENT="1", TIME_BUDGET_S="1")
-    proc = run_module("jobs.checkpoint", [], env)
-    assert proc.returncode in (0, 1), explain(proc)
-    if proc.returncode == 1:
-        assert proc.stderr.splitlines()[-1].startswith("error: no trial reported val_loss")
+    env.update(TUNE_MAX_CONCURRENT="1", TIME_BUDGET_S="30")
+    run_stage("checkpoint", env)
     summary = load_results(env, "checkpoint")
-    assert summary["compute"]["trial_epochs"] < 12
+    assert 1 <= summary["compute"]["trial_epochs"] < 12, summary["compute"]
     assert summary["counts"]["completed"] < 4
+    assert summary["best"] is not None

@@ -36,6 +36,17 @@ def reported_epochs(trial_dir: Path) -> list[int]:
     return out
 
 
+def last_results(experiment: Path) -> dict[str, dict]:
+    """Per trial id, the last result Tune recorded for it (its result.json's last row)."""
+    out = {}
+    for trial_dir in trial_dirs(experiment):
+        lines = (trial_dir / "result.json").read_text().splitlines()
+        if lines:
+            row = json.loads(lines[-1])
+            out[row["trial_id"]] = row
+    return out
+
+
 def trial_epochs(experiment: Path) -> dict[str, list[int]]:
     """Per trial folder name, the epochs it reported."""
     return {d.name: reported_epochs(d) for d in trial_dirs(experiment)}
