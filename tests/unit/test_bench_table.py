@@ -54,6 +54,8 @@ def test_findings_quote_the_full_range_of_every_result(tmp_path: Path, monkeypat
             f"2026110{i + 1}-000000.json",
             date=f"2026-11-0{i + 1}",
             trial_vs_plain_loop=ratio,
+            plain_images_per_s={"median": 100.0},
+            compute_bound_images_per_s={"median": 100.0 * ratio},
             background_cpu_during_trial_pct=5.0,
             loader_speedup_vs_tutorial=100.0 + i,
             epoch_speedup_vs_tutorial=1.0,
@@ -63,5 +65,6 @@ def test_findings_quote_the_full_range_of_every_result(tmp_path: Path, monkeypat
         )
     text = bench.readme_findings()
     assert "lands in 0.9-1.1 across 3 runs" in text
+    assert "runs at 0.9-1.1x the plain loop's speed (1 of 3 runs faster)" in text
     assert "2-4x for 16 configs x 16 epochs (3 runs)" in text
     assert "100-102x faster" in text and "within 1.0% of FIFO's" in text

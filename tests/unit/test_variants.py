@@ -255,3 +255,15 @@ def test_every_claim_mount_names_the_claim_the_storage_file_creates() -> None:
             ][0]["persistentVolumeClaim"]["claimName"]
             == name
         )
+
+
+def test_the_readme_cloud_table_states_each_nodes_allocatable() -> None:
+    # README's per-cloud table: "<cpu>, <memory in GiB> GiB" for the T4 and the head node.
+    readme = (K8S.parent / "README.md").read_text()
+    rows = {row.split("|")[1].strip(): row for row in readme.splitlines() if row.startswith("| ")}
+    for role, row_name in (("t4", "T4 node"), ("head", "Head node")):
+        cells = [c.strip() for c in rows[row_name].split("|")[2:5]]
+        for cloud, cell in zip(("gke", "eks", "aks"), cells, strict=True):  # its columns
+            allocatable = node(cloud, role)["allocatable"]
+            gib = scheduling.quantity(allocatable["memory"]) / 1024**3
+            assert f"{allocatable['cpu']}" in cell and f"{gib:.1f} GiB" in cell, (cloud, cell)
