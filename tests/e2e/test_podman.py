@@ -308,6 +308,49 @@ def test_a_deadline_reached_while_the_cluster_starts_ends_the_rayjob_without_a_r
     assert _leftovers(run) == []
 
 
+def test_a_worker_smaller_than_a_trial_errors_it_for_memory_not_the_run(
+    image: str, tmp_path: Path
+) -> None:
+    # The case: a 1 GiB worker pod, the whole training split, and a reservation
+    # (TRIAL_MEMORY_MIB=256) that lets Ray place the trial there anyway. Ray's memory monitor
+    # (or the pod's limit) kills the trial; the job must end with the trial errored for
+    # memory, in results.json and one stderr line, and exit 1: not a driver traceback.
+    def small_worker(doc: dict[str, Any]) -> None:
+        group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+        limits = {"cpu": "1", "memory": "1Gi"}
+        group["template"]["spec"]["containers"][0]["resources"] = {
+            "requests": limits,
+            "limits": limits,
+        }
+
+    manifest = variant(
+        tmp_path,
+        "tune",
+        {"backoffLimit": 0},
+        TRAIN_LIMIT="60000",
+        TUNE_NUM_SAMPLES="1",
+        TUNE_NUM_EPOCHS="1",
+        TRIAL_MEMORY_MIB="256",
+    )
+    doc = yaml.safe_load(manifest.read_text())
+    small_worker(doc)
+    manifest.write_text(yaml.safe_dump(doc))
+    run = Run(manifest, tmp_path / "run")
+    outcome = run.wait()
+    assert outcome.get("status") == "FAILED", run.explain()
+    assert outcome["attempts"] == 1 and outcome["reason"] == "AppFailed", outcome
+    summary = json.loads((experiment(run, "tune") / "results.json").read_text())
+    (trial,) = summary["trials"]
+    assert trial["status"] == "errored", trial
+    assert trial["error"].startswith("killed by Ray's memory monitor"), trial
+    submitter = "".join(
+        p.read_text(errors="replace")
+        for p in Path(outcome["logs"]).rglob("ray-tune-tune-?????.log")
+    )
+    assert f"error: trial {trial['trial_id']} errored: " in submitter, submitter[-3000:]
+    assert "TRIAL_MEMORY_MIB" in submitter
+
+
 # --- The variant users apply: the default cloud's T4 manifests, autoscaling from zero ---------
 
 K8S = REPO / "k8s"
