@@ -5,6 +5,7 @@ from them, and the /dev/shm it gives each Ray container."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 from pathlib import Path
@@ -17,7 +18,7 @@ from ray.runtime_env import RuntimeEnv
 from jobs import registry
 from jobs.core.settings import Setting, Settings, env_names, settings_fields
 from tests.support import ray_memory, runs
-from tests.support.kuberay import pods, submitter
+from tests.support.kuberay import go_messages, pods, submitter
 from tests.support.kuberay.validation import validate_raycluster, validate_rayjob
 from tests.support.manifests import (
     ALL_RAY,
@@ -342,3 +343,29 @@ def test_the_ports_messages_are_the_controllers_own(mutate, message: str) -> Non
     inner = error.removeprefix("The RayJob spec is invalid: ")
     patterns = _go_formats()
     assert any(p.match(error) or p.match(inner) for p in patterns), error
+
+
+def test_every_message_of_the_port_is_one_of_validation_gos() -> None:
+    # validation_messages.json holds validation.go's format strings (go_messages.py), so
+    # this runs wherever the project does; each port message must fill one of them in.
+    formats = json.loads(go_messages.MESSAGES.read_text())["formats"]
+    # Formats that are mostly verbs ("%s", "%s: %w") would match anything: not messages.
+    worded = [f for f in formats if len(go_messages.words(f)) >= 12]
+    patterns = [go_messages.as_pattern(f) for f in worded]
+    messages = go_messages.port_messages()
+    assert len(messages) >= 30  # the extraction found the port's messages
+    strays = [
+        (line, message)
+        for line, message in messages
+        if not message.startswith(go_messages.NOT_VALIDATION_GO)
+        and not any(p.match(message) for p in patterns)
+    ]
+    assert strays == [], "port messages that are not KubeRay's own:\n" + "\n".join(
+        f"validation.py:{line}: {message}" for line, message in strays
+    )
+
+
+def test_the_message_list_is_validation_gos_own() -> None:
+    if not go_messages.GO_SOURCE.is_file():
+        pytest.skip(f"{go_messages.GO_SOURCE} is not beside the project; the JSON stands")
+    assert json.loads(go_messages.MESSAGES.read_text()) == go_messages.snapshot()

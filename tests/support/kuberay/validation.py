@@ -24,6 +24,11 @@ _LABEL_KEY = re.compile(
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# What apimachinery's IsQualifiedName / IsValidLabelValue say, shortened (Go appends each).
+_LABEL_KEY_RULE = "a qualified name: an optional DNS-subdomain prefix and '/', then a name part"
+_LABEL_VALUE_RULE = "a valid label must be an empty string or consist of alphanumeric characters"
+# apimachinery's IsDNS1035Label message, shortened (Go prints the list of problems).
+_DNS_1035_RULE = "a DNS-1035 label must consist of lower case alphanumeric characters or '-'"
 _RESOURCE_PARAMS = ("num-cpus", "num-gpus", "memory", "resources")
 # Fields whose rules need a feature gate or a mode this port does not cover.
 _NOT_PORTED = {
@@ -71,11 +76,21 @@ def validate_group_labels(group: dict[str, Any], name: str) -> None:
     problems = []
     for key, val in (group.get("labels") or {}).items():
         if not _LABEL_KEY.fullmatch(key):
-            problems.append(f"invalid label key for {name} group: '{key}'")
+            problems.append(
+                f"invalid label key for {name} group: '{key}', error: {_LABEL_KEY_RULE}"
+            )
         if not _LABEL_VALUE.fullmatch(str(val)) or len(str(val)) > 63:
-            problems.append(f"invalid label value for key '{key}' in {name} group: '{val}'")
+            problems.append(
+                f"invalid label value for key '{key}' in {name} group: '{val}', error: "
+                f"{_LABEL_VALUE_RULE}"
+            )
     if problems:
         raise Invalid("; ".join(problems))
+
+
+def _unparsable(text: str) -> str:
+    """The error apimachinery's version.ParseGeneric wraps (%w) for a bad version."""
+    return f'could not parse "{text}" as version'
 
 
 def _v2(spec: dict[str, Any], head_env: dict[str, str]) -> bool:
@@ -107,7 +122,8 @@ def validate_group_priority(
     parsed = _version(ray)
     if parsed is None:
         raise Invalid(
-            f"worker group {name}: priority is set, but RayVersion format is invalid: {ray}"
+            f"worker group {name}: priority is set, but RayVersion format is invalid: {ray}, "
+            f"{_unparsable(ray)}"
         )
     if parsed < (2, 56, 0):
         raise Invalid(
@@ -158,7 +174,9 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
             if not _v2(spec, head_env):
                 raise Invalid(
                     f"worker group {name}: idleTimeoutSeconds is set, but autoscaler v2 is not "
-                    f"enabled"
+                    "enabled. Please set .spec.autoscalerOptions.version to 'v2' (or set "
+                    "RAY_enable_autoscaler_v2 environment variable to 'true' in the head pod if "
+                    "using KubeRay < 1.4.0)"
                 )
         validate_group_priority(group, name, spec, head_env)
         if group.get("suspend"):
@@ -167,21 +185,29 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
                 f"gate is enabled"
             )
     if "RAY_REDIS_ADDRESS" in head_env:
-        raise Invalid("RAY_REDIS_ADDRESS is set which implicitly enables GCS fault tolerance")
+        raise Invalid(
+            "RAY_REDIS_ADDRESS is set which implicitly enables GCS fault tolerance, but "
+            "GcsFaultToleranceOptions is not set. Please set GcsFaultToleranceOptions to enable "
+            "GCS fault tolerance"
+        )
     params = head.get("rayStartParams", {}) or {}
     if "redis-username" in params or "REDIS_USERNAME" in head_env:
-        raise Invalid("cannot set redis username in rayStartParams or environment variables")
+        raise Invalid(
+            "cannot set redis username in rayStartParams or environment variables - use "
+            "GcsFaultToleranceOptions.RedisUsername instead"
+        )
     v2_env = head_env.get("RAY_enable_autoscaler_v2")
     if not autoscaling and v2_env in ("1", "true"):  # exactly these two, as in Go
         raise Invalid(
             f"environment variable RAY_enable_autoscaler_v2 cannot be set to '{v2_env}' when "
-            f"enableInTreeAutoscaling is false"
+            "enableInTreeAutoscaling is false. Please set enableInTreeAutoscaling: true to use "
+            "autoscaler v2"
         )
     options = spec.get("autoscalerOptions", {}) or {}
     if autoscaling and "version" in options and v2_env is not None:
         raise Invalid(
             "both .spec.autoscalerOptions.version and head Pod env var RAY_enable_autoscaler_v2 "
-            "are set"
+            "are set, please only use the former"
         )
     if options.get("idleTimeoutSeconds", 0) < 0:
         raise Invalid(
@@ -189,7 +215,10 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
             f"{options['idleTimeoutSeconds']}"
         )
     if any(e["name"] == "KUBERAY_GEN_AUTOSCALER_START_CMD" for e in options.get("env", [])):
-        raise Invalid("autoscalerOptions.env must not contain KUBERAY_GEN_AUTOSCALER_START_CMD")
+        raise Invalid(
+            "autoscalerOptions.env must not contain KUBERAY_GEN_AUTOSCALER_START_CMD: it is "
+            "managed by KubeRay and injected automatically into the autoscaler container"
+        )
     auth = spec.get("authOptions", {}) or {}
     if auth.get("mode", "disabled") == "token":  # IsAuthEnabled
         version = spec.get("rayVersion", "")
@@ -201,7 +230,8 @@ def validate_cluster_spec(spec: dict[str, Any]) -> None:
         parsed = _version(version)
         if parsed is None:
             raise Invalid(
-                f"authOptions.mode is 'token' but RayVersion format is invalid: {version}"
+                f"authOptions.mode is 'token' but RayVersion format is invalid: {version}, "
+                f"{_unparsable(version)}"
             )
         if parsed < TOKEN_AUTH_MIN_RAY:
             raise Invalid(
@@ -219,7 +249,10 @@ def validate_rayjob(doc: dict[str, Any]) -> str | None:
             f"{MAX_RAYJOB_NAME} characters"
         )
     if not _DNS_1035.fullmatch(name) or len(name) > 63:
-        return "The RayJob metadata is invalid: RayJob name should be a valid DNS1035 label"
+        return (
+            "The RayJob metadata is invalid: RayJob name should be a valid DNS1035 label: "
+            f"[{_DNS_1035_RULE}]"
+        )
     spec = doc.get("spec", {})
     prefix = "The RayJob spec is invalid: "
     for key in _NOT_PORTED["spec"]:
@@ -267,10 +300,10 @@ def validate_rayjob(doc: dict[str, Any]) -> str | None:
 def validate_raycluster(doc: dict[str, Any]) -> str | None:
     """ValidateRayClusterMetadata + ValidateRayClusterSpec for a standalone RayCluster."""
     name = doc.get("metadata", {}).get("name", "")
-    if len(name) > MAX_RAYCLUSTER_NAME or not _DNS_1035.fullmatch(name):
-        return (
-            f"RayCluster name should be a DNS1035 label of at most {MAX_RAYCLUSTER_NAME} characters"
-        )
+    if len(name) > MAX_RAYCLUSTER_NAME:
+        return f"RayCluster name should be no more than {MAX_RAYCLUSTER_NAME} characters"
+    if not _DNS_1035.fullmatch(name):
+        return f"RayCluster name should be a valid DNS1035 label: [{_DNS_1035_RULE}]"
     try:
         validate_cluster_spec(doc["spec"])
     except Invalid as err:
