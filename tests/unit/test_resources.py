@@ -135,9 +135,11 @@ def test_a_trial_bigger_than_every_node_fails_fast() -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)  # every k8s/values/*.yaml
 def test_worker_pods_hold_the_memory_of_the_trials_their_gpus_run(variant: str) -> None:
-    # One GPU trial (or Train worker) per GPU, each reserving TRIAL_MEMORY_MIB. The worker
-    # pod's memory limit is shared with Ray's object store (tests/support/ray_memory.py):
-    # what is left after it must hold them all.
+    # One GPU trial (or Train worker) per GPU, each reserving TRIAL_MEMORY_MIB; where the
+    # train stage may run (its RayJob, the long-lived RayCluster), also the Train trial that
+    # drives them (TRAIN_DRIVER_MEMORY_MIB): the head takes no trials (num-cpus 0), so it
+    # lands on a worker beside a Train worker. The worker pod's memory limit is shared with
+    # Ray's object store (tests/support/ray_memory.py): what is left must hold them all.
     trial = settings().trial_memory_mib * 2**20
     paths = [folder(variant) / "raycluster.yaml", *sorted(folder(variant).glob("rayjob-*.yaml"))]
     checked = 0
@@ -153,10 +155,12 @@ def test_worker_pods_hold_the_memory_of_the_trials_their_gpus_run(variant: str) 
             store = ray_memory.object_store_bytes(params, limit, shm)
             left = limit - store
             assert gpus >= 1, (path.name, group["groupName"])
-            assert left >= gpus * trial, (
+            train = path.name in ("raycluster.yaml", "rayjob-train.yaml")
+            driver = TRAIN_DRIVER_MEMORY_MIB * 2**20 if train else 0
+            assert left >= gpus * trial + driver, (
                 f"{path.relative_to(REPO)} {group['groupName']}: limit {limit / 2**20:.0f} MiB "
                 f"- object store {store / 2**20:.0f} MiB = {left / 2**20:.0f} MiB < "
-                f"{gpus} GPU(s) x {trial / 2**20:.0f} MiB"
+                f"{gpus} GPU(s) x {trial / 2**20:.0f} MiB + a Train trial {driver / 2**20:.0f} MiB"
             )
             checked += 1
     assert checked >= len(paths)  # every manifest has a worker group
