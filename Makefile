@@ -104,6 +104,7 @@ $(CLIENT_VENV)/.installed-%: .ci/lock/client.txt
 
 # --require-hashes --no-deps: pip installs what the lock says and resolves nothing.
 $(STAMP): .ci/lock/dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and f"error: the lock is for Python 3.11; $(PYTHON) is {sys.version.split()[0]}: pass PYTHON=python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --require-hashes --no-deps -r .ci/lock/dev.txt
 	@rm -f $(VENV)/.installed-*

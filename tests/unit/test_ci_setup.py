@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_a_user_who_may_not_install_gets_one_line_naming_the_packages(tmp_path) 
     (line,) = proc.stderr.splitlines()
     assert line.startswith("error: the tests need these packages; install them with: sudo ")
     assert "dataset-fashion-mnist" in line and "podman" in line and proc.stdout == ""
+    assert "python3-venv" in line  # `python3 -m venv` needs it on Debian
     shutil.rmtree(shared)
 
 
@@ -69,3 +71,28 @@ def test_make_test_runs_it_first_and_ci_runs_make_test() -> None:
     assert "\ntest: system-packages lint " in makefile
     assert "\n\t.ci/system-packages\n" in makefile
     assert 'make test VENV="$VENV"' in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
+    # A Python that says it is 3.12: one error line naming the fix, and no venv made.
+    fake = tmp_path / "python3.12"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -c ]; then shift; exec ' + sys.executable + ' -c "import sys; '
+        "code = sys.argv.pop(1); sys.version_info = (3, 12, 0); sys.version = '3.12.0'; "
+        'exec(code)" "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    venv = tmp_path / "venv"
+    proc = subprocess.run(
+        ["make", "-s", "install", f"VENV={venv}", f"PYTHON={fake}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and not venv.exists(), proc
+    first = proc.stderr.splitlines()[0]
+    assert first == "error: the lock is for Python 3.11; " + str(fake) + " is 3.12.0: " + (
+        "pass PYTHON=python3.11"
+    ), proc.stderr
