@@ -102,9 +102,9 @@ def submit_and_wait(address: str, stage: Stage, stage_args: list[str], *, local:
     print(f"[submit] job {job_id}: {entrypoint}", flush=True)
     try:
         asyncio.run(_stream(client, job_id))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # stop the job on the cluster too, then report how it ended
+        print(f"[submit] Ctrl-C: stopping job {job_id}", flush=True)
         client.stop_job(job_id)
-        raise
     status = client.get_job_status(job_id)
     while not status.is_terminal():
         time.sleep(0.5)

@@ -63,7 +63,8 @@ def prepare(
 
 def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
     """`python -m jobs.<stage>`: exit 0 when every trial finished, 1 when some errored,
-    2 on bad input (one `error:` line, nothing written)."""
+    2 on bad input (one `error:` line; nothing written when found before the run starts,
+    only the lock files when found once connected: README, Exit codes)."""
     try:
         settings = prepare(stage, sys.argv[1:] if argv is None else list(argv))
     except ConfigError as err:

@@ -349,6 +349,9 @@ def test_a_worker_smaller_than_a_trial_errors_it_for_memory_not_the_run(
     )
     assert f"error: trial {trial['trial_id']} errored: " in submitter, submitter[-3000:]
     assert "TRIAL_MEMORY_MIB" in submitter
+    # Not Tune's own ending for this (ray 2.60 raises out of fit()): no driver traceback.
+    assert "Caught unexpected exception" not in submitter
+    assert "Traceback" not in submitter
 
 
 # --- The variant users apply: the default cloud's T4 manifests, autoscaling from zero ---------

@@ -219,7 +219,8 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
         output = log_path.read_text()
         # jobs/submit.py: "The exit status follows the job's status" (0 for SUCCEEDED, else 1).
         assert proc.returncode == 1, output[-3000:]
-        wait_for(lambda: client.get_job_status(job).is_terminal(), "the job's end", 60)
+        assert "Traceback" not in output and f"Ctrl-C: stopping job {job}" in output, output
+        assert output.rstrip().endswith(f"job {job} STOPPED"), output[-3000:]
         assert client.get_job_status(job) == JobStatus.STOPPED
         # Nothing of the job keeps running: no driver, no trial process, no live trial actor.
         wait_for(
