@@ -1,4 +1,4 @@
-"""Peak memory of trials at the stages' default data size (`make bench-memory`, ~5 min).
+"""Peak memory of trials at the stages' default data size (`make bench-memory`, ~25 min on 2 cores).
 
 Runs `jobs.tune` (one trial) and `jobs.train` (one trial: its driver and 2 Train workers)
 for one epoch on the whole training and validation splits, each on its own local Ray, and
@@ -56,17 +56,25 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_title(pid: int) -> str:
+    """A process's title (Ray renames its workers `ray::<actor>.<method>`); "" once gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
 def _rss_by_role(pids: list[int]) -> dict[str, float]:
     """The largest resident set of one process per role, MiB."""
     peak: dict[str, float] = {}
     for pid in pids:
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
+        title = process_title(pid)
         role = next((r for r, prefix in ROLES.items() if title.startswith(prefix)), None)
         if role is None:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
             continue
         rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
         peak[role] = max(peak.get(role, 0.0), rss_kib / 1024)

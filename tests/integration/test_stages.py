@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from jobs.bench.memory import descendants
+from jobs.bench.memory import descendants, process_title
 from jobs.submit import local_head
 from tests.support import tune_files
 from tests.support.runs import REPO, explain, load_results, run_make, run_module
@@ -288,15 +288,7 @@ def train_checkpointed(runs: Path) -> bool:
 
 def ray_workers(root: int, title: str) -> list[int]:
     """Processes below `root` whose Ray process title starts with `title`."""
-    found = []
-    for pid in descendants(root):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        except OSError:
-            continue
-        if cmd.startswith(title):
-            found.append(pid)
-    return found
+    return [pid for pid in descendants(root) if process_title(pid).startswith(title)]
 
 
 def test_checkpoint_resumes_after_the_driver_is_killed(stage_env) -> None:

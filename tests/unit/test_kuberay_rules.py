@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from tests.support.manifests import (
     variant_of,
 )
 from tests.support.ray_memory import SHM
-from tests.support.runs import REPO
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -313,27 +311,12 @@ def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> Non
         assert resolved.gpu_wait_s == values["cold_start_s"]["t4"]
 
 
-GO_VALIDATION = REPO.parent / "shared" / "kuberay-v1.7.0" / "src" / "validation.go"
-
-
-def _go_formats() -> list[re.Pattern[str]]:
-    """Every fmt.Errorf message of validation.go as a pattern (%s, %d, %v, %w: anything)."""
-    text = GO_VALIDATION.read_text()
-    formats = re.findall(r'fmt\.Errorf\(\s*"((?:[^"\\]|\\.)*)"', text)
-    return [
-        re.compile(".*".join(re.escape(part) for part in re.split(r"%[sdvwq]", f)) + "$")
-        for f in formats
-    ]
-
-
 # validation.go's own refusals (the runtime env's comes from the dashboard client's YAML parser).
 OWN = [(m, text) for m, text in REFUSALS if m is not _broken_runtime_env]
 
 
 @pytest.mark.parametrize(("mutate", "message"), OWN, ids=[m.__name__ for m, _ in OWN])
 def test_the_ports_messages_are_the_controllers_own(mutate, message: str) -> None:
-    if not GO_VALIDATION.is_file():
-        pytest.skip(f"{GO_VALIDATION} (KubeRay's source) is not beside the project")
     doc = copy.deepcopy(load(K8S / "kind" / "rayjob-tune.yaml"))
     mutate(doc)
     error = validate_rayjob(doc)
@@ -341,7 +324,8 @@ def test_the_ports_messages_are_the_controllers_own(mutate, message: str) -> Non
     # The message, less the spec-level prefix that wraps the cluster's errors, is one of the
     # Go source's own format strings filled in.
     inner = error.removeprefix("The RayJob spec is invalid: ")
-    patterns = _go_formats()
+    formats = json.loads(go_messages.MESSAGES.read_text())["formats"]
+    patterns = [go_messages.as_pattern(f) for f in formats]
     assert any(p.match(error) or p.match(inner) for p in patterns), error
 
 
