@@ -67,6 +67,8 @@ STAGE = Stage(
         rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
         note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
         "resumed trials are judged against the rungs of this run only",
+        # Optuna knows trials by id: an errored trial runs again under its own id.
+        errored="resume",
     ),
     # 8 epochs per trial, and Optuna runs trials more sequentially than random search.
     kubernetes=Kubernetes(deadline_s=7200),

@@ -1,9 +1,10 @@
-"""`python -m jobs.results SOURCE [--format table|json|csv]`: a stored run's leaderboard.
+"""`python -m jobs.results SOURCE... [--format table|json|csv]`: a stored run's leaderboard.
 
 SOURCE is a stage name (its experiment under STORAGE_PATH, as `make results` passes it),
-results.json or the experiment folder holding it, or `-` to read results.json from stdin
-(how `make results TARGET=k8s` pipes it from the cluster's volume). `--folder` prints the
-experiment folder instead (`make tensorboard`).
+results.json or the experiment folder holding it, or `-` to read results.json from stdin.
+`all` (or several sources) prints one line per stage instead: trials, best metric, time,
+accelerator-hours and cost (`make results STAGE=all`), then each stage's compute and cost.
+`--folder` prints the experiment folder instead (`make tensorboard`).
 """
 
 from __future__ import annotations
@@ -14,39 +15,99 @@ import sys
 from pathlib import Path
 
 from jobs import registry
-from jobs.core import results
+from jobs.core import attempts, cost, results
 from jobs.core.settings import ConfigError, Parser, experiment_dir
 
 FORMATS = ("table", "json", "csv")
+ALL = "all"
+
+
+def _path(source: str) -> str:
+    """A stage's experiment folder, or the source as given."""
+    if source in registry.names() and not Path(source).exists():
+        return str(experiment_dir(source, os.environ))
+    return source
+
+
+def _has_results(source: str) -> bool:
+    path = Path(source)
+    return (path / results.RESULTS_FILE).is_file() if path.is_dir() else path.is_file()
+
+
+def _read(source: str, label: str) -> results.Summary:
+    try:
+        if source == "-":
+            return results.Summary.from_dict(json.loads(sys.stdin.read()))
+        return results.load(Path(source))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"cannot read results from {label}: {err}") from None
+
+
+def logs_note(source: str, stage: str) -> str | None:
+    """Where the stage's attempt logs are (`make logs`), when there are any."""
+    if source == "-":
+        return None
+    folder = Path(source if Path(source).is_dir() else Path(source).parent).absolute()
+    for candidate in (attempts.logs_dir(folder), folder / "logs"):
+        found = attempts.attempts(candidate)
+        if found:
+            return (
+                f"logs: {len(found)} attempt(s) in {candidate}; make logs STAGE={stage} "
+                "[ATTEMPT=n] prints one"
+            )
+    return None
+
+
+def print_all(sources: list[str], fmt: str) -> int:
+    summaries = [_read(_path(s), s) for s in sources]
+    lines = [results.stage_line(s) for s in summaries]
+    if fmt == "json":
+        print(json.dumps(lines, indent=2))
+        return 0
+    if fmt == "csv":
+        print(",".join(lines[0]) if lines else "")
+        for line in lines:
+            print(",".join("" if v is None else json.dumps(v).strip('"') for v in line.values()))
+        return 0
+    print(results.summary_table(lines))
+    for summary in summaries:
+        for line in cost.report_lines(summary.compute):
+            print(f"[{summary.stage}] {line}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m jobs.results", description=__doc__)
-    parser.add_argument("source", help="a stage, results.json, its folder, or - for stdin")
+    parser.add_argument(
+        "source", nargs="+", help="a stage, results.json, its folder, - for stdin, or all"
+    )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--folder", action="store_true", help="print the experiment folder")
     try:
         args = parser.parse_args(argv)
-        source = args.source
+        sources = list(registry.names()) if args.source == [ALL] else args.source
+        if len(sources) > 1:
+            if args.folder or "-" in sources:
+                raise ConfigError("several sources (or all) take neither --folder nor -")
+            missing = [s for s in sources if not _has_results(_path(s))]
+            if missing:  # stages not run (or not finished) yet: leave them out
+                print(f"(no results yet for: {', '.join(missing)})", file=sys.stderr)
+                sources = [s for s in sources if s not in missing]
+            if not sources:
+                raise ConfigError("no results for any of the stages")
+            return print_all(sources, args.format)
+        source = args.source[0]
         is_stage = source in registry.names() and not Path(source).exists()
-        if is_stage:
-            source = str(experiment_dir(source, os.environ))
-        elif args.folder and (source == "-" or not Path(source).exists()):
+        source = _path(source)
+        if args.folder and not is_stage and (source == "-" or not Path(source).exists()):
             raise ConfigError(f"--folder needs a stage or an existing folder, not {source!r}")
+        if args.folder:
+            # results.json names the folder that holds it.
+            print(source if is_stage or Path(source).is_dir() else Path(source).parent)
+            return 0
+        summary = _read(source, args.source[0])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.folder:
-        # results.json names the folder that holds it.
-        print(source if is_stage or Path(source).is_dir() else Path(source).parent)
-        return 0
-    try:
-        if source == "-":
-            summary = results.Summary.from_dict(json.loads(sys.stdin.read()))
-        else:
-            summary = results.load(Path(source))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        print(f"error: cannot read results from {args.source}: {err}", file=sys.stderr)
         return 2
     if args.format == "json":
         data = summary.as_dict()
@@ -56,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(results.leaderboard(summary))
         print(results.best_report(summary))
+        for line in cost.report_lines(summary.compute):
+            print(line)
+        note = logs_note(source, summary.stage)
+        if note is not None:
+            print(note, file=sys.stderr)
     return 0
 
 

@@ -6,21 +6,29 @@ a private local Ray head is started for the run (own temp dir, free ports, token
 authentication on with a one-off token), the job is submitted to it, its logs are streamed,
 and afterwards exactly the processes of that head are stopped. The exit status follows the
 job's status.
+
+`all` runs every stage in walkthrough order on that one cluster, each as its own job with
+its own experiment folder (a rerun resumes each), stops at the first that fails, and ends
+with one table: stage, trials, best metric, time, accelerator-hours, cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobs import registry
+from jobs.core import results
 from jobs.core.cli import bad_input, prepare
 from jobs.core.localcluster import LocalCluster, NodeSpec
 from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
@@ -28,6 +36,7 @@ from jobs.core.settings import ConfigError, Parser, env_names, ray_address
 from jobs.core.stage import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ALL = "all"  # every stage, in walkthrough order, on one cluster
 # Uploaded with working_dir to a remote cluster: the code, not the venvs (.venv and the
 # Makefile's client venv .venv-client) or data.
 WORKING_DIR_EXCLUDES = [".venv*", "data", ".git", "tests", "image", "k8s", "*.pyc"]
@@ -76,8 +85,26 @@ async def _stream(client, job_id: str) -> None:
         print(lines, end="", flush=True)
 
 
-def submit_and_wait(address: str, stage: Stage, stage_args: list[str], *, local: bool) -> str:
-    """Submit the stage, stream its logs to the end, return the job's final status."""
+@dataclass
+class Finished:
+    status: str  # the Ray job's status: SUCCEEDED, FAILED, STOPPED
+    summary: dict[str, Any] | None  # the stage's `summary:` line (results.stage_line)
+
+
+def summary_of(logs: str, stage: str) -> dict[str, Any] | None:
+    """The last `[<stage>] summary: {...}` line the stage's driver printed (experiment.finish)."""
+    marker = f"[{stage}] summary: "
+    for line in reversed(logs.splitlines()):
+        if line.startswith(marker):
+            try:
+                return json.loads(line[len(marker) :])
+            except ValueError:
+                return None
+    return None
+
+
+def run_job(address: str, stage: Stage, stage_args: list[str], *, local: bool) -> Finished:
+    """Submit the stage, stream its logs to the end; its final status and summary line."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address)
@@ -110,7 +137,36 @@ def submit_and_wait(address: str, stage: Stage, stage_args: list[str], *, local:
         time.sleep(0.5)
         status = client.get_job_status(job_id)
     print(f"[submit] job {job_id} {status.value}", flush=True)
-    return "SUCCEEDED" if status == JobStatus.SUCCEEDED else status.value
+    return Finished(
+        "SUCCEEDED" if status == JobStatus.SUCCEEDED else status.value,
+        summary_of(client.get_job_logs(job_id), stage.name),
+    )
+
+
+def run_all(address: str, stages: list[Stage], stage_args: list[str], *, local: bool) -> int:
+    """The walkthrough in order on one cluster: one Ray job per stage, each in its own
+    experiment folder (a rerun resumes each); stops at the first stage that fails."""
+    lines: list[dict[str, Any]] = []
+    for number, stage in enumerate(stages, 1):
+        print(f"[submit] stage {number} of {len(stages)}: {stage.name}", flush=True)
+        done = run_job(address, stage, stage_args, local=local)
+        if done.summary is not None:
+            lines.append(done.summary)
+        if done.status != "SUCCEEDED" and len(stages) == 1:
+            return 1
+        if done.status != "SUCCEEDED":
+            rest = ", ".join(s.name for s in stages[number:]) or "none"
+            print(results.summary_table(lines), flush=True)
+            print(
+                f"error: stage {stage.name} ended {done.status} (its log is above and in "
+                f"make logs STAGE={stage.name}); not run: {rest}",
+                file=sys.stderr,
+            )
+            return 1
+    if len(stages) > 1:
+        print(f"[submit] the walkthrough's {len(stages)} stages on one cluster:", flush=True)
+        print(results.summary_table(lines), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Submit a stage through the Ray Jobs API: to RAY_ADDRESS (a dashboard URL) "
         "when set, else to a private local Ray head started for the run.",
     )
-    parser.add_argument("stage", help=f"one of {', '.join(registry.names())}")
+    parser.add_argument(
+        "stage", help=f"one of {', '.join(registry.names())}, or {ALL} (each in that order)"
+    )
     parser.add_argument(
         "stage_args", nargs=argparse.REMAINDER, help="arguments passed to the stage (e.g. --fresh)"
     )
@@ -133,21 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         address = ray_address(os.environ.get("RAY_ADDRESS", ""), "RAY_ADDRESS")
         # A remote cluster runs the stage: here its declaration is enough (no Ray Tune or
         # torch, as in the client venv). A private head runs it from this venv.
-        stage = registry.load(args.stage) if address is None else registry.declared(args.stage)
-        # Check the settings here first: a bad value fails before any head starts. With an
-        # address, the job's storage and data are the cluster's: only the address is checked.
-        settings = prepare(stage, args.stage_args, local=address is None)
+        names = list(registry.names()) if args.stage == ALL else [args.stage]
+        load = registry.load if address is None else registry.declared
+        stages = [load(name) for name in names]
+        # Check the settings here first (every stage's, for `all`): a bad value fails
+        # before any head starts. With an address, the job's storage and data are the
+        # cluster's: only the address is checked.
+        every = [prepare(stage, args.stage_args, local=address is None) for stage in stages]
     except ConfigError as err:
         return bad_input(err)
-    if settings.dry_run:
-        print(settings.to_json())
+    if every[0].dry_run:
+        for settings in every:
+            print(settings.to_json())
         return 0
     if address is not None:
-        status = submit_and_wait(address, stage, args.stage_args, local=False)
-        return 0 if status == "SUCCEEDED" else 1
+        return run_all(address, stages, args.stage_args, local=False)
     with local_head() as cluster:
-        status = submit_and_wait(cluster.dashboard_url, stage, args.stage_args, local=True)
-    return 0 if status == "SUCCEEDED" else 1
+        return run_all(cluster.dashboard_url, stages, args.stage_args, local=True)
 
 
 if __name__ == "__main__":

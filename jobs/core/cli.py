@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 
+from jobs.core import attempts
 from jobs.core.lock import exclusive
 from jobs.core.results import error_report
 from jobs.core.settings import (
@@ -64,7 +65,8 @@ def prepare(
 def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
     """`python -m jobs.<stage>`: exit 0 when every trial finished, 1 when some errored,
     2 on bad input (one `error:` line; nothing written when found before the run starts,
-    only the lock files when found once connected: README, Exit codes)."""
+    only the lock files and the attempt's log when found once connected: README, Exit
+    codes)."""
     try:
         settings = prepare(stage, sys.argv[1:] if argv is None else list(argv))
     except ConfigError as err:
@@ -72,6 +74,14 @@ def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
     if settings.dry_run:
         print(settings.to_json())
         return 0
+    # From here on the run writes: its output goes to the attempt's log on the volume too.
+    with attempts.recorded(settings.experiment_dir) as attempt:
+        code = _run(stage, settings)
+        attempt.finish(code)
+    return code
+
+
+def _run(stage: Stage, settings: Settings) -> int:
     try:
         with exclusive(settings.experiment_dir, settings.lock_wait_s):
             summary = stage.run(settings)

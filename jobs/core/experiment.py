@@ -13,6 +13,7 @@ turns a KubeRay `backoffLimit` retry (new cluster, same PVC) into a resume.
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from jobs.core import report, results
+from jobs.core import attempts, cost, report, results
 from jobs.core.engine import DataSpec
 from jobs.core.oom import tolerate_memory_kills
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
@@ -61,13 +62,18 @@ def preflight(settings: Settings) -> None:
 
 
 def archive(path: Path) -> Path:
-    """Move an experiment folder aside as <name>.archived-<time>; nothing is deleted."""
+    """Move an experiment folder aside as <name>.archived-<time>, with the logs of its
+    attempts (all but the running one) in its `logs/`; nothing is deleted."""
     target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while target.exists():  # two archives within a second
         target = target.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         n += 1
     path.rename(target)
+    running = attempts.current()
+    attempts.move_previous(
+        attempts.logs_dir(path), target / "logs", None if running is None else running.files.log
+    )
     return target
 
 
@@ -100,6 +106,11 @@ class TuneRun:
     after_fit: Callable[[Settings, Any, results.Summary], list[Path]] | None = None
     # Sizes one trial for a cluster (the stage's resource-planning hook).
     plan: Callable[[Settings, ClusterView], TrialPlan] = plan_trials
+    # How a resume runs errored trials again: "restart" (Trial.reset: a new trial id) or
+    # "resume" (the same id, from its checkpoint or, without one, from epoch 1). A searcher
+    # that tracks trials by id (Optuna) needs "resume": a restarted trial's new id is unknown
+    # to it, and its first result raises KeyError out of fit() (OptunaSearch.on_trial_result).
+    errored: str = "restart"
 
     def preflight(self, settings: Settings) -> None:
         preflight(settings)
@@ -121,7 +132,12 @@ class TuneRun:
                 print(resume_message(path, self.checkpoints), flush=True)
                 if self.note_on_resume:
                     print(f"[experiment] note: {self.note_on_resume}", flush=True)
-                return tune.Tuner.restore(str(path), trainable=trainable, restart_errored=True)
+                return tune.Tuner.restore(
+                    str(path),
+                    trainable=trainable,
+                    restart_errored=self.errored == "restart",
+                    resume_errored=self.errored == "resume",
+                )
         return tune.Tuner(
             trainable,
             param_space=search_space(settings),
@@ -130,6 +146,10 @@ class TuneRun:
                 name=settings.stage,
                 storage_path=settings.storage_path,
                 verbose=1,
+                # Each trial's stdout and stderr in its folder on the volume (Tune uploads
+                # the trial's working folder with every checkpoint and at its end).
+                log_to_file=True,
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 **self.run_config(settings),
             ),
         )
@@ -168,7 +188,17 @@ def finish(
     """What every stage leaves and prints: the compute used, results.json, results.csv and
     learning_curves.png; the table, the best trial, and the files written (with `extra`)."""
     folder = settings.experiment_dir
-    summary.compute = report.compute_used(summary, plan.device, plan.device_units())
+    running = attempts.current()
+    if running is not None:
+        running.sample()  # this attempt's nodes up to now, beside the earlier attempts'
+    summary.compute = report.compute_used(
+        summary,
+        plan.device,
+        plan.device_units(),
+        accelerator=cost.accelerator_key(plan.use_gpu, settings.accelerator_type),
+        nodes=attempts.node_hours(attempts.logs_dir(folder)) if running is not None else None,
+        prices=settings.node_prices,
+    )
     written = [
         *results.write(folder, summary),
         report.plot_curves(folder / report.CURVES_FILE, summary, histories, rungs),
@@ -176,5 +206,8 @@ def finish(
     ]
     print(results.leaderboard(summary), flush=True)
     print(results.best_report(summary), flush=True)
+    for line in cost.report_lines(summary.compute):
+        print(f"[{settings.stage}] {line}", flush=True)
+    print(f"[{settings.stage}] summary: {json.dumps(results.stage_line(summary))}", flush=True)
     for item in written:
         print(f"[{settings.stage}] wrote {item}", flush=True)

@@ -11,13 +11,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jobs.core import cost
 from jobs.core.results import History, Summary
 
 CURVES_FILE = "learning_curves.png"
 
 
-def compute_used(summary: Summary, device: str, device_units: float) -> dict[str, Any]:
-    """Trial-epochs and device-seconds spent, against running every trial to the end.
+def compute_used(
+    summary: Summary,
+    device: str,
+    device_units: float,
+    *,
+    accelerator: str | None = None,
+    nodes: tuple[dict[str, float], float, int] | None = None,
+    prices: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Trial-epochs and device-seconds spent, against running every trial to the end; with
+    `accelerator`, what jobs.core.cost measures from them, the nodes and the prices.
 
     Device-seconds are trial wall time times the GPUs (or CPUs) a trial held: what a cloud
     bill counts.
@@ -26,7 +36,7 @@ def compute_used(summary: Summary, device: str, device_units: float) -> dict[str
     spent = sum(t.epochs for t in trials)
     full = sum(int(t.config.get("num_epochs", t.epochs)) for t in trials)
     seconds = sum(float(t.metrics.get("time_total_s") or 0.0) for t in trials) * device_units
-    return {
+    compute: dict[str, Any] = {
         "device": device,
         "device_units_per_trial": device_units,
         "trial_epochs": spent,
@@ -34,6 +44,9 @@ def compute_used(summary: Summary, device: str, device_units: float) -> dict[str
         "trial_epoch_saving": round(full / spent, 3) if spent else None,
         "device_seconds": round(seconds, 2),
     }
+    if accelerator is not None:
+        compute |= cost.measured(compute, accelerator, nodes, prices)
+    return compute
 
 
 def plot_curves(

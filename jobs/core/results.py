@@ -339,6 +339,59 @@ def best_report(summary: Summary) -> str:
     )
 
 
+# --- the walkthrough's summary: one line per stage --------------------------------------------
+
+
+def stage_line(summary: Summary) -> dict[str, Any]:
+    """One stage's row of the `STAGE=all` summary (the driver prints it as JSON)."""
+    best = summary.best
+    compute = summary.compute
+    cost = compute.get("cost") or {}
+    return {
+        "stage": summary.stage,
+        "trials": len(summary.trials),
+        "errored": summary.counts["errored"],
+        "metric": summary.metric,
+        "best": None if best is None else best.metrics.get(summary.metric),
+        "wall_time_s": round(summary.wall_time_s, 1),
+        "accelerator_hours": compute.get("accelerator_hours", {}),
+        "on_demand_usd": cost.get("on_demand_usd"),
+        "spot_usd": cost.get("spot_usd"),
+    }
+
+
+SUMMARY_COLUMNS = ("stage", "trials", "best", "time", "accelerator-hours", "on demand", "Spot")
+
+
+def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
+    """The `STAGE=all` table: stage, trials, best metric, time, accelerator-hours, cost."""
+
+    def usd(value: Any) -> str:
+        return "-" if value is None else f"${value:.2f}"
+
+    table = [list(SUMMARY_COLUMNS)]
+    for line in lines:
+        best = "-" if line["best"] is None else f"{line['metric']} {line['best']:.4g}"
+        hours = ", ".join(f"{k} {v:.3f}" for k, v in line["accelerator_hours"].items()) or "-"
+        trials = f"{line['trials']}" + (f" ({line['errored']} errored)" if line["errored"] else "")
+        table.append(
+            [
+                line["stage"],
+                trials,
+                best,
+                f"{line['wall_time_s']:.0f}s",
+                hours,
+                usd(line["on_demand_usd"]),
+                usd(line["spot_usd"]),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
 # --- files ------------------------------------------------------------------------------------
 
 

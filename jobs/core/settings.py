@@ -190,6 +190,29 @@ def ray_address(raw: str, name: str) -> str | None:
     return value
 
 
+def node_prices(raw: str, name: str) -> dict[str, Any] | None:
+    """Empty (no prices), or JSON: {"gpu_node": {"on_demand": USD, "spot": USD}, "head_node":
+    {...}, "source": "..."} in USD per node-hour; null where a price is not known."""
+    if raw.strip() == "":
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be JSON, got {raw[:60]!r}") from None
+    shape = '{"gpu_node": {"on_demand": 0.54, "spot": 0.15}, "head_node": {...}, "source": "..."}'
+    if not isinstance(data, dict) or not isinstance(data.get("source", ""), str):
+        raise ConfigError(f"{name} must be a JSON object like {shape}")
+    for node in ("gpu_node", "head_node"):
+        prices = data.get(node)
+        if not isinstance(prices, dict) or set(prices) - {"on_demand", "spot"}:
+            raise ConfigError(f"{name}: {node} must be an object of on_demand and spot prices")
+        for kind, value in prices.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and (not number or not 0 <= value < float("inf")):
+                raise ConfigError(f"{name}: {node}.{kind} must be a price >= 0 or null")
+    return data
+
+
 def flag(raw: str, name: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -346,6 +369,14 @@ class Settings:
         help="with ACCELERATOR=gpu on a remote cluster: how long to wait for a GPU node "
         "to join before failing; covers a cold T4 node from zero (boot, driver, image "
         "pull: 5-20 min); the cloud manifests set their variant's cold_start_s.t4",
+    )
+    node_prices: Mapping[str, Any] | None = setting(
+        None,
+        env="NODE_PRICES",
+        parse=node_prices,
+        shown="none (the cloud manifests set their values file's)",
+        help='USD per node-hour that results.json prices the run at, as JSON: {"gpu_node": '
+        '{"on_demand": .., "spot": ..}, "head_node": {..}, "source": ".."}; null where unknown',
     )
     fail_at_epoch: int | None = setting(
         None,

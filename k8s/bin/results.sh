@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Copy a stage's outputs from the shared volume to a local folder and print results.json,
-# whether or not a Ray cluster is running.
-#   k8s/bin/results.sh STAGE [OUT_DIR]      # make results STAGE=... TARGET=k8s
+# Copy stages' outputs and attempt logs from the shared volume to a local folder and print
+# results.json, whether or not a Ray cluster is running.
+#   k8s/bin/results.sh STAGE[,STAGE...] [OUT_DIR]   # make results|logs STAGE=... TARGET=k8s
 # Through the head pod of the long-lived RayCluster when one runs; otherwise (a RayJob's
-# cluster is deleted when it ends) through the variant's results-reader.yaml, a short-lived non-root
-# pod that mounts the volume read-only and is deleted afterwards. Notes go to stderr,
-# results.json to stdout (the Makefile pipes it into the leaderboard).
+# cluster is deleted when it ends) through the variant's results-reader.yaml, a short-lived
+# non-root pod that mounts the volume read-only and is deleted afterwards. Each stage's files
+# land in OUT_DIR/<stage>/, its `<stage>.logs/` (every attempt's driver log) in
+# OUT_DIR/<stage>/logs/. Notes go to stderr; for one stage its results.json goes to stdout.
+# With several stages, one without results is noted and skipped instead of an error;
+# LOGS_ONLY=1 copies the logs only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-stage=${1:?usage: results.sh STAGE [OUT_DIR]}
-out=${2:-results/k8s}/$stage
+IFS=, read -r -a stages <<<"${1:?usage: results.sh STAGE[,STAGE...] [OUT_DIR]}"
+root=${2:-results/k8s}
 kubectl=${KUBECTL:-kubectl}
 cluster=${CLUSTER:-ray-tune}
 reader=${READER:-k8s/results-reader.yaml} # the variant's (make results CLOUD=...)
@@ -34,15 +37,41 @@ if [[ -z $pod ]]; then
   "$kubectl" wait "$pod" --for=condition=Ready --timeout=180s >&2
 fi
 
-mkdir -p "$out"
-for name in "${files[@]}"; do
-  if "$kubectl" cp -c "$container" "${pod#pod/}:/mnt/cluster_storage/${stage}/${name}" \
-    "$out/$name" >/dev/null 2>&1 && [[ -s $out/$name ]]; then
-    note "copied $out/$name"
+copy_stage() { # STAGE: its files into $root/STAGE; 1 when it has no results.json
+  local stage=$1 out=$root/$1 name
+  mkdir -p "$out"
+  for name in "${files[@]}"; do
+    if "$kubectl" cp -c "$container" "${pod#pod/}:/mnt/cluster_storage/${stage}/${name}" \
+      "$out/$name" >/dev/null 2>&1 && [[ -s $out/$name ]]; then
+      note "copied $out/$name"
+    else
+      rm -f "$out/$name"
+      [[ $name == results.json ]] && { note "(no ${stage}/results.json on the volume)"; return 1; }
+      note "(no ${stage}/${name} on the volume)"
+    fi
+  done
+}
+
+copy_logs() { # STAGE: its attempts' logs into $root/STAGE/logs
+  local stage=$1
+  rm -rf "${root:?}/$stage/logs"
+  mkdir -p "$root/$stage"
+  if "$kubectl" cp -c "$container" "${pod#pod/}:/mnt/cluster_storage/${stage}.logs" \
+    "$root/$stage/logs" >/dev/null 2>&1; then
+    note "copied $root/$stage/logs/ (make logs STAGE=$stage TARGET=k8s)"
   else
-    rm -f "$out/$name"
-    [[ $name == results.json ]] && { note "error: no ${stage}/results.json on the volume"; exit 1; }
-    note "(no ${stage}/${name} on the volume)"
+    note "(no ${stage}.logs on the volume)"
+  fi
+}
+
+for stage in "${stages[@]}"; do
+  copy_logs "$stage"
+  [[ -n ${LOGS_ONLY:-} ]] && continue # make logs: a failed attempt may have no results
+  if ! copy_stage "$stage" && [[ ${#stages[@]} -eq 1 ]]; then
+    note "error: no ${stage}/results.json on the volume"
+    exit 1
   fi
 done
-cat "$out/results.json"
+if [[ ${#stages[@]} -eq 1 && -z ${LOGS_ONLY:-} ]]; then
+  cat "$root/${stages[0]}/results.json"
+fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,12 +268,19 @@ def _leftovers(run: Run) -> list[str]:
     return out
 
 
-def test_a_failing_job_is_retried_on_a_new_cluster_then_fails(image: str, tmp_path: Path) -> None:
-    # A flag the stage refuses: every attempt's Ray job FAILS (exit 2, one error line).
+def test_a_failing_job_is_retried_on_a_new_cluster_then_fails_and_each_attempts_log_stays(
+    image: str, tmp_path: Path
+) -> None:
+    # Every attempt's Ray job FAILS once connected: GPU trials of a model no node has (kind's
+    # workers declare T4s), without waiting for one (exit 2, one error line, after the log
+    # is opened).
     manifest = variant(
         tmp_path,
         "baseline",
-        {"entrypoint": "python -m jobs.baseline --no-such-flag", "backoffLimit": 1},
+        {"backoffLimit": 1},
+        ACCELERATOR="gpu",
+        ACCELERATOR_TYPE="A10G",
+        GPU_WAIT_S="0",
     )
     run = Run(manifest, tmp_path / "run")
     outcome = run.wait()
@@ -293,8 +301,28 @@ def test_a_failing_job_is_retried_on_a_new_cluster_then_fails(image: str, tmp_pa
     submitter_logs = "".join(
         p.read_text() for p in Path(outcome["logs"]).glob("attempt-1/ray-tune-baseline-?????.log")
     )
-    assert "error: " in submitter_logs and "--no-such-flag" in submitter_logs
+    reason = "error: ACCELERATOR=gpu but no node offers accelerator_type:A10G"
+    assert reason in submitter_logs
     assert _leftovers(run) == [], "the run removes every container and network it made"
+    # Both clusters are gone; each attempt's driver log is on the volume, named after the
+    # attempt's Ray job id, and `make logs` prints the first (failed) one.
+    job_ids = re.findall(r"submitter pod \S+ \(job id (\S+)\)", log)
+    attempts_dir = run.volume / "baseline.logs"
+    logs = sorted(attempts_dir.glob("*.log"))
+    assert [p.stem.split("_", 1)[1] for p in logs] == list(dict.fromkeys(job_ids)), logs
+    for path in logs:
+        assert reason in path.read_text(), path
+    proc = subprocess.run(
+        ["make", "-s", "logs", "STAGE=baseline", "ATTEMPT=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"STORAGE_PATH": str(run.volume)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == logs[0].read_text() and reason in proc.stdout
+    assert proc.stderr.count(", exit 2") == 2, proc.stderr  # both attempts listed
 
 
 def test_a_deadline_reached_while_the_cluster_starts_ends_the_rayjob_without_a_retry(

@@ -80,7 +80,7 @@ def test_tune_random_search_then_resume_restarts_the_trials_that_failed(stage_en
     assert "resuming" in proc.stdout and "start again from epoch 1" in proc.stdout
     summary = load_results(env, "tune")
     assert_sound(summary, "tune", 2)
-    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
     configs = sorted(json.dumps(t["config"], sort_keys=True) for t in summary["trials"])
     assert configs == sorted(json.dumps(t["config"], sort_keys=True) for t in failed["trials"])
     for trial in summary["trials"]:
@@ -159,7 +159,7 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
     assert "Checkpoint successfully created" not in logs  # silenced by logger name
     summary = load_results(env, "checkpoint")
     assert_sound(summary, "checkpoint", 2)
-    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
     for trial in summary["trials"]:
         assert trial["metrics"]["start_epoch"] == 1  # resumed from epoch 1's checkpoint
     for folder in trial_dirs(env, "checkpoint"):
@@ -185,7 +185,7 @@ def test_fail_at_epoch_1_fails_each_trial_once_though_it_has_no_checkpoint(stage
     env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="1", FAIL_AT_EPOCH="1")
     run_stage("checkpoint", env)
     summary = load_results(env, "checkpoint")
-    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
     for trial in summary["trials"]:
         assert trial["metrics"]["start_epoch"] == 0 and trial["epochs"] == 1
     folders = trial_dirs(env, "checkpoint")
@@ -360,30 +360,59 @@ def _submit_env(stage_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def test_make_submit_runs_the_stage_through_the_jobs_api(stage_env) -> None:
-    env = {**_submit_env(stage_env), "TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1"}
+def test_make_submit_all_runs_the_walkthrough_on_one_head_stops_at_a_failure_and_resumes(
+    stage_env,
+) -> None:
+    """`make submit STAGE=all`: the five stages through the Jobs API on one private head.
+    An injected failure in `tune` (no FailureConfig there) stops the walk with the stage's
+    name and exit 1; the same command again resumes `tune` and runs the rest."""
+    # One trial of one epoch per stage, at a learning rate that learns in one epoch.
+    env = {
+        **_submit_env(stage_env),
+        **{"TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1", "TUNE_LR_POINTS": "1e-3"},
+    }
     # As a user types it; the settings travel in the environment, as in the README.
-    proc = run_make(["submit", "STAGE=tune"], env)
-    assert proc.returncode == 0, explain(proc)
-    assert re.search(r"job tune-\w+ SUCCEEDED", proc.stdout)
-    assert load_results(env, "tune")["counts"]["completed"] == 1
+    proc = run_make(["submit", "STAGE=all"], {**env, "FAIL_AT_EPOCH": "1"}, timeout=900)
+    assert proc.returncode == 2, explain(proc)  # make's code for a failed command
+    assert re.search(r"job baseline-\w+ SUCCEEDED", proc.stdout)
+    assert re.search(r"job tune-\w+ FAILED", proc.stdout)
+    assert "error: stage tune ended FAILED" in proc.stderr
+    assert "not run: asha, checkpoint, train" in proc.stderr
+    assert load_results(env, "tune")["counts"]["errored"] == 1
+    assert not (Path(env["STORAGE_PATH"]) / "asha").exists()
+    # The module's own code: 1, like a single stage's failed job.
     temp_dir = re.search(r"temp dir (\S+)\)", proc.stdout).group(1)
     assert not _head_processes(temp_dir)  # the head it started is gone
     assert not os.path.exists(temp_dir)
 
+    proc = run_make(["submit", "STAGE=all"], env, timeout=1200)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.count("[submit] local Ray head up at") == 1, "one head for all five"
+    for stage in ("baseline", "tune", "asha", "checkpoint", "train"):
+        assert re.search(rf"job {stage}-\w+ SUCCEEDED", proc.stdout), stage
+        assert_sound(load_results(env, stage), stage, 1)
+    assert "[experiment] resuming" in proc.stdout  # tune, from the first walk
+    table = proc.stdout.split("[submit] the walkthrough's 5 stages on one cluster:\n")[1]
+    rows = [line.split() for line in table.splitlines()[1:6]]
+    assert [row[0] for row in rows] == ["baseline", "tune", "asha", "checkpoint", "train"]
+    for row in rows:  # trials, best metric, time, CPU core-hours (no prices: no cost)
+        assert row[1] == "1" and row[2] == "val_loss" and float(row[3]) > 0, row
+        assert row[-4] == "CPU" and float(row[-3]) > 0 and row[-2:] == ["-", "-"], row
 
-def test_submit_exit_status_follows_a_failed_job(stage_env) -> None:
-    # No FailureConfig in the tune stage: the injected failure errors the trial.
-    env = {
-        **_submit_env(stage_env),
-        "TUNE_NUM_SAMPLES": "1",
-        "TUNE_NUM_EPOCHS": "1",
-        "FAIL_AT_EPOCH": "1",
-    }
-    proc = run_module("jobs.submit", ["tune"], env)
+
+def test_asha_resume_runs_its_errored_trials_again_under_their_ids(stage_env) -> None:
+    """Optuna knows trials by id: a restart under a new id raised KeyError out of fit()."""
+    env = {**stage_env, "TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1"}
+    proc = run_module("jobs.asha", [], {**env, "FAIL_AT_EPOCH": "1"})
     assert proc.returncode == 1, explain(proc)
-    assert re.search(r"job tune-\w+ FAILED", proc.stdout)
-    assert load_results(env, "tune")["counts"]["errored"] == 1
+    failed = load_results(env, "asha")
+    assert failed["counts"]["errored"] == 1
+    proc = run_stage("asha", env, "--resume")
+    assert "KeyError" not in proc.stdout + proc.stderr
+    summary = load_results(env, "asha")
+    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
+    ids = sorted(t["trial_id"] for t in summary["trials"])
+    assert ids == sorted(t["trial_id"] for t in failed["trials"])
 
 
 def test_checkpoint_stopper_ends_the_whole_experiment_at_its_threshold(stage_env) -> None:

@@ -64,13 +64,14 @@ def heavy_modules(code: str) -> set[str]:
     [
         "import jobs.submit",
         "import jobs.results",
+        "import jobs.logs",
         # The whole rendering, in memory: every variant's every manifest.
         "import runpy; runpy.run_path('k8s/render.py', run_name='render')['render']()",
         "import runpy; runpy.run_path('k8s/bin/preflight.py', run_name='preflight')",
         # What a submission to a cluster loads besides (settings of every stage).
         "from jobs import registry\nfor n in registry.names(): registry.declared(n)",
     ],
-    ids=["submit", "results", "render", "preflight", "declared-stages"],
+    ids=["submit", "results", "logs", "render", "preflight", "declared-stages"],
 )
 def test_the_client_tools_import_no_training_stack(code: str) -> None:
     assert heavy_modules(code) == set()

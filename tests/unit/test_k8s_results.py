@@ -83,3 +83,43 @@ def test_the_reader_pod_is_read_only_and_non_root() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert all(m["readOnly"] for m in container["volumeMounts"])
     assert spec["volumes"][0]["persistentVolumeClaim"]["readOnly"] is True
+
+
+def test_several_stages_and_their_attempt_logs_in_one_pod_session(
+    tmp_path: Path, pvc: Path
+) -> None:
+    """make results STAGE=all TARGET=k8s: every stage through one reader pod; a stage not run
+    yet is noted, not an error; each stage's `<stage>.logs/` lands in <stage>/logs/."""
+    logs = pvc / "tune.logs"
+    logs.mkdir()
+    (logs / "20261201T100000Z_ray-tune-tune-aaaaa.log").write_text("attempt 1 failed\n")
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "tune,asha", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), FAKE_KUBECTL_HEAD=""),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "", "several stages: the files, not one results.json"
+    assert (tmp_path / "out" / "tune" / "results.json").is_file()
+    copied = tmp_path / "out" / "tune" / "logs" / "20261201T100000Z_ray-tune-tune-aaaaa.log"
+    assert copied.read_text() == "attempt 1 failed\n"
+    assert "(no asha/results.json on the volume)" in proc.stderr
+    assert sum(c.startswith("apply") for c in calls(tmp_path)) == 1, "one reader pod"
+
+
+def test_logs_only_copies_a_failed_stages_logs_without_results(tmp_path: Path, pvc: Path) -> None:
+    """make logs TARGET=k8s: a stage whose every attempt failed has logs but no results."""
+    (pvc / "tune" / "results.json").unlink()
+    (pvc / "tune.logs").mkdir()
+    (pvc / "tune.logs" / "20261201T100000Z_x.log").write_text("error: a reason\n")
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "tune", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), FAKE_KUBECTL_HEAD="", LOGS_ONLY="1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "tune" / "logs" / "20261201T100000Z_x.log").is_file()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,6 +133,9 @@ def main(argv: list[str]) -> int:
         source, dest = positional[-2:]
         inside = source.split(":", 1)[1].removeprefix("/mnt/cluster_storage/")
         path = Path(os.environ["FAKE_KUBECTL_PVC"]) / inside
+        if path.is_dir():  # a folder becomes `dest` (kubectl cp when dest does not exist)
+            shutil.copytree(path, dest, dirs_exist_ok=True)
+            return 0
         if not path.is_file():
             print(f"tar: {inside}: Cannot stat: No such file or directory", file=sys.stderr)
             return 1
