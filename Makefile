@@ -38,6 +38,8 @@ CLIENT_PY := $(CLIENT_VENV)/bin/python
 CLIENT_STAMP = $(CLIENT_VENV)/.installed-$(shell sha256sum .ci/lock/client.txt | cut -c1-12)
 # A pull secret for a private registry, rendered into every pod (make manifests).
 IMAGE_PULL_SECRET ?=
+# A Kueue LocalQueue: make manifests labels every RayJob for it (README: Kueue).
+QUEUE ?=
 # EKS only: the EFS file system `make storage CLOUD=eks` names in its storage class.
 EFS_FILE_SYSTEM_ID ?=
 # 1: make teardown also deletes the shared volume (and with it every result and checkpoint).
@@ -191,12 +193,18 @@ check-stage:
 	@case " $(STAGES) " in *" $(STAGE) "*) ;; \
 	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES)" >&2; exit 2;; esac
 
+# submit and results also take STAGE=all: every stage, in walkthrough order.
+.PHONY: check-stage-or-all
+check-stage-or-all:
+	@case " $(STAGES) all " in *" $(STAGE) "*) ;; \
+	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES) all" >&2; exit 2;; esac
+
 .PHONY: submit
 ifeq ($(TARGET),k8s)
-submit: check-stage $(CLIENT_STAMP) ## Run STAGE via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
+submit: check-stage-or-all $(CLIENT_STAMP) ## Run STAGE (or all five in order, STAGE=all) via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
 	PY=$(CLIENT_PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
 else
-submit: check-stage $(STAMP)
+submit: check-stage-or-all $(STAMP)
 	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.submit $(STAGE) $(ARGS)
 endif
@@ -206,14 +214,32 @@ run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), n
 	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
 
+# What `make results` reads: STAGE's outputs (all: every stage's).
+comma := ,
+RESULT_STAGES = $(if $(filter all,$(STAGE)),$(STAGES),$(STAGE))
+
 .PHONY: results
 ifeq ($(TARGET),k8s)
-results: check-stage check-cloud $(CLIENT_STAMP) ## Print STAGE's leaderboard (TARGET=k8s: copy its outputs from the PVC first).
-	READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) \
-	  | $(CLIENT_PY) -m jobs.results - --format $(FORMAT)
+results: check-stage-or-all check-cloud $(CLIENT_STAMP) ## Print STAGE's leaderboard and cost (STAGE=all: a line per stage; TARGET=k8s: copy from the PVC first).
+	READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(subst $(eval) ,$(comma),$(RESULT_STAGES)) \
+	  $(RESULTS_DIR) >/dev/null
+	$(CLIENT_PY) -m jobs.results $(addprefix $(RESULTS_DIR)/,$(RESULT_STAGES)) --format $(FORMAT)
 else
-results: check-stage $(STAMP)
+results: check-stage-or-all $(STAMP)
 	$(PY) -m jobs.results $(STAGE) --format $(FORMAT)
+endif
+
+# Empty: the last attempt; a number in the list (-2: the one before) or part of its job id.
+ATTEMPT ?=
+
+.PHONY: logs
+ifeq ($(TARGET),k8s)
+logs: check-stage check-cloud $(CLIENT_STAMP) ## List STAGE's attempts and print one's driver log (ATTEMPT; default the last), from the volume (TARGET=k8s: via the head or a reader pod).
+	LOGS_ONLY=1 READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(STAGE) $(RESULTS_DIR)
+	$(CLIENT_PY) -m jobs.logs $(RESULTS_DIR)/$(STAGE)/logs $(if $(ATTEMPT),--attempt=$(ATTEMPT))
+else
+logs: check-stage
+	$(PYTHON) -m jobs.logs $(STAGE) $(if $(ATTEMPT),--attempt=$(ATTEMPT))
 endif
 
 .PHONY: tensorboard
@@ -246,9 +272,9 @@ push-cpu: ## Push the CPU image `make image-cpu` built (CPU-only clusters); reco
 ##@ Kubernetes
 
 .PHONY: manifests
-manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS).
+manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS, QUEUE).
 	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) IMAGE_PULL_SECRET=$(IMAGE_PULL_SECRET) \
-	  $(CLIENT_PY) k8s/render.py
+	  QUEUE=$(QUEUE) $(CLIENT_PY) k8s/render.py
 
 .PHONY: check-cloud
 check-cloud:

@@ -13,6 +13,8 @@ k8s/<variant>/ for the others.
 Images: by the digest `make push` recorded in image/digests.yaml where it has one, else by
 tag. DIGESTS=0 forces tags, DIGESTS=1 refuses to render without a digest.
 IMAGE_PULL_SECRET=<name> adds that pull secret to every pod (values: image_pull_secret).
+QUEUE=<local queue> labels every RayJob for Kueue (kueue.x-k8s.io/queue-name); each values
+file's `kueue` says what else changes then (README: Kueue). Empty: no label, as committed.
 The stages and their facts (deadline, fixed workers) come from the registry, read from the
 stage files without importing them (no Ray, no torch); the Ray version from the pins.
 """
@@ -20,7 +22,9 @@ stage files without importing them (no Ray, no torch); the Ray version from the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import sys
 import tomllib
 from functools import cache
@@ -49,6 +53,45 @@ DOCUMENTS = {
 
 class RenderError(Exception):
     """A values file or the digests that cannot render: one `error:` line, exit 2."""
+
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The queue name must be a label value (apimachinery's IsValidLabelValue: at most 63
+# characters) and a DNS-1123 subdomain, which Kueue's webhook checks the label against
+# (ValidateQueueName, pkg/controller/jobframework/validation.go): together, lower-case
+# letters, digits, '-' and '.', starting and ending with a letter or digit.
+_QUEUE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def queue() -> str | None:
+    """QUEUE: the Kueue LocalQueue every RayJob is labelled for, or None (no Kueue)."""
+    name = os.environ.get("QUEUE", "")
+    if not name:
+        return None
+    if len(name) > 63 or not _QUEUE_NAME.fullmatch(name):
+        raise RenderError(
+            f"QUEUE={name!r} is not a Kueue LocalQueue name: a Kubernetes label value of at "
+            "most 63 lower-case letters, digits, '-' and '.', starting and ending with a "
+            "letter or digit"
+        )
+    return name
+
+
+def gpus_at_once(stage: str, v: dict[str, Any]) -> int:
+    """How many T4 workers the stage can keep busy at once at its walkthrough size (or the
+    variant's env_vars), at most the worker group's maxReplicas: its trials at once
+    (TUNE_NUM_SAMPLES, capped by TUNE_MAX_CONCURRENT; one for a stage without Tune) times
+    the GPUs one trial takes (Kubernetes.kind_workers: the train stage's two Train workers).
+    Under Kueue without elastic jobs this is the fixed worker count it admits."""
+    declared = registry.declared(stage)
+    env = v["env_vars"]
+    trials = 1
+    if "TUNE" in {scope.name for scope in declared.scopes}:
+        trials = int(env.get("TUNE_NUM_SAMPLES", declared.defaults.get("num_samples", 1)))
+        cap = env.get("TUNE_MAX_CONCURRENT", declared.defaults.get("max_concurrent"))
+        trials = min(trials, int(cap)) if cap else trials
+    per_trial = int(declared.kubernetes.kind_workers)
+    return max(1, min(int(v["worker"]["max_replicas"]), trials * per_trial))
 
 
 @cache
@@ -127,16 +170,28 @@ ENV.filters["flow"] = _flow
 ENV.filters["combine"] = lambda a, b: {**a, **b}
 
 
+def node_prices(v: dict[str, Any]) -> str | None:
+    """The NODE_PRICES setting (jobs/core/settings.py) for the variant's stated prices, or
+    None where it states no GPU node price."""
+    prices = v["prices"]
+    if all(p is None for p in prices["t4_node"].values()):
+        return None
+    stated = {"gpu_node": prices["t4_node"], "head_node": prices["head_node"]}
+    return json.dumps({**stated, "source": prices["source"]}, separators=(",", ":"))
+
+
 def _context(v: dict[str, Any]) -> dict[str, Any]:
     ray = versions()["ray"]
     project_image = image(v["image_variant"])
     client = v.get("client_image")
     return {
         "v": v,
+        "node_prices": node_prices(v),
         "ray_version": ray,
         "image": project_image,
         "client_image": client.format(ray=ray) if client else project_image,
         "pull_secret": os.environ.get("IMAGE_PULL_SECRET") or v.get("image_pull_secret"),
+        "queue": queue(),
     }
 
 
@@ -152,8 +207,24 @@ def render_variant(variant: str) -> dict[Path, str]:
     def rel(name: str) -> str:
         return str((out / name).relative_to(REPO))
 
-    def cluster_spec(stage: str | None, workers: int | None = None) -> str:
-        return _render("cluster-spec.yaml.j2", context, stage=stage, stage_workers=workers)
+    elastic = bool(v["kueue"]["elastic"])
+    if elastic and not v["autoscaling"]:
+        raise RenderError(f"k8s/values/{variant}.yaml: kueue.elastic needs autoscaling: true")
+    # Under Kueue, an autoscaling variant's RayJobs either keep the autoscaler as elastic
+    # jobs, or get a fixed worker count with the autoscaler off (values: kueue).
+    kueue_fixed = bool(context["queue"]) and v["autoscaling"] and not elastic
+
+    def cluster_spec(
+        stage: str | None, workers: int | None = None, kueue_workers: int | None = None
+    ) -> str:
+        return _render(
+            "cluster-spec.yaml.j2",
+            context,
+            stage=stage,
+            stage_workers=workers,
+            autoscaling=v["autoscaling"] and not kueue_workers,
+            kueue_workers=kueue_workers,
+        )
 
     files = {
         out / name: _render(template, context, path=rel(name), cluster_spec=cluster_spec(None))
@@ -162,6 +233,7 @@ def render_variant(variant: str) -> dict[Path, str]:
     for name in registry.names():
         facts = registry.kubernetes_facts(name)
         stage_deadline = int(facts["deadline_s"])
+        kueue_workers = gpus_at_once(name, v) if kueue_fixed else None
         files[out / f"rayjob-{name}.yaml"] = _render(
             "rayjob.yaml.j2",
             context,
@@ -171,7 +243,11 @@ def render_variant(variant: str) -> dict[Path, str]:
             deadline_s=v["deadline_s"] or stage_deadline + int(v["cold_start_s"]["t4"]),
             path=rel(f"rayjob-{name}.yaml"),
             storage=rel("storage.yaml"),
-            cluster_spec=cluster_spec(name, int(facts.get("kind_workers", 1))).strip(),
+            kueue_fixed=kueue_fixed,
+            kueue_elastic=bool(context["queue"]) and elastic,
+            cluster_spec=cluster_spec(
+                name, int(facts.get("kind_workers", 1)), kueue_workers=kueue_workers
+            ).strip(),
         )
     return files
 

@@ -40,8 +40,23 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
   RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS, 300) end it (not retried); any other failure
   deletes the attempt's pods in the background, SIGTERM then SIGKILL after the pod's grace
   period, while the next attempt's cluster starts on the same volume and `backoffLimit`
-  allows (rayjob_controller.go); containers get no swap (--memory-swap = --memory).
-The last line printed is one JSON object: status, attempts, image, volume, seconds, ...
+  allows (rayjob_controller.go); containers get no swap (--memory-swap = --memory);
+- `spec.suspend`, and Kueue for a RayJob labelled kueue.x-k8s.io/queue-name (its webhook,
+  tests/support/kueue.py): a RayJob Kueue's validating webhook refuses is never created
+  (status Rejected); one it accepts is created suspended (ApplyDefaultForSuspend). KubeRay
+  takes a suspended RayJob to Suspended with no cluster (updateStatusToSuspendingIfNeeded,
+  the Suspending case). Kueue admits it after --admit-after-s: spec.suspend false, and
+  KubeRay goes Suspended -> New -> Initializing with a new job id and cluster name
+  (initRayJobStatusIfNeed), the deadlines counting from there. With --preempt-after-s N,
+  Kueue preempts it once, N s after the first attempt's Ray job turned RUNNING: spec.suspend
+  true; KubeRay goes Running -> Suspending, deletes the cluster and the submitter Job
+  (deleteClusterResources, deleteSubmitterJob: their pods terminate in the background,
+  nothing stops the Ray job first), clears the job id, cluster name and job status, and ends
+  Suspended without counting a failed attempt; Kueue's next admission starts a new cluster
+  on the same volume. Quota, flavors and workload slices are not modelled (admission always
+  succeeds, an elastic job's scale-ups too); a suspended RayJob without a queue label ends
+  the run, since nothing would unsuspend it.
+The last line printed is one JSON object: status, attempts, suspensions, image, volume, ...
 
 Only Ray's own `ray start` / `ray job` / `ray kuberay-autoscaler` commands run in the
 containers. Not reproduced: probes beyond readiness at start, Services' load balancing, real
@@ -72,6 +87,7 @@ import yaml
 
 from tests.e2e.kube_api import KubeApi, pod_object, raycluster_for_rayjob
 from tests.e2e.nodes import Cluster as Nodes
+from tests.support import kueue
 from tests.support.kuberay import pods, submitter
 from tests.support.kuberay.validation import validate_rayjob
 
@@ -155,9 +171,11 @@ class Podman:
         (folder / f"{name}.log").write_text(proc.stdout + proc.stderr)
 
     def remove(self, names: list[str], grace_s: int = 5) -> None:
-        """SIGTERM, SIGKILL after grace_s, then remove (a pod's deletion)."""
+        """SIGTERM, SIGKILL after grace_s, then remove (a pod's deletion): in one command, so
+        that the grace periods run side by side, as the kubelets terminate pods."""
+        if names:
+            self("rm", "-f", "-i", "-t", str(grace_s), *names, check=False)
         for name in names:
-            self("rm", "-f", "-t", str(grace_s), name, check=False)
             if name in self.containers:
                 self.containers.remove(name)
 
@@ -214,11 +232,12 @@ class Attempt:
     deleted: list[str] = field(default_factory=list)  # worker pods deleted by workersToDelete
     status_failing_since: float | None = None
     running_at: float | None = None
+    job_running_at: float | None = None  # the Ray job's status first read as RUNNING
 
 
 @dataclass
 class Outcome:
-    deployment: str  # Complete | Failed | ValidationFailed
+    deployment: str  # Complete | Failed | ValidationFailed | Suspending | Suspended | Rejected
     job_status: str
     reason: str = ""
     message: str = ""
@@ -236,6 +255,10 @@ class Options:
     node_idle_s: float = 10.0
     status_check_timeout_s: float = STATUS_CHECK_TIMEOUT_S
     grace_s: int = GRACE_S
+    admit_after_s: float = 3.0  # Kueue: how long a queued RayJob waits for admission
+    preempt_after_s: float | None = None  # Kueue: preempt once, this long after RUNNING
+    kueue_elastic_gate: bool = False  # Kueue's ElasticJobsViaWorkloadSlices gate is on
+    keep_logs: bool = False  # every attempt's logs, not only failed and suspended ones'
 
 
 def with_options(doc: dict[str, Any], options: Options) -> dict[str, Any]:
@@ -279,6 +302,9 @@ class RayJobRun:
         auth = self.cluster_spec.get("authOptions", {}).get("mode", "disabled") == "token"
         self.token = secrets.token_urlsafe(32) if auth else None
         self.failed = self.succeeded = 0
+        self.queue = kueue.queue_name(self.doc) or None
+        self.suspensions = 0  # an admitted RayJob suspended again (Kueue's preemption)
+        self.admissions = 0
         self.attempts: list[Attempt] = []
         self.submitter_pods = 0
         self.ray_restarts = 0
@@ -864,7 +890,54 @@ class RayJobRun:
                 message = info.get("message") or ""
                 log(f"attempt {attempt.number}: jobStatus={info['status']} ({message})")
             attempt.job_status = info["status"]
+            if attempt.job_status == "RUNNING" and attempt.job_running_at is None:
+                attempt.job_running_at = time.monotonic()
         return attempt.job_status
+
+    def _preempted(self, attempt: Attempt) -> bool:
+        """Kueue's preemption (--preempt-after-s): once per run, when the attempt's Ray job
+        has been RUNNING that long, Kueue evicts the workload and suspends the RayJob."""
+        after = self.options.preempt_after_s
+        if after is None or self.suspensions or attempt.job_running_at is None:
+            return False
+        if time.monotonic() - attempt.job_running_at < after:
+            return False
+        log(
+            f"kueue: preempting the workload of LocalQueue {self.queue} after {after:g}s of "
+            f"attempt {attempt.number}'s job RUNNING: spec.suspend=true"
+        )
+        self.spec["suspend"] = True
+        return True
+
+    def _suspending(self, attempt: Attempt, phase: str) -> Outcome:
+        """updateStatusToSuspendingIfNeeded: spec.suspend moves an Initializing or Running
+        RayJob to Suspending, ahead of every deadline check."""
+        log(f"attempt {attempt.number}: {phase} -> Suspending (spec.suspend=true)")
+        return Outcome("Suspending", attempt.job_status, "Suspended", "spec.suspend is true")
+
+    def _admit(self) -> Outcome | None:
+        """The Suspended case: nothing runs until spec.suspend is false, which only Kueue's
+        admission sets here; then Suspended -> New (None: go on with a new attempt)."""
+        if not self.queue:
+            log("Suspended: spec.suspend is true and no queue label: nothing will unsuspend it")
+            return Outcome(
+                "Suspended",
+                "",
+                "Suspended",
+                f"spec.suspend is true and nothing unsuspends it (no {kueue.QUEUE_LABEL} label)",
+            )
+        log(
+            f"kueue: workload pending in LocalQueue {self.queue}; admitting it in "
+            f"{self.options.admit_after_s:g}s"
+        )
+        time.sleep(self.options.admit_after_s)
+        self.spec["suspend"] = False
+        self.admissions += 1
+        log(
+            f"kueue: workload admitted (admission {self.admissions}): spec.suspend=false; "
+            "KubeRay: Suspended -> New (a new job id and cluster name)"
+        )
+        return None
 
     def _status_checks_timed_out(self, attempt: Attempt) -> Outcome | None:
         """checkJobStatusCheckTimeoutAndUpdateStatusIfNeeded: not retried."""
@@ -884,6 +957,8 @@ class RayJobRun:
         log(f"attempt {attempt.number}: Initializing (cluster {attempt.cluster})")
         while True:
             self._tick(attempt)
+            if self.spec.get("suspend"):
+                return self._suspending(attempt, "Initializing")
             if self._deadline_passed(attempt):  # checked first, as the controller does
                 return self._deadline(attempt)
             if self._pre_running_deadline_passed(attempt):
@@ -896,6 +971,8 @@ class RayJobRun:
         self._start_submitter(attempt)
         submitter_failures = 0
         while True:
+            if self._preempted(attempt) or self.spec.get("suspend"):
+                return self._suspending(attempt, "Running")
             if self._deadline_passed(attempt):
                 return self._deadline(attempt)
             self._tick(attempt)
@@ -991,11 +1068,10 @@ class RayJobRun:
         grace_s = self.options.grace_s if retrying else 5
 
         def delete() -> None:
-            self.podman.remove(submitters, grace_s=grace_s)
             names = [c.name for c in pods_to_delete]
             names += [c.init[0] for c in pods_to_delete if c.init is not None]
             names += [attempt.autoscaler] if attempt.autoscaler else []
-            self.podman.remove(names, grace_s=grace_s)
+            self.podman.remove(submitters + names, grace_s=grace_s)
             self.podman.remove_network(network)
             with self._lock:
                 self.released.extend(submitters + [c.name for c in pods_to_delete])
@@ -1013,6 +1089,17 @@ class RayJobRun:
 
     def run(self) -> tuple[Outcome, float]:
         start = time.monotonic()
+        if self.queue:
+            refused = kueue.webhook_errors(self.doc, elastic_gate=self.options.kueue_elastic_gate)
+            if refused:
+                log(f"kueue: the webhook refuses to create the RayJob: {'; '.join(refused)}")
+                return Outcome("Rejected", "", "AdmissionWebhookDenied", "; ".join(refused)), 0.0
+            kueue.default(self.doc)
+            log(
+                f"kueue: LocalQueue {self.queue}: the webhook creates the RayJob with "
+                "spec.suspend=true; KubeRay: New -> Initializing -> Suspending -> Suspended "
+                "(no cluster yet)"
+            )
         error = validate_rayjob(self.doc)
         if error:
             log(f"ValidationFailed: {error}")
@@ -1021,6 +1108,10 @@ class RayJobRun:
         backoff = int(self.spec.get("backoffLimit", 0))
         try:
             while True:
+                if self.spec.get("suspend"):
+                    stuck = self._admit()
+                    if stuck is not None:
+                        return stuck, time.monotonic() - start
                 cluster = f"{self.name}-{suffix()}"
                 attempt = Attempt(
                     len(self.attempts) + 1,
@@ -1034,6 +1125,18 @@ class RayJobRun:
                 except RuntimeError as err:  # podman itself failed: not KubeRay's to copy
                     log(f"attempt {attempt.number}: the runner failed: {err}")
                     outcome = Outcome("Failed", attempt.job_status, "RunnerError", str(err)[-500:])
+                if outcome.deployment == "Suspending":
+                    # deleteClusterResources, deleteSubmitterJob, then the job id, cluster
+                    # name and status are cleared: Suspended, neither failed nor succeeded.
+                    self.suspensions += 1
+                    self._end_attempt(attempt, keep_logs=True, retrying=True)
+                    log(
+                        f"attempt {attempt.number}: Suspended (cluster {attempt.cluster} and "
+                        f"its submitter deleted; job id {attempt.job_id} cleared) "
+                        f"suspensions={self.suspensions} failed={self.failed} "
+                        f"succeeded={self.succeeded}"
+                    )
+                    continue
                 if outcome.deployment == "Complete":
                     self.succeeded += 1
                 else:
@@ -1045,7 +1148,9 @@ class RayJobRun:
                     and self.failed < backoff + 1
                 )
                 self._end_attempt(
-                    attempt, keep_logs=outcome.deployment != "Complete", retrying=retry
+                    attempt,
+                    keep_logs=outcome.deployment != "Complete" or self.options.keep_logs,
+                    retrying=retry,
                 )
                 log(
                     f"attempt {attempt.number}: {'Retrying' if retry else outcome.deployment} "
@@ -1152,6 +1257,30 @@ def main(argv: list[str] | None = None) -> int:
         help="KubeRay's RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS",
     )
     parser.add_argument(
+        "--admit-after-s",
+        type=float,
+        default=3.0,
+        help="Kueue: how long a queued RayJob waits for admission (default 3)",
+    )
+    parser.add_argument(
+        "--preempt-after-s",
+        type=float,
+        help="Kueue: preempt (suspend) the RayJob once, this long after its Ray job turned "
+        "RUNNING, then admit it again (needs the kueue.x-k8s.io/queue-name label)",
+    )
+    parser.add_argument(
+        "--kueue-elastic-gate",
+        action="store_true",
+        help="Kueue's ElasticJobsViaWorkloadSlices gate is on (an elastic-job annotated "
+        "RayJob may then autoscale)",
+    )
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep every attempt's container logs under WORK/logs (default: failed and "
+        "suspended attempts only)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan, start nothing"
     )
     args = parser.parse_args(argv)
@@ -1171,12 +1300,20 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: --env takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
         return 2
+    if args.preempt_after_s is not None and not kueue.queue_name(found[0]):
+        print(
+            f"error: --preempt-after-s plays Kueue: the RayJob needs the {kueue.QUEUE_LABEL} "
+            "label (make manifests QUEUE=<local queue>)",
+            file=sys.stderr,
+        )
+        return 2
     values_path = args.values or values_for(args.manifest)
     if not values_path.is_file():
         print(f"error: no values file {values_path}: name one with --values", file=sys.stderr)
         return 2
     if args.dry_run:  # validate only: nothing is created
-        error = validate_rayjob(found[0])
+        refused = kueue.webhook_errors(found[0], elastic_gate=args.kueue_elastic_gate)
+        error = "; ".join(refused) if refused else validate_rayjob(kueue.defaulted(found[0]))
         print(json.dumps({"manifest": str(args.manifest), "valid": error is None, "error": error}))
         return 0 if error is None else 1
     if shutil.which("podman") is None:
@@ -1194,6 +1331,10 @@ def main(argv: list[str] | None = None) -> int:
         node_boot_s=args.node_boot_s,
         node_idle_s=args.node_idle_s,
         status_check_timeout_s=args.status_check_timeout_s,
+        admit_after_s=args.admit_after_s,
+        preempt_after_s=args.preempt_after_s,
+        kueue_elastic_gate=args.kueue_elastic_gate,
+        keep_logs=args.keep_logs,
     )
     job = RayJobRun(args.manifest, volume, work, run_id, options)
     image = pods.ray_container(job.cluster_spec["headGroupSpec"]["template"]["spec"])["image"]
@@ -1227,6 +1368,9 @@ def main(argv: list[str] | None = None) -> int:
                 "reason": outcome.reason,
                 "message": outcome.message,
                 "attempts": len(job.attempts),
+                "queue": job.queue,
+                "admissions": job.admissions,
+                "suspensions": job.suspensions,
                 "failed": job.failed,
                 "succeeded": job.succeeded,
                 "submitter_pods": job.submitter_pods,

@@ -32,6 +32,7 @@ REQUIRED = {
     "title",
     "image_variant",
     "autoscaling",
+    "kueue",
     "cold_start_s",
     "nodes",
     "head",

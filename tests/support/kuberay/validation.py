@@ -32,7 +32,7 @@ _DNS_1035_RULE = "a DNS-1035 label must consist of lower case alphanumeric chara
 _RESOURCE_PARAMS = ("num-cpus", "num-gpus", "memory", "resources")
 # Fields whose rules need a feature gate or a mode this port does not cover.
 _NOT_PORTED = {
-    "spec": ("deletionStrategy", "clusterSelector", "suspend"),
+    "spec": ("deletionStrategy", "clusterSelector"),
     "rayClusterSpec": (
         "gcsFaultToleranceOptions",
         "historyServerOptions",
@@ -259,6 +259,13 @@ def validate_rayjob(doc: dict[str, Any]) -> str | None:
         if key in spec:
             return prefix + f"{key}: not ported to tests/support/kuberay/validation.py yet"
     shutdown = bool(spec.get("shutdownAfterJobFinishes"))
+    # Kueue's webhook sets suspend on a queued RayJob; KubeRay then deletes the cluster on
+    # every suspension, so it must own it (clusterSelector is not ported: refused above).
+    if spec.get("suspend") and not shutdown:
+        return (
+            prefix + "a RayJob with shutdownAfterJobFinishes set to false is not allowed to "
+            "be suspended"
+        )
     ttl = spec.get("ttlSecondsAfterFinished", 0)
     if ttl < 0:
         return prefix + "TTLSecondsAfterFinished must be a non-negative integer"

@@ -1,0 +1,87 @@
+"""Kueue, executed: a RayJob rendered with QUEUE= (k8s/render.py) run by
+tests/e2e/podman_rayjob.py playing Kueue: created suspended, admitted, preempted once while
+its stage runs (KubeRay deletes that cluster and submitter, no failed attempt counted),
+admitted again on a new cluster with a new job id, and the stage resumes its experiment
+from the shared volume.
+
+Needs podman, like tests/e2e/test_podman.py, whose image fixture and runner helper it uses."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.test_podman import (  # noqa: F401  (image: the session fixture)
+    Run,
+    experiment,
+    image,
+)
+from tests.support import kueue
+from tests.support.runs import REPO
+
+STAGE = "checkpoint"
+# CI-sized, as a user would pass them (--env): 2 trials of 3 epochs of ~10 s each, one at
+# a time on kind's one fake GPU.
+ENV = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512", "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "3"}
+# Seconds after the first attempt's Ray job turns RUNNING: its driver started Tune ~5 s in
+# and snapshots the experiment at least every second; the first trial is still training.
+PREEMPT_AFTER_S = 20
+
+
+def queued_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The kind variant's RayJob of STAGE as `make manifests QUEUE=team-a` renders it."""
+    monkeypatch.setenv("QUEUE", "team-a")
+    monkeypatch.syspath_prepend(str(REPO / "k8s"))
+    import render
+
+    rendered = render.render_variant("kind")[REPO / "k8s" / "kind" / f"rayjob-{STAGE}.yaml"]
+    path = tmp_path / f"rayjob-{STAGE}.yaml"
+    path.write_text(rendered)
+    return path
+
+
+def test_a_preempted_rayjob_resumes_its_stage_on_a_new_cluster(
+    image: str,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest = queued_manifest(tmp_path, monkeypatch)
+    doc = yaml.safe_load(manifest.read_text())
+    assert kueue.queue_name(doc) == "team-a" and "suspend" not in doc["spec"]  # Kueue's to set
+    env = [f for k, v in ENV.items() for f in ("--env", f"{k}={v}")]
+    run = Run(
+        manifest,
+        tmp_path / "run",
+        *("--preempt-after-s", str(PREEMPT_AFTER_S), "--admit-after-s", "2", "--keep-logs"),
+        *env,
+    )
+    outcome = run.wait(timeout_s=600)
+    log = run.log.read_text()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    assert outcome["jobDeploymentStatus"] == "Complete" and outcome["queue"] == "team-a"
+    # Suspended once; admitted at creation and again after the preemption.
+    assert outcome["suspensions"] == 1 and outcome["admissions"] == 2, outcome
+    # A suspension is not a failed attempt: backoffLimit is untouched.
+    assert outcome["failed"] == 0 and outcome["succeeded"] == 1, outcome
+    clusters = re.findall(r"Initializing \(cluster ([\w-]+)\)", log)
+    job_ids = re.findall(r"submitter pod [\w-]+ \(job id ([\w-]+)\)", log)
+    assert len(set(clusters)) == 2 == outcome["attempts"], clusters
+    assert len(set(job_ids)) == 2, job_ids
+    assert "attempt 1: Running -> Suspending (spec.suspend=true)" in log
+    # The second attempt's driver found the experiment on the volume and resumed it.
+    logs = Path(outcome["logs"])
+    first, second = (
+        "".join(
+            p.read_text(errors="replace") for p in (logs / a).glob(f"ray-tune-{STAGE}-?????.log")
+        )
+        for a in ("attempt-1", "attempt-2")
+    )
+    assert "[experiment] resuming" not in first, first[-3000:]
+    assert "[experiment] resuming" in second, second[-3000:]
+    summary = json.loads((experiment(run, STAGE) / "results.json").read_text())
+    assert len(summary["trials"]) == int(ENV["TUNE_NUM_SAMPLES"]), summary["trials"]
+    assert summary["counts"]["errored"] == 0, summary["counts"]
