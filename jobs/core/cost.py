@@ -80,8 +80,11 @@ def _hours(values: Mapping[str, float]) -> str:
     return ", ".join(f"{v:.3f}" if k == CPU else f"{k} {v:.3f}" for k, v in values.items()) or "0"
 
 
-def _usd(value: float | None) -> str | None:
-    return None if value is None else f"${value:.2f}"
+def usd(value: float | None) -> str | None:
+    """$1.23; cents to four places below $0.10, where a CI-sized run's cost lies."""
+    if value is None:
+        return None
+    return f"${value:.2f}" if value >= 0.1 or value == 0 else f"${value:.4f}"
 
 
 def report_lines(compute: Mapping[str, Any]) -> list[str]:
@@ -105,9 +108,9 @@ def report_lines(compute: Mapping[str, Any]) -> list[str]:
     if cost:
         parts = []
         for kind, label in (("on_demand", "on demand"), ("spot", "Spot")):
-            total = _usd(cost[f"{kind}_usd"])
+            total = usd(cost[f"{kind}_usd"])
             if total is not None:
-                parts.append(f"{label} {total} (saved {_usd(cost[f'saved_{kind}_usd'])})")
+                parts.append(f"{label} {total} (saved {usd(cost[f'saved_{kind}_usd'])})")
         if parts:
             lines.append(
                 f"cost: {'; '.join(parts)} for {cost['gpu_node_hours']:.3f} GPU node-hours "

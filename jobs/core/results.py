@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.core import cost
+
 RESULTS_FILE = "results.json"
 CSV_FILE = "results.csv"
 STATUSES = ("completed", "early_stopped", "errored")
@@ -366,9 +368,6 @@ SUMMARY_COLUMNS = ("stage", "trials", "best", "time", "accelerator-hours", "on d
 def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
     """The `STAGE=all` table: stage, trials, best metric, time, accelerator-hours, cost."""
 
-    def usd(value: Any) -> str:
-        return "-" if value is None else f"${value:.2f}"
-
     table = [list(SUMMARY_COLUMNS)]
     for line in lines:
         best = "-" if line["best"] is None else f"{line['metric']} {line['best']:.4g}"
@@ -381,8 +380,8 @@ def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
                 best,
                 f"{line['wall_time_s']:.0f}s",
                 hours,
-                usd(line["on_demand_usd"]),
-                usd(line["spot_usd"]),
+                cost.usd(line["on_demand_usd"]) or "-",
+                cost.usd(line["spot_usd"]) or "-",
             ]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_COLUMNS))]

@@ -441,6 +441,20 @@ def test_asha_on_the_t4_manifest_scales_from_zero_and_back(image: str, tmp_path:
     assert len(summary["trials"]) == 3 and summary["counts"]["errored"] == 0
     for trial in summary["trials"]:
         assert trial["metrics"]["assigned_gpus"] >= 1.0 and trial["metrics"]["on_cuda"] == 0.0
+    # What the run cost, measured: the T4 worker pods' and the head's node-hours from Ray's
+    # node table, priced at the values file's prices the manifest handed the driver.
+    compute = summary["compute"]
+    hours = compute["node_hours"]
+    assert hours["T4"] > 0 and hours["head"] > 0 and compute["attempts"] == 1, compute
+    assert compute["accelerator_hours"]["T4"] > 0
+    prices = yaml.safe_load((REPO / "k8s" / "values" / "gke.yaml").read_text())["prices"]
+    cost = compute["cost"]
+    assert cost["source"] == prices["source"] and cost["gpu_node_hours"] == hours["T4"]
+    expected = hours["T4"] * prices["t4_node"]["on_demand"]
+    expected += hours["head"] * prices["head_node"]["on_demand"]
+    assert cost["on_demand_usd"] == pytest.approx(expected, abs=1e-3)
+    (record,) = (run.volume / "asha.logs").glob("*.json")
+    assert json.loads(record.read_text())["exit_code"] == 0
 
 
 def test_a_head_that_fits_no_node_fails_by_the_pre_running_deadline(

@@ -89,7 +89,7 @@ def test_the_report_lines_state_the_figures() -> None:
     )
     assert lines[1].startswith("nodes: node-hours T4 1.500, head 1.000 over 2 attempt(s)")
     assert lines[2] == (
-        "cost: on demand $0.94 (saved $0.01); Spot $0.36 (saved $0.00) for 1.500 GPU "
+        "cost: on demand $0.94 (saved $0.0094); Spot $0.36 (saved $0.0026) for 1.500 GPU "
         "node-hours and the head; prices: test prices"
     )
     assert cost.report_lines({"device": "cpu"}) == []  # results.json of an older run
