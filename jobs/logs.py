@@ -28,7 +28,10 @@ def folder_of(source: str) -> Path:
         return attempts.logs_dir(experiment_dir(source, os.environ))
     path = Path(source)
     if not path.is_dir():
-        raise ConfigError(f"{source!r} is neither a stage nor a folder")
+        raise ConfigError(
+            f"no attempt logs at {source} (neither a stage nor a folder; a stage that never "
+            "ran on that volume has none)"
+        )
     if attempts.attempts(path):
         return path
     for candidate in (attempts.logs_dir(path), path / "logs"):

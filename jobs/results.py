@@ -9,6 +9,7 @@ accelerator-hours and cost (`make results STAGE=all`), then each stage's compute
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -65,9 +66,13 @@ def print_all(sources: list[str], fmt: str) -> int:
         print(json.dumps(lines, indent=2))
         return 0
     if fmt == "csv":
-        print(",".join(lines[0]) if lines else "")
-        for line in lines:
-            print(",".join("" if v is None else json.dumps(v).strip('"') for v in line.values()))
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(lines[0])
+        for line in lines:  # accelerator_hours, a mapping, as JSON in its cell
+            writer.writerow(
+                "" if v is None else json.dumps(v) if isinstance(v, dict) else v
+                for v in line.values()
+            )
         return 0
     print(results.summary_table(lines))
     for summary in summaries:

@@ -60,7 +60,8 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # characters) and a DNS-1123 subdomain, which Kueue's webhook checks the label against
 # (ValidateQueueName, pkg/controller/jobframework/validation.go): together, lower-case
 # letters, digits, '-' and '.', starting and ending with a letter or digit.
-_QUEUE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+# A DNS-1123 subdomain: dot-separated labels of lower-case letters, digits and inner dashes.
+_QUEUE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def queue() -> str | None:

@@ -25,7 +25,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,13 +150,18 @@ def node_hours(folder: Path) -> tuple[dict[str, float], float, int]:
     return hours, wall, len(found)
 
 
-def move_previous(folder: Path, target: Path, keep: Path | None = None) -> None:
-    """Move every attempt's files but `keep`'s (the running one) into `target`."""
-    for item in sorted(folder.glob("*")) if folder.is_dir() else []:
-        if keep is not None and item.stem == keep.stem:
+def move_previous(folder: Path, target: Path, before: float) -> None:
+    """Move the files of every attempt that started before `before` (a time.time(), e.g. the
+    archived experiment's last write) into `target`: later ones, the running attempt and
+    earlier attempts of the same run (a failed retry), stay."""
+    for files in attempts(folder):
+        record = read_record(files)
+        if record is None or record.started >= before:
             continue
         target.mkdir(parents=True, exist_ok=True)
-        item.rename(target / item.name)
+        for item in (files.log, files.record):
+            if item.exists():
+                item.rename(target / item.name)
 
 
 class _Tee(io.TextIOBase):
@@ -166,16 +172,22 @@ class _Tee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
-        with self._lock:
-            if not self._log.closed:
-                self._log.write(text)
+        self._to_log(lambda: self._log.write(text))
         return written
 
     def flush(self) -> None:
         self._stream.flush()
+        self._to_log(self._log.flush)
+
+    def _to_log(self, action: Callable[[], object]) -> None:
+        """A volume that fails (a stale NFS handle) ends the copy, not the run."""
         with self._lock:
-            if not self._log.closed:
-                self._log.flush()
+            if self._log.closed:
+                return
+            try:
+                action()
+            except OSError:
+                self._log.close()
 
     def fileno(self) -> int:
         return self._stream.fileno()
@@ -245,8 +257,10 @@ class Attempt:
     def finish(self, exit_code: int) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
-        self.sample()
+            # A sample stuck on a head that went away must not hold the exit.
+            self._thread.join(timeout=NODE_SAMPLE_S)
+        if self._thread is None or not self._thread.is_alive():
+            self.sample()
         with self._lock:
             self.record.exit_code = exit_code
             self._write()
@@ -283,6 +297,13 @@ def recorded(experiment_dir: Path) -> Iterator[Attempt]:
     print(f"[attempt] {attempt.record.attempt_id}: this run's log is {attempt.files.log}")
     try:
         yield attempt
+    except BaseException:
+        # The traceback Python prints on the way out goes to the terminal only: the log gets
+        # it here (a crash is what the log is kept for).
+        with lock:
+            if not log.closed:
+                log.write(traceback.format_exc())
+        raise
     finally:
         _current = None
         if attempt.record.exit_code is None:

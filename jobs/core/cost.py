@@ -61,11 +61,12 @@ def money(measure: Mapping[str, Any], accelerator: str, prices: Mapping[str, Any
     accel_hours = float(measure["accelerator_hours"][accelerator])
     if accelerator != CPU and gpu_node_hours == 0:
         gpu_node_hours = accel_hours  # no worker node seen: the GPUs the trials held
-    head_price = prices["head_node"].get("on_demand") or 0.0
+    head_price = prices["head_node"].get("on_demand")
     out: dict[str, Any] = {"source": prices.get("source", ""), "gpu_node_hours": gpu_node_hours}
     for kind in PRICE_KINDS:
         price = prices["gpu_node"].get(kind)
-        if price is None or accelerator == CPU:
+        # No total where a price it needs is not known (the head runs on demand either way).
+        if price is None or head_price is None or accelerator == CPU:
             out[f"{kind}_usd"] = out[f"saved_{kind}_usd"] = None
             continue
         total = gpu_node_hours * price + node_hours.get(HEAD, 0.0) * head_price
@@ -75,9 +76,14 @@ def money(measure: Mapping[str, Any], accelerator: str, prices: Mapping[str, Any
     return out
 
 
-def _hours(values: Mapping[str, float]) -> str:
-    """`T4 0.123`; a CPU-only run's core-hours without the key the unit already names."""
-    return ", ".join(f"{v:.3f}" if k == CPU else f"{k} {v:.3f}" for k, v in values.items()) or "0"
+def _hours(values: Mapping[str, float], unit: str = "") -> str:
+    """`T4 0.123, head 0.050`; core-hours of a CPU-only run without the key its unit names."""
+    return (
+        ", ".join(
+            f"{v:.3f}" if k == CPU and unit == CPU else f"{k} {v:.3f}" for k, v in values.items()
+        )
+        or "0"
+    )
 
 
 def usd(value: float | None) -> str | None:
@@ -94,15 +100,17 @@ def report_lines(compute: Mapping[str, Any]) -> list[str]:
     accel = compute["accelerator_hours"]
     unit = "CPU core-hours" if CPU in accel else "accelerator-hours"
     spent, full = compute["trial_epochs"], compute["trial_epochs_if_run_to_end"]
+    key = CPU if CPU in accel else ""
     lines = [
-        f"compute: {unit} {_hours(accel)}; {spent} trial-epochs of {full} if every trial ran "
-        f"to the end (saved {compute['trial_epochs_saved']}, {unit} "
-        f"{_hours(compute['accelerator_hours_saved'])})"
+        f"compute: {unit} {_hours(accel, key)}; {spent} trial-epochs of {full} if every trial "
+        f"ran to the end (saved {compute['trial_epochs_saved']}, {unit} "
+        f"{_hours(compute['accelerator_hours_saved'], key)})"
     ]
     if "node_hours" in compute:
         lines.append(
             f"nodes: node-hours {_hours(compute['node_hours'])} over "
-            f"{compute['attempts']} attempt(s) (Ray's node table, sampled every 5 s)"
+            f"{compute['attempts']} attempt(s), while each node's Ray ran (Ray's node table, "
+            "every 5 s): a lower bound of what the nodes were billed"
         )
     cost = compute.get("cost")
     if cost:

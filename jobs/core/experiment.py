@@ -62,18 +62,17 @@ def preflight(settings: Settings) -> None:
 
 
 def archive(path: Path) -> Path:
-    """Move an experiment folder aside as <name>.archived-<time>, with the logs of its
-    attempts (all but the running one) in its `logs/`; nothing is deleted."""
+    """Move an experiment folder aside as <name>.archived-<time>, with the logs of the
+    attempts that started before its last write in its `logs/`; nothing is deleted."""
+    summary = path / results.RESULTS_FILE  # written last; else the folder's last change
+    written = (summary if summary.exists() else path).stat().st_mtime
     target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while target.exists():  # two archives within a second
         target = target.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         n += 1
     path.rename(target)
-    running = attempts.current()
-    attempts.move_previous(
-        attempts.logs_dir(path), target / "logs", None if running is None else running.files.log
-    )
+    attempts.move_previous(attempts.logs_dir(path), target / "logs", before=written)
     return target
 
 

@@ -57,7 +57,7 @@ copy_logs() { # STAGE: its attempts' logs into $root/STAGE/logs
   rm -rf "${root:?}/$stage/logs"
   mkdir -p "$root/$stage"
   if "$kubectl" cp -c "$container" "${pod#pod/}:/mnt/cluster_storage/${stage}.logs" \
-    "$root/$stage/logs" >/dev/null 2>&1; then
+    "$root/$stage/logs" >/dev/null 2>&1 && [[ -n $(ls -A "$root/$stage/logs" 2>/dev/null) ]]; then
     note "copied $root/$stage/logs/ (make logs STAGE=$stage TARGET=k8s)"
   else
     note "(no ${stage}.logs on the volume)"

@@ -85,3 +85,10 @@ def test_a_preempted_rayjob_resumes_its_stage_on_a_new_cluster(
     summary = json.loads((experiment(run, STAGE) / "results.json").read_text())
     assert len(summary["trials"]) == int(ENV["TUNE_NUM_SAMPLES"]), summary["trials"]
     assert summary["counts"]["errored"] == 0, summary["counts"]
+    # Each admission's driver log is on the volume under its own job id; the preempted one
+    # never reached its summary, so the experiment was not finished when it was suspended.
+    kept = sorted((run.volume / f"{STAGE}.logs").glob("*.log"))
+    assert [p.stem.split("_", 1)[1] for p in kept] == list(dict.fromkeys(job_ids)), kept
+    assert f"[{STAGE}] summary: " not in kept[0].read_text()
+    assert f"[{STAGE}] summary: " in kept[1].read_text()
+    assert summary["compute"]["attempts"] == 2

@@ -80,7 +80,7 @@ def test_tune_random_search_then_resume_restarts_the_trials_that_failed(stage_en
     assert "resuming" in proc.stdout and "start again from epoch 1" in proc.stdout
     summary = load_results(env, "tune")
     assert_sound(summary, "tune", 2)
-    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
     configs = sorted(json.dumps(t["config"], sort_keys=True) for t in summary["trials"])
     assert configs == sorted(json.dumps(t["config"], sort_keys=True) for t in failed["trials"])
     for trial in summary["trials"]:
@@ -159,7 +159,7 @@ def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None
     assert "Checkpoint successfully created" not in logs  # silenced by logger name
     summary = load_results(env, "checkpoint")
     assert_sound(summary, "checkpoint", 2)
-    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
     for trial in summary["trials"]:
         assert trial["metrics"]["start_epoch"] == 1  # resumed from epoch 1's checkpoint
     for folder in trial_dirs(env, "checkpoint"):
@@ -185,7 +185,7 @@ def test_fail_at_epoch_1_fails_each_trial_once_though_it_has_no_checkpoint(stage
     env = dict(stage_env, TUNE_NUM_SAMPLES="2", TUNE_NUM_EPOCHS="1", FAIL_AT_EPOCH="1")
     run_stage("checkpoint", env)
     summary = load_results(env, "checkpoint")
-    assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
+    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}
     for trial in summary["trials"]:
         assert trial["metrics"]["start_epoch"] == 0 and trial["epochs"] == 1
     folders = trial_dirs(env, "checkpoint")
@@ -397,7 +397,7 @@ def test_make_submit_all_runs_the_walkthrough_on_one_head_stops_at_a_failure_and
     assert [row[0] for row in rows] == ["baseline", "tune", "asha", "checkpoint", "train"]
     for row in rows:  # trials, best metric, time, CPU core-hours (no prices: no cost)
         assert row[1] == "1" and row[2] == "val_loss" and float(row[3]) > 0, row
-        assert row[-4] == "CPU" and float(row[-3]) > 0 and row[-2:] == ["-", "-"], row
+        assert row[-4] == "CPU" and float(row[-3]) >= 0 and row[-2:] == ["-", "-"], row
 
 
 def test_asha_resume_runs_its_errored_trials_again_under_their_ids(stage_env) -> None:
@@ -413,6 +413,13 @@ def test_asha_resume_runs_its_errored_trials_again_under_their_ids(stage_env) ->
     assert summary["counts"] == {"completed": 1, "early_stopped": 0, "errored": 0}
     ids = sorted(t["trial_id"] for t in summary["trials"])
     assert ids == sorted(t["trial_id"] for t in failed["trials"])
+    # Each trial's own output is kept in its folder (log_to_file), last run's epoch line too.
+    (folder,) = trial_dirs(env, "asha")
+    assert re.search(r"\] epoch 1/1 loss=", (folder / "stdout").read_text())
+    # Both attempts' driver logs are beside the experiment, the first with its errors.
+    first, second = sorted((Path(env["STORAGE_PATH"]) / "asha.logs").glob("*.log"))
+    assert "error: 1 of 1 trials errored" in first.read_text()
+    assert "[asha] summary: " in second.read_text()
 
 
 def test_checkpoint_stopper_ends_the_whole_experiment_at_its_threshold(stage_env) -> None:

@@ -4,6 +4,7 @@ attempt's driver output and node record on the volume, listed and printed in sta
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -43,12 +44,15 @@ def test_a_node_is_typed_by_its_head_marker_or_accelerator(resources: dict, kind
     assert attempts.node_type(resources) == kind
 
 
-def _record(folder: Path, stamp: str, job: str, exit_code: int | None, nodes: dict) -> None:
+def _record(
+    folder: Path, stamp: str, job: str, exit_code: int | None, nodes: dict, start: float
+) -> None:
+    """An attempt of 30 minutes from `start`, with nodes up for the given hours."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stamp}_{job}.log").write_text(f"log of {job}\n")
-    rec = attempts.Record(job, 1000.0, 1000.0 + 1800, exit_code)
+    rec = attempts.Record(job, start, start + 1800, exit_code)
     for node_id, (kind, hours) in nodes.items():
-        rec.nodes[node_id] = attempts.NodeSpan(kind, 1000.0, 1000.0 + hours * 3600)
+        rec.nodes[node_id] = attempts.NodeSpan(kind, start, start + hours * 3600)
     (folder / f"{stamp}_{job}.json").write_text(rec.to_json())
 
 
@@ -56,13 +60,14 @@ def _record(folder: Path, stamp: str, job: str, exit_code: int | None, nodes: di
 def logs(tmp_path: Path) -> Path:
     """Two attempts of `tune`: the first killed with its cluster, the second finished."""
     folder = tmp_path / "tune.logs"
-    _record(folder, "20261201T100000Z", "ray-tune-tune-aaaaa", None, {"h1": ("head", 0.5)})
+    _record(folder, "20261201T100000Z", "ray-tune-tune-aaaaa", None, {"h1": ("head", 0.5)}, 1000.0)
     _record(
         folder,
         "20261201T110000Z",
         "ray-tune-tune-bbbbb",
         0,
         {"h2": ("head", 0.5), "w1": ("T4", 0.25), "w2": ("T4", 0.5)},
+        1000.0 + 3600,
     )
     return folder
 
@@ -84,14 +89,25 @@ def test_the_list_says_which_attempt_never_finished(logs: Path) -> None:
     assert "exit 0" in second and "'T4': 0.75" in second
 
 
-def test_fresh_moves_the_earlier_attempts_but_not_the_running_one(logs: Path) -> None:
-    running = logs / "20261201T110000Z_ray-tune-tune-bbbbb.log"
-    attempts.move_previous(logs, logs.parent / "archived" / "logs", keep=running)
+def test_archiving_moves_the_attempts_of_the_archived_run_only(logs: Path) -> None:
+    """--fresh and a baseline rerun archive the previous experiment with its attempts: those
+    that started before its last write. This run's attempts (a failed retry, the running
+    one) stay."""
+    from jobs.core.experiment import archive
+
+    experiment = logs.parent / "tune"
+    experiment.mkdir()
+    (experiment / "results.json").write_text("{}")
+    os.utime(experiment / "results.json", (1000.0 + 1800, 1000.0 + 1800))  # attempt 1's end
+    target = archive(experiment)
     assert sorted(p.name for p in logs.iterdir()) == [
         "20261201T110000Z_ray-tune-tune-bbbbb.json",
         "20261201T110000Z_ray-tune-tune-bbbbb.log",
     ]
-    assert len(list((logs.parent / "archived" / "logs").iterdir())) == 2
+    assert sorted(p.name for p in (target / "logs").iterdir()) == [
+        "20261201T100000Z_ray-tune-tune-aaaaa.json",
+        "20261201T100000Z_ray-tune-tune-aaaaa.log",
+    ]
 
 
 def test_a_recorded_run_tees_its_output_and_records_how_it_ended(
@@ -122,7 +138,9 @@ def test_a_run_that_raises_is_recorded_as_exit_1(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     (files,) = attempts.attempts(tmp_path / "tune.logs")
     assert attempts.read_record(files).exit_code == 1
-    assert "before the crash" in files.log.read_text()
+    text = files.log.read_text()
+    assert "before the crash" in text
+    assert "Traceback (most recent call last)" in text and "RuntimeError: boom" in text
 
 
 # --- python -m jobs.logs ------------------------------------------------------------------------
@@ -183,8 +201,8 @@ def test_logs_of_a_stage_that_never_ran_is_an_error(
     assert logs_cli.main([str(tmp_path / "nowhere")]) == 2
 
 
-def test_make_logs_runs_with_the_system_python_alone(logs: Path) -> None:
-    """`make logs` (local) runs jobs.logs with $(PYTHON): no venv, no Ray, no PyYAML."""
+def test_jobs_logs_needs_neither_ray_nor_pyyaml_nor_the_training_stack(logs: Path) -> None:
+    """`make logs` (local) runs jobs.logs with $(PYTHON), the system Python: no venv."""
     code = (
         "import importlib.abc, runpy, sys\n"
         "class Absent(importlib.abc.MetaPathFinder):\n"

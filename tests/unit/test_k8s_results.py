@@ -106,6 +106,7 @@ def test_several_stages_and_their_attempt_logs_in_one_pod_session(
     copied = tmp_path / "out" / "tune" / "logs" / "20261201T100000Z_ray-tune-tune-aaaaa.log"
     assert copied.read_text() == "attempt 1 failed\n"
     assert "(no asha/results.json on the volume)" in proc.stderr
+    assert "(no asha.logs on the volume)" in proc.stderr
     assert sum(c.startswith("apply") for c in calls(tmp_path)) == 1, "one reader pod"
 
 

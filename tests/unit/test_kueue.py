@@ -207,7 +207,9 @@ def test_an_empty_queue_renders_the_committed_manifests() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("bad", ["Team-A", "team_a", "-team", "team-", "team a", "q" * 64])
+@pytest.mark.parametrize(
+    "bad", ["Team-A", "team_a", "-team", "team-", "team a", "q" * 64, "a..b", "a.-b"]
+)
 def test_a_bad_queue_is_one_error_line_and_nothing_is_written(
     bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

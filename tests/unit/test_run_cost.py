@@ -4,6 +4,8 @@ the prices the cloud manifests hand the driver (NODE_PRICES)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -37,7 +39,6 @@ def test_accelerator_hours_and_the_saving_of_early_stopping() -> None:
 
 
 def test_money_prices_the_worker_node_hours_and_the_head_on_demand() -> None:
-    compute = report.compute_used(_summary(), "gpu", 1.0, accelerator="T4", nodes=NODES)
     compute = report.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES
     )
@@ -71,6 +72,12 @@ def test_no_money_where_no_price_is_known() -> None:
     lines = cost.report_lines(compute)
     assert any(line.startswith("cost: on demand $") for line in lines)
     assert not any("Spot" in line for line in lines)
+    # A head without a known price: no total rather than one without the head.
+    no_head = {**PRICES, "head_node": {"on_demand": None, "spot": None}}
+    compute = report.compute_used(
+        _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=no_head
+    )
+    assert compute["cost"]["on_demand_usd"] is None and compute["cost"]["spot_usd"] is None
     # A CPU run is not priced as GPU nodes.
     cpu = report.compute_used(_summary(), "cpu", 2.0, accelerator="CPU", prices=PRICES)
     assert cpu["cost"]["on_demand_usd"] is None
@@ -191,6 +198,10 @@ def test_results_all_prints_a_line_per_stage_that_has_results(
     assert results_cli.main(["all", "--format", "json"]) == 0
     (line,) = json.loads(capsys.readouterr().out)
     assert line["stage"] == "asha" and line["on_demand_usd"] == pytest.approx(0.944)
+    assert results_cli.main(["all", "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == list(line) and rows[1][0] == "asha"
+    assert json.loads(rows[1][rows[0].index("accelerator_hours")]) == line["accelerator_hours"]
     # Nothing at all to show is an error.
     monkeypatch.setenv("STORAGE_PATH", str(tmp_path / "empty"))
     assert results_cli.main(["all"]) == 2
