@@ -320,12 +320,13 @@ def describe(files: AttemptFiles, number: int) -> str:
     rec = read_record(files)
     if rec is None:
         return f"{number:>3}  {files.name}  (no record)"
-    minutes = max(0.0, rec.updated - rec.started) / 60
+    seconds = max(0.0, rec.updated - rec.started)
+    took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
     ended = (
         f"exit {rec.exit_code}"
         if rec.exit_code is not None
         else "did not finish (killed, or its cluster deleted)"
     )
-    workers = {k: round(v, 3) for k, v in rec.node_hours().items() if k != "head"}
+    workers = ", ".join(f"{k} {v:.3f}" for k, v in rec.node_hours().items() if k != "head")
     nodes = f", worker node-hours {workers}" if workers else ""
-    return f"{number:>3}  {files.name}  {minutes:.1f} min, {ended}{nodes}"
+    return f"{number:>3}  {files.name}  {took}, {ended}{nodes}"

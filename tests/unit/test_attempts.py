@@ -86,7 +86,7 @@ def test_the_list_says_which_attempt_never_finished(logs: Path) -> None:
     ]
     first, second = (attempts.describe(f, n) for n, f in enumerate(found, 1))
     assert "did not finish" in first and "30.0 min" in first
-    assert "exit 0" in second and "'T4': 0.75" in second
+    assert "exit 0" in second and "worker node-hours T4 0.750" in second
 
 
 def test_archiving_moves_the_attempts_of_the_archived_run_only(logs: Path) -> None:
