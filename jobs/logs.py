@@ -24,7 +24,7 @@ from jobs.core.settings import ConfigError, Parser, experiment_dir
 
 def folder_of(source: str) -> Path:
     """The attempts' folder SOURCE names."""
-    if source in registry.names() and not Path(source).exists():
+    if registry.named_stage(source):
         return attempts.logs_dir(experiment_dir(source, os.environ))
     path = Path(source)
     if not path.is_dir():

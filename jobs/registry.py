@@ -39,6 +39,12 @@ def names() -> tuple[str, ...]:
     return tuple(STAGES)
 
 
+def named_stage(source: str) -> bool:
+    """Whether a command's SOURCE names a stage (its folders under STORAGE_PATH) rather than
+    a file or folder of that name (jobs.results, jobs.logs)."""
+    return source in STAGES and not Path(source).exists()
+
+
 def load(name: str) -> Stage:
     """The stage's `STAGE` object (imports its module: Ray, torch)."""
     if name not in STAGES:

@@ -25,7 +25,7 @@ ALL = "all"
 
 def _path(source: str) -> str:
     """A stage's experiment folder, or the source as given."""
-    if source in registry.names() and not Path(source).exists():
+    if registry.named_stage(source):
         return str(experiment_dir(source, os.environ))
     return source
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("no results for any of the stages")
             return print_all(sources, args.format)
         source = args.source[0]
-        is_stage = source in registry.names() and not Path(source).exists()
+        is_stage = registry.named_stage(source)
         source = _path(source)
         if args.folder and not is_stage and (source == "-" or not Path(source).exists()):
             raise ConfigError(f"--folder needs a stage or an existing folder, not {source!r}")

@@ -5,8 +5,8 @@ not a measurement.
     python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
 
 Per stage and cloud (k8s/values/<variant>.yaml), for one attempt at the stage's defaults:
-- GPU nodes: every T4 the stage can hold at once (its trials times the GPUs each trial asks
-  for, capped at the worker group's maxReplicas);
+- GPU nodes: every T4 the stage can hold at once (render.gpus_at_once: its trials at once
+  times the GPUs each trial asks for, capped at the worker group's maxReplicas);
 - T4 node-hours: those nodes held for the whole attempt (its activeDeadlineSeconds, which
   already holds the cold start of a GPU node) plus the autoscaler's idle timeout before
   they are given back: an upper bound, since trials end sooner and nodes come and go;
@@ -55,9 +55,7 @@ def _cost(prices: dict[str, dict[str, float | None]], kind: str, t4: float, head
 def estimate(stage: str, variant: str) -> Estimate:
     v = render.values(variant)
     declared = registry.declared(stage)
-    trials = int(declared.defaults.get("num_samples", 1))
-    gpus_per_trial = int(declared.kubernetes.kind_workers)
-    nodes = min(trials * gpus_per_trial, int(v["worker"]["max_replicas"]))
+    nodes = render.gpus_at_once(stage, v)
     attempt_s = v["deadline_s"] or declared.kubernetes.deadline_s + v["cold_start_s"]["t4"]
     t4 = nodes * (attempt_s + v["idle_timeout_s"]) / 3600
     head = (attempt_s + v["cold_start_s"]["head"]) / 3600

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from jobs.core import cost
+
 LOGS_SUFFIX = ".logs"
 NODE_SAMPLE_S = 5.0
 # Ray's name for a job's submission id in the metadata the Jobs API gives its driver
@@ -327,6 +329,6 @@ def describe(files: AttemptFiles, number: int) -> str:
         if rec.exit_code is not None
         else "did not finish (killed, or its cluster deleted)"
     )
-    workers = ", ".join(f"{k} {v:.3f}" for k, v in rec.node_hours().items() if k != "head")
+    workers = cost.hours_text({k: v for k, v in rec.node_hours().items() if k != "head"}, empty="")
     nodes = f", worker node-hours {workers}" if workers else ""
     return f"{number:>3}  {files.name}  {took}, {ended}{nodes}"

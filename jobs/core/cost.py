@@ -76,14 +76,12 @@ def money(measure: Mapping[str, Any], accelerator: str, prices: Mapping[str, Any
     return out
 
 
-def _hours(values: Mapping[str, float], unit: str = "") -> str:
+def hours_text(values: Mapping[str, float], unit: str = "", empty: str = "0") -> str:
     """`T4 0.123, head 0.050`; core-hours of a CPU-only run without the key its unit names."""
-    return (
-        ", ".join(
-            f"{v:.3f}" if k == CPU and unit == CPU else f"{k} {v:.3f}" for k, v in values.items()
-        )
-        or "0"
+    text = ", ".join(
+        f"{v:.3f}" if k == CPU and unit == CPU else f"{k} {v:.3f}" for k, v in values.items()
     )
+    return text or empty
 
 
 def usd(value: float | None) -> str | None:
@@ -102,13 +100,13 @@ def report_lines(compute: Mapping[str, Any]) -> list[str]:
     spent, full = compute["trial_epochs"], compute["trial_epochs_if_run_to_end"]
     key = CPU if CPU in accel else ""
     lines = [
-        f"compute: {unit} {_hours(accel, key)}; {spent} trial-epochs of {full} if every trial "
+        f"compute: {unit} {hours_text(accel, key)}; {spent} trial-epochs of {full} if every trial "
         f"ran to the end (saved {compute['trial_epochs_saved']}, {unit} "
-        f"{_hours(compute['accelerator_hours_saved'], key)})"
+        f"{hours_text(compute['accelerator_hours_saved'], key)})"
     ]
     if "node_hours" in compute:
         lines.append(
-            f"nodes: node-hours {_hours(compute['node_hours'])} over "
+            f"nodes: node-hours {hours_text(compute['node_hours'])} over "
             f"{compute['attempts']} attempt(s), while each node's Ray ran (Ray's node table, "
             "every 5 s): a lower bound of what the nodes were billed"
         )

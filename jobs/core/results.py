@@ -282,14 +282,18 @@ def as_csv(summary: Summary) -> str:
     return out.getvalue()
 
 
-def leaderboard(summary: Summary) -> str:
-    """Trials best first as an aligned text table, and a footer with the counts."""
-    table = [list(COLUMNS), *([_fmt(v) for v in row] for row in rows(summary))]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = [
+def aligned(table: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines, each column as wide as its widest cell."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in table
     ]
+
+
+def leaderboard(summary: Summary) -> str:
+    """Trials best first as an aligned text table, and a footer with the counts."""
+    lines = aligned([list(COLUMNS), *([_fmt(v) for v in row] for row in rows(summary))])
     counts = summary.counts
     footer = (
         f"{summary.stage}: {len(summary.trials)} trials "
@@ -367,11 +371,10 @@ SUMMARY_COLUMNS = ("stage", "trials", "best", "time", "accelerator-hours", "on d
 
 def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
     """The `STAGE=all` table: stage, trials, best metric, time, accelerator-hours, cost."""
-
     table = [list(SUMMARY_COLUMNS)]
     for line in lines:
         best = "-" if line["best"] is None else f"{line['metric']} {line['best']:.4g}"
-        hours = ", ".join(f"{k} {v:.3f}" for k, v in line["accelerator_hours"].items()) or "-"
+        hours = cost.hours_text(line["accelerator_hours"], empty="-")
         trials = f"{line['trials']}" + (f" ({line['errored']} errored)" if line["errored"] else "")
         table.append(
             [
@@ -384,11 +387,7 @@ def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
                 cost.usd(line["spot_usd"]) or "-",
             ]
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
+    return "\n".join(aligned(table))
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from jobs import logs as logs_cli
 from jobs.core import attempts
-from tests.support.runs import REPO, clean_env
+from tests.unit.test_client_path import ABSENT, python, without
 
 
 def job_env(submission_id: str) -> dict[str, str]:
@@ -203,23 +202,9 @@ def test_logs_of_a_stage_that_never_ran_is_an_error(
 
 def test_jobs_logs_needs_neither_ray_nor_pyyaml_nor_the_training_stack(logs: Path) -> None:
     """`make logs` (local) runs jobs.logs with $(PYTHON), the system Python: no venv."""
-    code = (
-        "import importlib.abc, runpy, sys\n"
-        "class Absent(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.partition('.')[0] in {'ray', 'yaml', 'torch', 'numpy', 'jinja2'}:\n"
-        "            raise ModuleNotFoundError(name)\n"
-        "sys.meta_path.insert(0, Absent())\n"
-        "runpy.run_module('jobs.logs', run_name='__main__')\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "tune", "--attempt", "2"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(STORAGE_PATH=str(logs.parent)),
-    )
+    absent = without("ray", "yaml", "jinja2", *ABSENT)
+    code = f"{absent}\nrunpy.run_module('jobs.logs', run_name='__main__')"
+    proc = python(code, "tune", "--attempt", "2", STORAGE_PATH=str(logs.parent))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "log of ray-tune-tune-bbbbb\n"
 

@@ -29,14 +29,21 @@ HEAVY = ("torch", "torchvision", "optuna", "matplotlib")
 # them is the client venv as far as the project's code can tell.
 ABSENT = (*HEAVY, "triton", "numpy", "pandas", "pyarrow", "fsspec", "tensorboardX", "PIL")
 RECORD = "import json, sys; print(json.dumps(sorted(m for m in sys.modules)), file=sys.stderr)"
-WITHOUT_TRAINING_STACK = f"""
+
+
+def without(*absent: str) -> str:
+    """Code that makes a fresh interpreter fail to import `absent`, as if not installed."""
+    return f"""
 import importlib.abc, runpy, sys
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {set(ABSENT)!r}:
+        if name.partition(".")[0] in {set(absent)!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}} (client venv)", name=name)
 sys.meta_path.insert(0, Absent())
 """
+
+
+WITHOUT_TRAINING_STACK = without(*ABSENT)
 
 
 def python(code: str, *argv: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
