@@ -20,7 +20,8 @@ from jobs.core import cli, experiment
 from jobs.core.export import export_best_model
 from jobs.core.resources import TrialPlan
 from jobs.core.search import random_search
-from jobs.core.settings import Settings, integer, optional, positive_float, setting
+from jobs.core.settings import Settings, setting
+from jobs.core.values import integer, optional, positive_float
 from jobs.core.stage import Kubernetes, Stage
 
 MAX_FAILURES = 2

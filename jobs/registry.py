@@ -17,7 +17,7 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.core.settings import ConfigError  # standard library only, like this file
+from jobs.core.values import ConfigError  # standard library only, like this file
 
 if TYPE_CHECKING:
     from jobs.core.stage import Stage
@@ -56,7 +56,7 @@ def load(name: str) -> Stage:
 # reads (not `run` or `preflight`: the job runs them, in the image), and the modules besides
 # the standard library that what they use may import (no Ray, no torch).
 DECLARED_ARGS = ("name", "part", "defaults", "scopes", "options", "kubernetes")
-DECLARATION_IMPORTS = ("jobs.core.settings", "jobs.core.stage")
+DECLARATION_IMPORTS = ("jobs.core.settings", "jobs.core.stage", "jobs.core.values")
 
 
 def declared(name: str) -> Stage:

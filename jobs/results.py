@@ -17,7 +17,9 @@ from pathlib import Path
 
 from jobs import registry
 from jobs.core import attempts, cost, results
-from jobs.core.settings import ConfigError, Parser, experiment_dir
+from jobs.core.reading import Parser
+from jobs.core.settings import experiment_dir
+from jobs.core.values import ConfigError
 
 FORMATS = ("table", "json", "csv")
 ALL = "all"

@@ -32,7 +32,8 @@ from jobs.core import results
 from jobs.core.cli import bad_input, prepare
 from jobs.core.localcluster import LocalCluster, NodeSpec
 from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
-from jobs.core.settings import ConfigError, Parser, env_names, ray_address
+from jobs.core.reading import Parser, env_names
+from jobs.core.values import ConfigError, ray_address
 from jobs.core.stage import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

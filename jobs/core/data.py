@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.core.settings import ConfigError
+from jobs.core.values import ConfigError
 
 # Folder names torchvision uses under its root, per dataset.
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -212,7 +212,7 @@ def stage(data_dir: str, dataset: str) -> Path:
 if __name__ == "__main__":
     import sys
 
-    from jobs.core.settings import resolve
+    from jobs.core.reading import resolve
     from jobs.registry import load
 
     try:

@@ -29,7 +29,8 @@ from jobs.core.oom import tolerate_memory_kills
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.runtime import connect_and_plan
 from jobs.core.search import search_space
-from jobs.core.settings import ConfigError, Settings
+from jobs.core.settings import Settings
+from jobs.core.values import ConfigError
 from jobs.core.trial import TrialSpec, train_trial
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import filelock
 
-from jobs.core.settings import ConfigError
+from jobs.core.values import ConfigError
 
 
 def lock_path(experiment_dir: Path) -> Path:

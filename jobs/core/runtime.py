@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from jobs.core.resources import ClusterView, TrialPlan, check_placeable, gpu_bundle
-from jobs.core.settings import MIB, ConfigError, Settings
+from jobs.core.settings import MIB, Settings
+from jobs.core.values import ConfigError
 
 # Read by the Tune driver. Each is a measured fix (see README).
 DRIVER_ENV = {

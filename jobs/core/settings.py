@@ -1,12 +1,13 @@
-"""Settings: each declared once, as a keyword-only dataclass field whose metadata says how
-it is read (environment variable, flag, parser), what it means, and which stages use it.
+"""The settings: each declared once, as a keyword-only dataclass field whose metadata says how
+it is read (environment variable, flag, parser from `jobs.core.values`), what it means, and
+which stages use it.
 
 The environment variable names are the project's interface: the README, the KubeRay
 manifests and the tests use them. Flags override the environment. `--help`, `--dry-run`,
-the environment `make submit` forwards and the README's settings table are all generated
-from these fields (`python -m jobs.core.settings` prints the table). Every value is parsed
-and validated here, before any cluster work or any write; a bad one ends the run with one
-`error:` line (see `jobs.core.cli`).
+the environment `make submit` forwards (`jobs.core.reading`) and the README's settings table
+(`python -m jobs.settings_table`) are all generated from these fields. Every value is parsed
+and validated before any cluster work or any write; a bad one ends the run with one `error:`
+line (see `jobs.core.cli`).
 
 A stage adds settings of its own the same way, in its own file (the checkpoint stage's
 Stopper and time limits): a dataclass of `setting(...)` fields passed as `Stage.options`.
@@ -14,21 +15,28 @@ Stopper and time limits): a dataclass of `setting(...)` fields passed as `Stage.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import re
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import urlparse
+from typing import Any
 
-if TYPE_CHECKING:
-    from jobs.core.stage import Stage
+from jobs.core.values import (
+    ConfigError,
+    accelerator_type,
+    choice,
+    flag,
+    integer,
+    lr_list,
+    node_prices,
+    optional,
+    path,
+    positive_float,
+    ray_address,
+)
 
 DATASETS = ("mnist", "fashion-mnist")
 ACCELERATORS = ("auto", "gpu", "cpu")
@@ -51,10 +59,6 @@ def reservation_mib(peak_mib: float) -> int:
 TRIAL_MEMORY_MIB = 1984
 # The same for the `train` stage's trial, which only drives its Train workers.
 TRAIN_DRIVER_MEMORY_MIB = 1088
-
-
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message is one line meant for the user."""
 
 
 class Scope(Enum):
@@ -102,124 +106,6 @@ def settings_fields(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Setting
         if "setting" in f.metadata:
             s = f.metadata["setting"]
             yield f, s if s.flag else dataclasses.replace(s, flag="--" + f.name.replace("_", "-"))
-
-
-# --- value parsers: each takes the raw string and the name it came from -----------------
-
-
-def integer(minimum: int) -> Callable[[str, str], int]:
-    def parse(raw: str, name: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def optional(parse: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
-    """Empty means unset (None)."""
-
-    def parse_optional(raw: str, name: str) -> Any:
-        return None if raw.strip() == "" else parse(raw, name)
-
-    return parse_optional
-
-
-def positive_float(raw: str, name: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"{name} must be a finite number > 0, got {raw}")
-    return value
-
-
-def lr_list(raw: str, name: str) -> tuple[float, ...]:
-    if raw.strip() == "":
-        return ()
-    return tuple(positive_float(part.strip(), name) for part in raw.split(","))
-
-
-def choice(options: Sequence[str]) -> Callable[[str, str], str]:
-    def parse(raw: str, name: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ConfigError(f"{name} must be one of {', '.join(options)}; got {raw!r}")
-        return value
-
-    return parse
-
-
-def accelerator_type(raw: str, name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", raw):
-        raise ConfigError(f"{name} must be an accelerator name such as T4 or A10G, got {raw!r}")
-    return raw
-
-
-def path(raw: str, name: str) -> str:
-    if raw.strip() == "":
-        raise ConfigError(f"{name} must not be empty")
-    if "\0" in raw:
-        raise ConfigError(f"{name} must not contain a NUL byte")
-    return str(Path(raw).expanduser().absolute())
-
-
-def ray_address(raw: str, name: str) -> str | None:
-    """Empty (start a local cluster), `auto`, host:port, or an http(s)/ray:// URL with a port."""
-    value = raw.strip()
-    if value in ("", "auto", "local"):
-        return value or None
-    scheme = value.split("://", 1)[0] if "://" in value else None
-    if scheme not in (None, "http", "https", "ray"):
-        raise ConfigError(
-            f"{name} must be host:port or an http(s):// or ray:// URL, got {raw!r} "
-            f"(unknown scheme {scheme}://)"
-        )
-    try:
-        parsed = urlparse(value if scheme else f"tcp://{value}")
-        host, port = parsed.hostname, parsed.port
-    except ValueError:
-        host = port = None
-    if not host or port is None:
-        raise ConfigError(f"{name} must be host:port or a URL with a port, got {raw!r}")
-    return value
-
-
-def node_prices(raw: str, name: str) -> dict[str, Any] | None:
-    """Empty (no prices), or JSON: {"gpu_node": {"on_demand": USD, "spot": USD}, "head_node":
-    {...}, "source": "..."} in USD per node-hour; null where a price is not known."""
-    if raw.strip() == "":
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be JSON, got {raw[:60]!r}") from None
-    shape = '{"gpu_node": {"on_demand": 0.54, "spot": 0.15}, "head_node": {...}, "source": "..."}'
-    if not isinstance(data, dict) or not isinstance(data.get("source", ""), str):
-        raise ConfigError(f"{name} must be a JSON object like {shape}")
-    for node in ("gpu_node", "head_node"):
-        prices = data.get(node)
-        if not isinstance(prices, dict) or set(prices) - {"on_demand", "spot"}:
-            raise ConfigError(f"{name}: {node} must be an object of on_demand and spot prices")
-        for kind, value in prices.items():
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if value is not None and (not number or not 0 <= value < float("inf")):
-                raise ConfigError(f"{name}: {node}.{kind} must be a price >= 0 or null")
-    return data
-
-
-def flag(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def default_storage_path() -> str:
@@ -428,177 +314,3 @@ class Settings:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True, default=str)
-
-
-# --- reading them ---------------------------------------------------------------------------
-
-
-def _stage_classes(stage: Stage) -> list[type]:
-    return [Settings] + ([stage.options] if stage.options is not None else [])
-
-
-def applies(s: Setting, stage: Stage, cls: type) -> bool:
-    return cls is not Settings or s.scope is Scope.ALL or s.scope in stage.scopes
-
-
-def env_names(stage: Stage) -> list[str]:
-    """The environment variables this stage reads (what `make submit` forwards)."""
-    return [
-        s.env
-        for cls in _stage_classes(stage)
-        for _, s in settings_fields(cls)
-        if s.env and applies(s, stage, cls)
-    ]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as one ConfigError line, not a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see --help)")
-
-
-def _shown(f: dataclasses.Field[Any], s: Setting, stage: Stage | None = None) -> str:
-    if stage is not None and f.name in stage.defaults:
-        return str(stage.defaults[f.name])
-    if s.shown is not None:
-        return s.shown
-    if f.default is None or f.default == ():
-        return "unset"
-    return str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
-
-
-def build_parser(stage: Stage) -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=f"python -m jobs.{stage.name}",
-        description=f"Run the '{stage.name}' stage (walkthrough part {stage.part}). Every "
-        "option also reads the environment variable shown; flags win over the environment.",
-    )
-    for cls in _stage_classes(stage):
-        for f, s in settings_fields(cls):
-            if not applies(s, stage, cls):
-                continue
-            if s.switch:
-                parser.add_argument(s.flag, dest=f.name, action="store_true", help=s.help)
-                continue
-            parser.add_argument(
-                s.flag,
-                dest=f.name,
-                metavar=f.name.upper(),
-                help=f"{s.help} [env {s.env}; default: {_shown(f, s, stage)}]",
-            )
-    return parser
-
-
-def _read(
-    cls: type, stage: Stage, args: argparse.Namespace, env: Mapping[str, str]
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f, s in settings_fields(cls):
-        if not applies(s, stage, cls):
-            continue  # not this stage's: the field's default, unread
-        given = getattr(args, f.name)
-        if s.switch:
-            values[f.name] = bool(given)
-        elif given is not None:
-            values[f.name] = s.parse(str(given), s.flag)
-        elif s.env and s.env in env:
-            values[f.name] = s.parse(env[s.env], s.env)
-        elif f.name in stage.defaults:
-            values[f.name] = stage.defaults[f.name]
-    return values
-
-
-def resolve(
-    stage: Stage,
-    argv: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> Settings:
-    """Parse flags and environment into validated settings. Raises ConfigError."""
-    env = os.environ if env is None else env
-    args, unknown = build_parser(stage).parse_known_args(list(argv))
-    if unknown:
-        raise ConfigError(f"unknown argument {unknown[0]!r} (see --help)")
-    options = None
-    if stage.options is not None:
-        options = stage.options(**_read(stage.options, stage, args, env))
-    return Settings(stage=stage.name, options=options, **_read(Settings, stage, args, env))
-
-
-# --- checks of the outside world, run before any cluster work ---------------------------
-
-
-def check_storage_writable(path: str) -> None:
-    """Fail unless `path` is a writable folder or could be created as one.
-
-    Walks up to the nearest existing ancestor and proves it writable by creating and removing
-    an empty temporary folder there (permission bits lie to root and to read-only mounts).
-    """
-    import tempfile
-
-    target = Path(path)
-    missing = []
-    probe = target
-    while not os.path.lexists(probe) and probe.parent != probe:
-        missing.append(probe.name)
-        probe = probe.parent
-    for name in missing:
-        if len(name.encode()) > 255:
-            raise ConfigError(f"STORAGE_PATH {path} has a folder name over 255 bytes")
-    if os.path.islink(probe) and not probe.exists():
-        raise ConfigError(f"STORAGE_PATH {path} is under a broken symlink ({probe})")
-    if not probe.is_dir():
-        raise ConfigError(f"STORAGE_PATH {path} is not a folder ({probe} is a file)")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=probe))
-    except OSError as exc:
-        raise ConfigError(
-            f"STORAGE_PATH {path} is not writable ({probe}: {exc.strerror or exc})"
-        ) from None
-
-
-def check_address_reachable(address: str | None, timeout_s: float = 3.0) -> None:
-    """Fail fast with one line if RAY_ADDRESS names a host:port nobody listens on."""
-    import socket
-
-    if address is None or address in ("auto", "local"):
-        return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    host, port = parsed.hostname, parsed.port
-    if host is None or port is None:
-        raise ConfigError(f"RAY_ADDRESS {address!r} is not host:port or a URL with a port")
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return
-    except OSError as exc:
-        raise ConfigError(
-            f"RAY_ADDRESS {address} is unreachable ({exc.strerror or exc}); "
-            "start the cluster or port-forward first"
-        ) from None
-
-
-# --- the README's settings table --------------------------------------------------------------
-
-
-def readme_table(stages: Sequence[Stage]) -> str:
-    """The settings of every stage as a Markdown table (the README's, kept in step by a test)."""
-    rows = ["| Variable | Flag | Default | Stages | Meaning |", "|---|---|---|---|---|"]
-    seen: set[str] = set()
-    for cls in [Settings, *(s.options for s in stages if s.options is not None)]:
-        for f, s in settings_fields(cls):
-            if s.switch or f.name in seen:
-                continue
-            seen.add(f.name)
-            users = [st.name for st in stages if applies(s, st, cls) and cls in _stage_classes(st)]
-            shown = "all" if len(users) == len(stages) else ", ".join(users)
-            rows.append(f"| `{s.env}` | `{s.flag}` | {_shown(f, s)} | {shown} | {s.help} |")
-    return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    # Through the imported module: run as __main__, this file's classes are other objects.
-    from jobs import registry
-    from jobs.core import settings
-
-    print(settings.readme_table([registry.load(name) for name in registry.names()]))
-    sys.exit(0)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs import registry
-from jobs.core.settings import Settings, env_names, resolve
+from jobs.core.reading import env_names, resolve
+from jobs.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 # Debian's dataset-fashion-mnist (installed by .ci/run): real data in MNIST's IDX format.

@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from jobs import registry
 from jobs.core import results
-from jobs.core.settings import build_parser, env_names, resolve
+from jobs.core.reading import build_parser, env_names, resolve
 from tests.support.runs import REPO, clean_env
 
 LOCK = REPO / ".ci" / "lock"

@@ -18,7 +18,7 @@ from jobs import registry
 from jobs.core import results
 from jobs.core.engine import DataSpec, Trainer
 from jobs.core.export import export_best_model
-from jobs.core.settings import resolve
+from jobs.core.reading import resolve
 from tests.support.runs import REPO, explain, run_module
 
 

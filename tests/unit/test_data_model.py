@@ -20,7 +20,7 @@ from jobs.core.data import (
     validate_dataset,
 )
 from jobs.core.model import build_model
-from jobs.core.settings import ConfigError
+from jobs.core.values import ConfigError
 from tests.support.idx import idx_bytes, make_dataset, write_idx
 
 

@@ -8,7 +8,7 @@ import ray.autoscaler.sdk
 
 from jobs.core import runtime
 from jobs.core.resources import ClusterView
-from jobs.core.settings import ConfigError
+from jobs.core.values import ConfigError
 from tests.support.runs import settings
 
 NO_GPU = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})

@@ -15,7 +15,8 @@ from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
 from ray.runtime_env import RuntimeEnv
 
 from jobs import registry
-from jobs.core.settings import Setting, Settings, env_names, settings_fields
+from jobs.core.reading import env_names
+from jobs.core.settings import Setting, Settings, settings_fields
 from tests.support import ray_memory, runs
 from tests.support.kuberay import go_messages, pods, submitter
 from tests.support.kuberay.validation import validate_raycluster, validate_rayjob

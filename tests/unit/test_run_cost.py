@@ -15,7 +15,7 @@ import yaml
 from jobs import results as results_cli
 from jobs import submit
 from jobs.core import cost, report, results
-from jobs.core.settings import ConfigError, node_prices
+from jobs.core.values import ConfigError, node_prices
 from tests.support.runs import REPO
 from tests.unit.test_report import _summary  # 3 trials: 11 trial-epochs of 24, 53 s
 

@@ -12,7 +12,10 @@ import pytest
 from jobs import registry
 from jobs.core import cli
 from jobs.core import settings as settings_module
-from jobs.core.settings import ConfigError, Settings, env_names, readme_table, settings_fields
+from jobs.core.reading import env_names
+from jobs.core.settings import Settings, settings_fields
+from jobs.core.values import ConfigError
+from jobs.settings_table import readme_table
 from jobs.submit import forwarded_env
 from tests.support.runs import REPO, explain, run_module, settings
 
@@ -125,7 +128,7 @@ def test_every_setting_is_declared_once_with_its_reading() -> None:
 def test_readme_settings_table_is_generated_from_the_declarations() -> None:
     table = readme_table([registry.load(n) for n in registry.names()])
     readme = (REPO / "README.md").read_text()
-    assert table in readme, "README's settings table is stale: python -m jobs.core.settings"
+    assert table in readme, "README's settings table is stale: python -m jobs.settings_table"
     assert re.search(r"\| `STOP_ALL_AT` \| `--stop-all-at` \| off \| checkpoint \|", table)
     assert re.search(r"\| `LR` \| `--lr` \| 0.001 \| baseline \|", table)
 
