@@ -30,8 +30,6 @@ def readme_table(stages: Sequence[Stage]) -> str:
     return "\n".join(rows)
 
 
-
-
 if __name__ == "__main__":
     print(readme_table([registry.load(name) for name in registry.names()]))
     sys.exit(0)

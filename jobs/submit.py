@@ -31,10 +31,10 @@ from jobs import registry
 from jobs.core import results
 from jobs.core.cli import bad_input, prepare
 from jobs.core.localcluster import LocalCluster, NodeSpec
-from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
 from jobs.core.reading import Parser, env_names
-from jobs.core.values import ConfigError, ray_address
+from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
 from jobs.core.stage import Stage
+from jobs.core.values import ConfigError, ray_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL = "all"  # every stage, in walkthrough order, on one cluster

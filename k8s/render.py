@@ -172,8 +172,9 @@ ENV.filters["combine"] = lambda a, b: {**a, **b}
 
 
 def node_prices(v: dict[str, Any]) -> str | None:
-    """The NODE_PRICES setting (jobs/core/settings.py, parsed by jobs/core/values.py) for the variant's stated prices, or
-    None where it states no GPU node price."""
+    """The NODE_PRICES setting (declared in jobs/core/settings.py, parsed by
+    jobs/core/values.py) for the variant's stated prices, or None where it states no GPU
+    node price."""
     prices = v["prices"]
     if all(p is None for p in prices["t4_node"].values()):
         return None

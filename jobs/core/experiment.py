@@ -30,8 +30,8 @@ from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.runtime import connect_and_plan
 from jobs.core.search import search_space
 from jobs.core.settings import Settings
-from jobs.core.values import ConfigError
 from jobs.core.trial import TrialSpec, train_trial
+from jobs.core.values import ConfigError
 
 
 def data_spec(settings: Settings) -> DataSpec:

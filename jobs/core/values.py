@@ -19,7 +19,6 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message is one line meant for the user."""
 
 
-
 def integer(minimum: int) -> Callable[[str, str], int]:
     def parse(raw: str, name: str) -> int:
         try:
