@@ -13,7 +13,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from jobs.core import cli, experiment
+from jobs.core import cli, tune_run
 from jobs.core.resources import TrialPlan
 from jobs.core.search import lr_points
 from jobs.core.settings import Settings
@@ -62,7 +62,7 @@ STAGE = Stage(
     name="asha",
     part=3,
     defaults={"num_samples": 4, "num_epochs": 8},
-    run=experiment.TuneRun(
+    run=tune_run.TuneRun(
         tune_config=tune_config,
         rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
         note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "

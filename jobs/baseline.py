@@ -12,13 +12,14 @@ from typing import Any
 
 import ray
 
-from jobs.core import cli, results
-from jobs.core.engine import DataSpec, Trainer, format_epoch
-from jobs.core.experiment import archive, data_spec, finish
+from jobs.core import cli, records
+from jobs.core.connection import connect_and_plan
+from jobs.core.outputs import archive, finish
 from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
-from jobs.core.runtime import connect_and_plan
 from jobs.core.settings import Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
+from jobs.core.trainer import DataSpec, Trainer, format_epoch
+from jobs.core.tune_run import data_spec
 
 TRIAL_ID = "baseline"
 
@@ -57,12 +58,12 @@ def task_options(plan: TrialPlan) -> dict[str, Any]:
 
 def keep_previous(settings: Settings) -> None:
     """A rerun keeps the previous run's outputs: it moves them aside and says where."""
-    if (settings.experiment_dir / results.RESULTS_FILE).exists():
+    if (settings.experiment_dir / records.RESULTS_FILE).exists():
         target = archive(settings.experiment_dir)
         print(f"[baseline] the previous run's results are kept in {target}", flush=True)
 
 
-def run(settings: Settings) -> results.Summary:
+def run(settings: Settings) -> records.Summary:
     started = time.monotonic()
     plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
@@ -88,8 +89,8 @@ def run(settings: Settings) -> results.Summary:
         "training_iteration": len(history),
         "time_total_s": sum(h["epoch_s"] for h in history),
     }
-    record = results.record(TRIAL_ID, False, settings.num_epochs, config, metrics, history)
-    summary = results.Summary(
+    record = records.record(TRIAL_ID, False, settings.num_epochs, config, metrics, history)
+    summary = records.Summary(
         "baseline", settings.metric, settings.mode, [record], time.monotonic() - started
     )
     keep_previous(settings)  # only now: a run that fails before this leaves them in place

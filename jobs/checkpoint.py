@@ -3,7 +3,7 @@
 Every epoch the trial saves model, optimizer and epoch with `tune.report(...,
 checkpoint=...)` and resumes from `tune.get_checkpoint()`; `FailureConfig(max_failures=2)`
 retries a failed trial from its last checkpoint; the experiment lives on the shared path,
-and running the stage again resumes it (see jobs.core.experiment). The stage's own settings
+and running the stage again resumes it (see jobs.core.tune_run). The stage's own settings
 add the walkthrough's custom Stopper, a per-trial time limit and an experiment time budget;
 at the end it exports the best checkpoint as best_model.pt and prints its path.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 
-from jobs.core import cli, experiment
+from jobs.core import cli, tune_run
 from jobs.core.export import export_best_model
 from jobs.core.resources import TrialPlan
 from jobs.core.search import random_search
@@ -152,7 +152,7 @@ STAGE = Stage(
     part=4,
     defaults={"num_samples": 4, "num_epochs": 2},
     options=StopOptions,
-    run=experiment.TuneRun(
+    run=tune_run.TuneRun(
         tune_config=tune_config,
         run_config=run_config,
         checkpoints=True,

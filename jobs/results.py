@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from jobs import registry
-from jobs.core import attempts, cost, results
+from jobs.core import attempts, cost, records
 from jobs.core.reading import Parser
 from jobs.core.settings import experiment_dir
 from jobs.core.values import ConfigError
@@ -34,14 +34,14 @@ def _path(source: str) -> str:
 
 def _has_results(source: str) -> bool:
     path = Path(source)
-    return (path / results.RESULTS_FILE).is_file() if path.is_dir() else path.is_file()
+    return (path / records.RESULTS_FILE).is_file() if path.is_dir() else path.is_file()
 
 
-def _read(source: str, label: str) -> results.Summary:
+def _read(source: str, label: str) -> records.Summary:
     try:
         if source == "-":
-            return results.Summary.from_dict(json.loads(sys.stdin.read()))
-        return results.load(Path(source))
+            return records.Summary.from_dict(json.loads(sys.stdin.read()))
+        return records.load(Path(source))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"cannot read results from {label}: {err}") from None
 
@@ -63,7 +63,7 @@ def logs_note(source: str, stage: str) -> str | None:
 
 def print_all(sources: list[str], fmt: str) -> int:
     summaries = [_read(_path(s), s) for s in sources]
-    lines = [results.stage_line(s) for s in summaries]
+    lines = [records.stage_line(s) for s in summaries]
     if fmt == "json":
         print(json.dumps(lines, indent=2))
         return 0
@@ -76,7 +76,7 @@ def print_all(sources: list[str], fmt: str) -> int:
                 for v in line.values()
             )
         return 0
-    print(results.summary_table(lines))
+    print(records.summary_table(lines))
     for summary in summaries:
         for line in cost.report_lines(summary.compute):
             print(f"[{summary.stage}] {line}")
@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         data = summary.as_dict()
         print(json.dumps({**data, "trials": [t.as_dict() for t in summary.ranked()]}, indent=2))
     elif args.format == "csv":
-        print(results.as_csv(summary), end="")
+        print(records.as_csv(summary), end="")
     else:
-        print(results.leaderboard(summary))
-        print(results.best_report(summary))
+        print(records.leaderboard(summary))
+        print(records.best_report(summary))
         for line in cost.report_lines(summary.compute):
             print(line)
         note = logs_note(source, summary.stage)

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from jobs import registry
-from jobs.core import results
+from jobs.core import records
 from jobs.core.cli import bad_input, prepare
+from jobs.core.connection import DRIVER_ENV, WORKER_ENV
 from jobs.core.localcluster import LocalCluster, NodeSpec
 from jobs.core.reading import Parser, env_names
-from jobs.core.runtime import DRIVER_ENV, WORKER_ENV
 from jobs.core.stage import Stage
 from jobs.core.values import ConfigError, ray_address
 
@@ -73,7 +73,7 @@ def _cuda_devices() -> int:
 
 def forwarded_env(stage: Stage) -> tuple[str, ...]:
     """What the job gets from this shell when set: the stage's settings (RAY_ADDRESS is the
-    job's own cluster's) and the Ray fixes of jobs.core.runtime."""
+    job's own cluster's) and the Ray fixes of jobs.core.connection."""
     return (*(n for n in env_names(stage) if n != "RAY_ADDRESS"), *DRIVER_ENV, *WORKER_ENV)
 
 
@@ -89,7 +89,7 @@ async def _stream(client, job_id: str) -> None:
 @dataclass
 class Finished:
     status: str  # the Ray job's status: SUCCEEDED, FAILED, STOPPED
-    summary: dict[str, Any] | None  # the stage's `summary:` line (results.stage_line)
+    summary: dict[str, Any] | None  # the stage's `summary:` line (records.stage_line)
 
 
 def summary_of(logs: str, stage: str) -> dict[str, Any] | None:
@@ -157,7 +157,7 @@ def run_all(address: str, stages: list[Stage], stage_args: list[str], *, local: 
             return 1
         if done.status != "SUCCEEDED":
             rest = ", ".join(s.name for s in stages[number:]) or "none"
-            print(results.summary_table(lines), flush=True)
+            print(records.summary_table(lines), flush=True)
             print(
                 f"error: stage {stage.name} ended {done.status} (its log is above and in "
                 f"make logs STAGE={stage.name}); not run: {rest}",
@@ -166,7 +166,7 @@ def run_all(address: str, stages: list[Stage], stage_args: list[str], *, local: 
             return 1
     if len(stages) > 1:
         print(f"[submit] the walkthrough's {len(stages)} stages on one cluster:", flush=True)
-        print(results.summary_table(lines), flush=True)
+        print(records.summary_table(lines), flush=True)
     return 0
 
 

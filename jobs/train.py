@@ -21,8 +21,8 @@ from ray import tune
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from jobs.core import checkpoints, cli, experiment
-from jobs.core.engine import DataSpec, Trainer, format_epoch
+from jobs.core import checkpoints, cli, tune_run
+from jobs.core.connection import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.core.resources import (
     ClusterView,
     TrialPlan,
@@ -32,11 +32,11 @@ from jobs.core.resources import (
     trial_device,
     wants_gpu,
 )
-from jobs.core.runtime import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.core.search import random_search
 from jobs.core.settings import MIB, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.trial import peak_rss_mib, trial_seed
+from jobs.core.trainer import DataSpec, Trainer, format_epoch
+from jobs.core.tune_trial import peak_rss_mib, trial_seed
 
 TRAIN_MAX_FAILURES = 1
 TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
@@ -171,7 +171,7 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
     if plan.use_gpu and not cuda:
         print("[train] GPU workers have no CUDA (fake GPUs): DDP over gloo on CPU", flush=True)
     run = RunSpec(
-        data=experiment.data_spec(settings),
+        data=tune_run.data_spec(settings),
         plan=plan,
         accelerator_type=settings.accelerator_type,
         cuda=cuda,
@@ -188,7 +188,7 @@ STAGE = Stage(
     defaults={"num_samples": 2, "num_epochs": 3, "max_concurrent": 2},
     # No FAIL_AT_EPOCH: the Train workers run their own loop, not the shared trial.
     scopes=frozenset({Scope.TUNE}),
-    run=experiment.TuneRun(
+    run=tune_run.TuneRun(
         tune_config=random_search,
         trainable=trainable,
         # A trial whose Train run fails past its own retries is retried once by Tune; the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from jobs.core import cli, experiment
+from jobs.core import cli, tune_run
 from jobs.core.search import random_search
 from jobs.core.stage import Kubernetes, Stage
 
@@ -17,7 +17,7 @@ STAGE = Stage(
     name="tune",
     part=2,
     defaults={"num_samples": 4, "num_epochs": 3},
-    run=experiment.TuneRun(tune_config=random_search),
+    run=tune_run.TuneRun(tune_config=random_search),
     kubernetes=Kubernetes(deadline_s=3600),
 )
 

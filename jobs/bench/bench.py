@@ -89,7 +89,7 @@ def _ray_init() -> None:
 
 def _cpu_trainer(lr: float = 1e-3, train: int = SIZE["train"], val: int = 256) -> Any:
     """The project's Trainer on a subset of the benchmark's data, on CPU."""
-    from jobs.core.engine import DataSpec, Trainer
+    from jobs.core.trainer import DataSpec, Trainer
 
     return Trainer(
         DataSpec(DATA_DIR, DATASET, train, val),
@@ -175,12 +175,12 @@ def _cpu_window(last_epoch: int) -> Any:
 
 
 def tune_trial() -> TrialRun:
-    """The project's own trial (jobs.core.trial) in Tune with all cores."""
+    """The project's own trial (jobs.core.tune_trial) in Tune with all cores."""
     import ray
     from ray import tune
 
-    from jobs.core.engine import DataSpec
-    from jobs.core.trial import TrialSpec
+    from jobs.core.trainer import DataSpec
+    from jobs.core.tune_trial import TrialSpec
 
     _ray_init()
     try:
@@ -251,10 +251,10 @@ def throughput() -> dict[str, Any]:
 
 
 def _measured_trial(config: dict[str, Any], spec: Any) -> None:
-    """jobs.core.trial.train_trial, with the process's peak RSS added to every report."""
+    """jobs.core.tune_trial.train_trial, with the process's peak RSS added to every report."""
     from ray import tune
 
-    from jobs.core import trial
+    from jobs.core import tune_trial as trial_module
 
     report = tune.report
 
@@ -262,11 +262,11 @@ def _measured_trial(config: dict[str, Any], spec: Any) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         report({**metrics, "max_rss_mib": peak}, **kwargs)
 
-    trial.tune.report = with_rss  # type: ignore[attr-defined]
+    trial_module.tune.report = with_rss  # type: ignore[attr-defined]
     try:
-        trial.train_trial(config, spec)
+        trial_module.train_trial(config, spec)
     finally:
-        trial.tune.report = report  # type: ignore[attr-defined]
+        trial_module.tune.report = report  # type: ignore[attr-defined]
 
 
 # --- 3: our loader against the walkthrough's ---------------------------------------------

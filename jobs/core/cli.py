@@ -9,7 +9,7 @@ from jobs.core import attempts
 from jobs.core.checks import check_address_reachable, check_storage_writable
 from jobs.core.lock import exclusive
 from jobs.core.reading import resolve
-from jobs.core.results import error_report
+from jobs.core.records import error_report
 from jobs.core.settings import Settings
 from jobs.core.stage import Stage
 from jobs.core.values import ConfigError

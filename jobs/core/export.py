@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from jobs.core import checkpoints
-from jobs.core.results import Summary
+from jobs.core.records import Summary
 from jobs.core.settings import Settings
 
 BEST_MODEL_FILE = "best_model.pt"

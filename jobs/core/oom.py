@@ -8,7 +8,7 @@ unexpected exception" out of `Tuner.fit()`, the driver dies with a traceback and
 results are written. `tolerate_memory_kills()` hands that error on as what it is for Tune,
 an actor that died, so the trial ends errored (and is retried as FailureConfig allows).
 
-The line a stage prints for such a trial comes from `jobs.core.results.error_line`.
+The line a stage prints for such a trial comes from `jobs.core.records.error_line`.
 """
 
 from __future__ import annotations

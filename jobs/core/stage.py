@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.core.settings import Scope, Settings, settings_fields
 
 if TYPE_CHECKING:
-    from jobs.core.results import Summary
+    from jobs.core.records import Summary
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,8 @@ from ray import tune
 
 from jobs import asha, checkpoint, train
 from jobs import tune as tune_stage
-from jobs.core import checkpoints, results
+from jobs.core import checkpoints
+from jobs.core import records as results
 from jobs.core.export import export_best_model
 from jobs.core.resources import ClusterView
 from tests.support.runs import settings as resolve

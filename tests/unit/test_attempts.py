@@ -92,7 +92,7 @@ def test_archiving_moves_the_attempts_of_the_archived_run_only(logs: Path) -> No
     """--fresh and a baseline rerun archive the previous experiment with its attempts: those
     that started before its last write. This run's attempts (a failed retry, the running
     one) stay."""
-    from jobs.core.experiment import archive
+    from jobs.core.outputs import archive
 
     experiment = logs.parent / "tune"
     experiment.mkdir()

@@ -17,7 +17,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from jobs import registry
-from jobs.core import results
+from jobs.core import records as results
 from jobs.core.reading import build_parser, env_names, resolve
 from tests.support.runs import REPO, clean_env
 

@@ -15,10 +15,10 @@ import torch
 from ray import tune
 
 from jobs import registry
-from jobs.core import results
-from jobs.core.engine import DataSpec, Trainer
+from jobs.core import records as results
 from jobs.core.export import export_best_model
 from jobs.core.reading import resolve
+from jobs.core.trainer import DataSpec, Trainer
 from tests.support.runs import REPO, explain, run_module
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import ray.autoscaler.sdk
 
-from jobs.core import runtime
+from jobs.core import connection as runtime
 from jobs.core.resources import ClusterView
 from jobs.core.values import ConfigError
 from tests.support.runs import settings

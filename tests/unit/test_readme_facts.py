@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from jobs import asha, checkpoint, train
-from jobs.core import runtime
+from jobs.core import connection as runtime
 from tests.support import runs
 from tests.support.manifests import VALUES
 from tests.support.runs import CI_SIZE, REPO

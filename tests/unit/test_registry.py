@@ -19,7 +19,7 @@ STAGE_FILE = '''
 """A throwaway Part 6: one grid of learning rates."""
 from ray import tune
 
-from jobs.core import experiment
+from jobs.core import tune_run as experiment
 from jobs.core.search import lr_points
 from jobs.core.stage import Kubernetes, Stage
 

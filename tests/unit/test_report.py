@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import pytest
 
 from jobs import results as results_cli
-from jobs.core import report, results
-from jobs.core.results import Summary, TrialRecord
+from jobs.core import plots as report
+from jobs.core import records as results
+from jobs.core.records import Summary, TrialRecord
 
 HISTORIES = {
     "aaaaaaaa": [
@@ -92,7 +93,7 @@ def test_ranking_on_a_maximised_metric_puts_the_highest_first() -> None:
 
 
 def test_compute_used_counts_the_saving() -> None:
-    compute = report.compute_used(_summary(), "gpu", 1.0)
+    compute = results.compute_used(_summary(), "gpu", 1.0)
     # 1 + 2 + 8 epochs run, 3 x 8 planned; 3 + 10 + 40 trial-seconds on 1 GPU each.
     assert compute["trial_epochs"] == 11 and compute["trial_epochs_if_run_to_end"] == 24
     assert compute["trial_epoch_saving"] == pytest.approx(24 / 11, abs=1e-3)
@@ -101,7 +102,7 @@ def test_compute_used_counts_the_saving() -> None:
 
 def test_results_csv_has_the_walkthroughs_columns_and_ours(tmp_path) -> None:
     summary = _summary()
-    summary.compute = report.compute_used(summary, "cpu", 2.0)
+    summary.compute = results.compute_used(summary, "cpu", 2.0)
     json_path, csv_path = results.write(tmp_path, summary)
     rows = list(csv.DictReader(csv_path.open()))
     assert {"loss", "training_iteration", "config/lr"} <= set(rows[0])  # the walkthrough's

@@ -14,7 +14,8 @@ import yaml
 
 from jobs import results as results_cli
 from jobs import submit
-from jobs.core import cost, report, results
+from jobs.core import cost
+from jobs.core import records as results
 from jobs.core.values import ConfigError, node_prices
 from tests.support.runs import REPO
 from tests.unit.test_report import _summary  # 3 trials: 11 trial-epochs of 24, 53 s
@@ -29,7 +30,7 @@ NODES = ({"head": 1.0, "T4": 1.5}, 1.0, 2)
 
 
 def test_accelerator_hours_and_the_saving_of_early_stopping() -> None:
-    compute = report.compute_used(_summary(), "gpu", 1.0, accelerator="T4")
+    compute = results.compute_used(_summary(), "gpu", 1.0, accelerator="T4")
     assert compute["accelerator_hours"] == {"T4": pytest.approx(53 / 3600, abs=1e-5)}
     # 13 trial-epochs not run, at the run's 53/11 accelerator-seconds per trial-epoch.
     assert compute["trial_epochs_saved"] == 13
@@ -39,7 +40,7 @@ def test_accelerator_hours_and_the_saving_of_early_stopping() -> None:
 
 
 def test_money_prices_the_worker_node_hours_and_the_head_on_demand() -> None:
-    compute = report.compute_used(
+    compute = results.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES
     )
     assert compute["attempts"] == 2 and compute["node_hours"] == {"T4": 1.5, "head": 1.0}
@@ -55,7 +56,7 @@ def test_money_prices_the_worker_node_hours_and_the_head_on_demand() -> None:
 
 def test_without_worker_nodes_the_gpus_the_trials_held_are_priced() -> None:
     head_only = ({"head": 0.5}, 0.5, 1)
-    compute = report.compute_used(
+    compute = results.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=head_only, prices=PRICES
     )
     assert compute["cost"]["on_demand_usd"] == pytest.approx(
@@ -65,7 +66,7 @@ def test_without_worker_nodes_the_gpus_the_trials_held_are_priced() -> None:
 
 def test_no_money_where_no_price_is_known() -> None:
     unknown = {**PRICES, "gpu_node": {"on_demand": 0.526, "spot": None}}
-    compute = report.compute_used(
+    compute = results.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=unknown
     )
     assert compute["cost"]["spot_usd"] is None and compute["cost"]["saved_spot_usd"] is None
@@ -74,19 +75,19 @@ def test_no_money_where_no_price_is_known() -> None:
     assert not any("Spot" in line for line in lines)
     # A head without a known price: no total rather than one without the head.
     no_head = {**PRICES, "head_node": {"on_demand": None, "spot": None}}
-    compute = report.compute_used(
+    compute = results.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=no_head
     )
     assert compute["cost"]["on_demand_usd"] is None and compute["cost"]["spot_usd"] is None
     # A CPU run is not priced as GPU nodes.
-    cpu = report.compute_used(_summary(), "cpu", 2.0, accelerator="CPU", prices=PRICES)
+    cpu = results.compute_used(_summary(), "cpu", 2.0, accelerator="CPU", prices=PRICES)
     assert cpu["cost"]["on_demand_usd"] is None
     assert not any(line.startswith("cost:") for line in cost.report_lines(cpu))
     assert cost.report_lines(cpu)[0].startswith("compute: CPU core-hours 0.029;")
 
 
 def test_the_report_lines_state_the_figures() -> None:
-    compute = report.compute_used(
+    compute = results.compute_used(
         _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES
     )
     lines = cost.report_lines(compute)
@@ -151,7 +152,7 @@ def test_kind_states_no_prices() -> None:
 
 def test_a_stage_line_and_the_walkthrough_table() -> None:
     summary = _summary()
-    summary.compute = report.compute_used(
+    summary.compute = results.compute_used(
         summary, "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES
     )
     line = results.stage_line(summary)
@@ -184,7 +185,7 @@ def test_results_all_prints_a_line_per_stage_that_has_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     summary = _summary()
-    summary.compute = report.compute_used(
+    summary.compute = results.compute_used(
         summary, "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES
     )
     results.write(tmp_path / "asha", summary)

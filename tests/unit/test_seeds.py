@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import torch
 
-import jobs.core.trial as trial_module
+import jobs.core.tune_trial as trial_module
 import jobs.train as train_module
-from jobs.core.engine import DataSpec, Trainer
 from jobs.core.resources import TrialPlan
-from jobs.core.trial import TrialSpec, train_trial, trial_seed
+from jobs.core.trainer import DataSpec, Trainer
+from jobs.core.tune_trial import TrialSpec, train_trial, trial_seed
 from tests.support.runs import REPO, clean_env
 
 SEED = 7
@@ -167,7 +167,7 @@ def test_per_trial_seed_is_the_same_in_every_process() -> None:
     # A resumed trial runs in a new worker process (another PYTHONHASHSEED) and gets its
     # config back from the experiment's state, keys in any order.
     code = (
-        "import json, sys; from jobs.core.trial import trial_seed; "
+        "import json, sys; from jobs.core.tune_trial import trial_seed; "
         "print(json.dumps([trial_seed(7, True, c) for c in json.loads(sys.argv[1])]))"
     )
     configs = json.dumps([A, dict(reversed(A.items())), B])

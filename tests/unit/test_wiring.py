@@ -13,7 +13,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from jobs import asha, checkpoint, train
 from jobs import tune as tune_stage
-from jobs.core import results
+from jobs.core import records as results
 from jobs.core.resources import ClusterView, plan_trials
 from jobs.core.search import search_space
 from tests.support.runs import settings as resolve

@@ -1,4 +1,4 @@
-"""Running a Tune stage: resources, fresh-or-resume, fit, results, leaderboard.
+"""Running a Tune stage: resources, fresh-or-resume, fit, then the shared outputs.
 
 A stage file describes only what its part of the walkthrough adds (search algorithm,
 scheduler, stoppers, trainable) as a `TuneRun`; calling it does the rest the same way for
@@ -13,7 +13,6 @@ turns a KubeRay `backoffLimit` retry (new cluster, same PVC) into a resume.
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from collections.abc import Callable
@@ -23,14 +22,15 @@ from typing import Any
 
 from ray import tune
 
-from jobs.core import attempts, cost, report, results
-from jobs.core.engine import DataSpec
+from jobs.core import records
+from jobs.core.connection import connect_and_plan
 from jobs.core.oom import tolerate_memory_kills
+from jobs.core.outputs import archive, finish
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
-from jobs.core.runtime import connect_and_plan
 from jobs.core.search import search_space
 from jobs.core.settings import Settings
-from jobs.core.trial import TrialSpec, train_trial
+from jobs.core.trainer import DataSpec
+from jobs.core.tune_trial import TrialSpec, train_trial
 from jobs.core.values import ConfigError
 
 
@@ -62,21 +62,6 @@ def preflight(settings: Settings) -> None:
         raise ConfigError(f"--resume: no experiment to resume in {settings.experiment_dir}")
 
 
-def archive(path: Path) -> Path:
-    """Move an experiment folder aside as <name>.archived-<time>, with the logs of the
-    attempts that started before its last write in its `logs/`; nothing is deleted."""
-    summary = path / results.RESULTS_FILE  # written last; else the folder's last change
-    written = (summary if summary.exists() else path).stat().st_mtime
-    target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
-    n = 1
-    while target.exists():  # two archives within a second
-        target = target.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
-        n += 1
-    path.rename(target)
-    attempts.move_previous(attempts.logs_dir(path), target / "logs", before=written)
-    return target
-
-
 def resume_message(path: Path, checkpoints: bool) -> str:
     unfinished = (
         "unfinished ones continue from their last checkpoint"
@@ -103,7 +88,7 @@ class TuneRun:
     # Epochs where a scheduler judges trials (for the plot).
     rungs: Callable[[Settings], tuple[int, ...]] = field(default=lambda s: ())
     # Extra outputs once fit() returns (e.g. the best model); returns the files written.
-    after_fit: Callable[[Settings, Any, results.Summary], list[Path]] | None = None
+    after_fit: Callable[[Settings, Any, records.Summary], list[Path]] | None = None
     # Sizes one trial for a cluster (the stage's resource-planning hook).
     plan: Callable[[Settings, ClusterView], TrialPlan] = plan_trials
     # How a resume runs errored trials again: "restart" (Trial.reset: a new trial id) or
@@ -154,19 +139,19 @@ class TuneRun:
             ),
         )
 
-    def __call__(self, settings: Settings) -> results.Summary:
+    def __call__(self, settings: Settings) -> records.Summary:
         started = time.monotonic()
         plan = connect_and_plan(settings, self.plan)
         print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)
         trainable = tune.with_resources(self.make_trainable(settings, plan), plan.resources)
         tolerate_memory_kills()
         grid = self.open_tuner(settings, plan, trainable).fit()
-        histories = [report.history_of(r) for r in grid]
+        histories = [records.history_of(r) for r in grid]
         records = [
-            results.record_from_result(r, settings.num_epochs, h)
+            records.record_from_result(r, settings.num_epochs, h)
             for r, h in zip(grid, histories, strict=True)
         ]
-        summary = results.Summary(
+        summary = records.Summary(
             settings.stage, settings.metric, settings.mode, records, time.monotonic() - started
         )
         by_id = {rec.trial_id: h for rec, h in zip(records, histories, strict=True)}
@@ -175,39 +160,3 @@ class TuneRun:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"[experiment] driver peak RSS: {peak_mib:.0f} MiB", flush=True)
         return summary
-
-
-def finish(
-    settings: Settings,
-    summary: results.Summary,
-    histories: dict[str, results.History],
-    plan: TrialPlan,
-    rungs: tuple[int, ...] = (),
-    extra: list[Path] | None = None,
-) -> None:
-    """What every stage leaves and prints: the compute used, results.json, results.csv and
-    learning_curves.png; the table, the best trial, and the files written (with `extra`)."""
-    folder = settings.experiment_dir
-    running = attempts.current()
-    if running is not None:
-        running.sample()  # this attempt's nodes up to now, beside the earlier attempts'
-    summary.compute = report.compute_used(
-        summary,
-        plan.device,
-        plan.device_units(),
-        accelerator=cost.accelerator_key(plan.use_gpu, settings.accelerator_type),
-        nodes=attempts.node_hours(attempts.logs_dir(folder)) if running is not None else None,
-        prices=settings.node_prices,
-    )
-    written = [
-        *results.write(folder, summary),
-        report.plot_curves(folder / report.CURVES_FILE, summary, histories, rungs),
-        *(extra or []),
-    ]
-    print(results.leaderboard(summary), flush=True)
-    print(results.best_report(summary), flush=True)
-    for line in cost.report_lines(summary.compute):
-        print(f"[{settings.stage}] {line}", flush=True)
-    print(f"[{settings.stage}] summary: {json.dumps(results.stage_line(summary))}", flush=True)
-    for item in written:
-        print(f"[{settings.stage}] wrote {item}", flush=True)

@@ -18,9 +18,9 @@ from typing import Any
 from ray import tune
 
 from jobs.core import checkpoints
-from jobs.core.engine import DataSpec, Trainer, format_epoch
+from jobs.core.connection import quiet_known_noise
 from jobs.core.resources import placement, set_threads, trial_device
-from jobs.core.runtime import quiet_known_noise
+from jobs.core.trainer import DataSpec, Trainer, format_epoch
 
 
 @dataclass(frozen=True)

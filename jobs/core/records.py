@@ -96,7 +96,7 @@ class Summary:
     mode: str
     trials: list[TrialRecord]
     wall_time_s: float
-    compute: dict[str, Any] = field(default_factory=dict)  # set by jobs.core.report
+    compute: dict[str, Any] = field(default_factory=dict)  # set by jobs.core.plots
 
     def __post_init__(self) -> None:
         self.trials = sorted(self.trials, key=lambda r: r.trial_id)
@@ -416,3 +416,45 @@ def load(source: Path) -> Summary:
     """A summary from results.json or the experiment folder holding it."""
     path = source / RESULTS_FILE if source.is_dir() else source
     return Summary.from_dict(json.loads(path.read_text()))
+
+
+def compute_used(
+    summary: Summary,
+    device: str,
+    device_units: float,
+    *,
+    accelerator: str | None = None,
+    nodes: tuple[dict[str, float], float, int] | None = None,
+    prices: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Trial-epochs and device-seconds spent, against running every trial to the end; with
+    `accelerator`, what jobs.core.cost measures from them, the nodes and the prices.
+
+    Device-seconds are trial wall time times the GPUs (or CPUs) a trial held: what a cloud
+    bill counts.
+    """
+    trials = summary.trials
+    spent = sum(t.epochs for t in trials)
+    full = sum(int(t.config.get("num_epochs", t.epochs)) for t in trials)
+    seconds = sum(float(t.metrics.get("time_total_s") or 0.0) for t in trials) * device_units
+    compute: dict[str, Any] = {
+        "device": device,
+        "device_units_per_trial": device_units,
+        "trial_epochs": spent,
+        "trial_epochs_if_run_to_end": full,
+        "trial_epoch_saving": round(full / spent, 3) if spent else None,
+        "device_seconds": round(seconds, 2),
+    }
+    if accelerator is not None:
+        compute |= cost.measured(compute, accelerator, nodes, prices)
+    return compute
+
+
+def history_of(result: Any) -> list[dict[str, Any]]:
+    """Per-epoch rows of a ray.tune.Result (Tune's result rows, restored runs included)."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or frame.empty or "epoch" not in frame:
+        return []
+    keep = [c for c in ("epoch", "loss", "val_loss", "val_accuracy") if c in frame]
+    rows = frame[keep].dropna(subset=["epoch"]).drop_duplicates(subset=["epoch"], keep="last")
+    return rows.sort_values("epoch").to_dict("records")
