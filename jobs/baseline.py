@@ -18,29 +18,20 @@ from jobs.core.outputs import archive, finish
 from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
 from jobs.core.settings import Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.trainer import DataSpec, Trainer, format_epoch
-from jobs.core.tune_run import data_spec
+from jobs.core.trainer import Trainer, format_epoch
+from jobs.core.training_spec import TrainingSpec, training_spec
 
 TRIAL_ID = "baseline"
 
 
-def train_baseline(
-    data: DataSpec,
-    *,
-    lr: float,
-    batch_size: int,
-    num_epochs: int,
-    seed: int,
-    use_gpu: bool,
-    cpus: int,
-) -> list[dict[str, float]]:
-    set_threads(cpus)
-    device = trial_device(use_gpu)
-    trainer = Trainer(data, lr=lr, batch_size=batch_size, seed=seed, device=device)
+def train_baseline(spec: TrainingSpec) -> list[dict[str, float]]:
+    set_threads(spec.cpus)
+    device = trial_device(spec.use_gpu)
+    trainer = Trainer(spec, device=device)
     history = []
-    for epoch in range(1, num_epochs + 1):
+    for epoch in range(1, spec.num_epochs + 1):
         result = trainer.run_epoch(epoch)
-        print(format_epoch(TRIAL_ID, result, num_epochs, device), flush=True)
+        print(format_epoch(TRIAL_ID, result, spec.num_epochs, device), flush=True)
         history.append({**result.metrics(), **placement(device)})
     return history
 
@@ -67,23 +58,10 @@ def run(settings: Settings) -> records.Summary:
     started = time.monotonic()
     plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
+    spec = training_spec(settings, plan)
     task = ray.remote(train_baseline).options(**task_options(plan))
-    history = ray.get(
-        task.remote(
-            data_spec(settings),
-            lr=settings.lr,
-            batch_size=settings.batch_size,
-            num_epochs=settings.num_epochs,
-            seed=settings.seed,
-            use_gpu=plan.use_gpu,
-            cpus=plan.cpus_per_trial,
-        )
-    )
-    config = {
-        "lr": settings.lr,
-        "batch_size": settings.batch_size,
-        "num_epochs": settings.num_epochs,
-    }
+    history = ray.get(task.remote(spec))
+    config = {"lr": spec.lr, "batch_size": spec.batch_size, "num_epochs": spec.num_epochs}
     metrics = {
         **history[-1],
         "training_iteration": len(history),

@@ -1,5 +1,7 @@
-"""The README's settings table, generated from the declarations of every registered stage:
-`python -m jobs.settings_table` prints it; tests/unit/test_settings.py keeps the README in step."""
+"""The README's settings table, generated from the declarations of every registered stage.
+
+`python -m jobs.settings_table` prints it; tests/unit/test_settings.py keeps the README in step.
+"""
 
 from __future__ import annotations
 

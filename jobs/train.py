@@ -35,8 +35,9 @@ from jobs.core.resources import (
 from jobs.core.search import random_search
 from jobs.core.settings import MIB, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.trainer import DataSpec, Trainer, format_epoch
-from jobs.core.tune_trial import peak_rss_mib, trial_seed
+from jobs.core.trainer import Trainer, format_epoch
+from jobs.core.training_spec import TrainingSpec, training_spec
+from jobs.core.tune_trial import peak_rss_mib
 
 TRAIN_MAX_FAILURES = 1
 TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
@@ -88,12 +89,13 @@ def plan_train(settings: Settings, cluster: ClusterView) -> TrialPlan:
 
 @dataclass(frozen=True)
 class RunSpec:
-    data: DataSpec
+    """A trial's Ray Train run: the training spec each worker completes with the trial's
+    config, and how the workers are placed and stored."""
+
+    training: TrainingSpec
     plan: TrialPlan
     accelerator_type: str
     cuda: bool  # GPU workers have working CUDA (NCCL); false on fake GPUs
-    seed: int
-    per_trial_seed: bool
     storage_path: str
 
 
@@ -104,18 +106,16 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     run: RunSpec = config["run"]
+    # The trial's own config (what a plain Tune trial gets), without the RunSpec.
+    config = {k: v for k, v in config.items() if k != "run"}
+    spec = run.training.for_trial(config)
     quiet_known_noise()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    set_threads(run.plan.cpus_per_trial)
-    device = ray.train.torch.get_device() if run.cuda else trial_device(run.plan.use_gpu)
+    set_threads(spec.cpus)
+    device = ray.train.torch.get_device() if run.cuda else trial_device(spec.use_gpu)
     trainer = Trainer(
-        run.data,
-        lr=config["lr"],
-        batch_size=config["batch_size"],
-        seed=trial_seed(
-            run.seed, run.per_trial_seed, {k: v for k, v in config.items() if k != "run"}
-        ),
+        spec,
         device=device,
         rank=rank,
         world_size=world,
@@ -128,7 +128,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         start = trainer.load_state(checkpoints.load(checkpoint, device))
-    for epoch in range(start + 1, config["num_epochs"] + 1):
+    for epoch in range(start + 1, spec.num_epochs + 1):
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics(), "start_epoch": start, "world_size": world, **placed}
         metrics["peak_rss_mib"] = peak_rss_mib()  # this worker's
@@ -136,7 +136,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=None)  # every rank reports; rank 0 saves
             continue
         who = f"{ctx.get_experiment_name()} rank 0"
-        print(format_epoch(who, result, config["num_epochs"], device), flush=True)
+        print(format_epoch(who, result, spec.num_epochs, device), flush=True)
         with checkpoints.saved(trainer.state(epoch), ray.train.Checkpoint) as saved:
             ray.train.report(metrics, checkpoint=saved)
 
@@ -171,12 +171,10 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
     if plan.use_gpu and not cuda:
         print("[train] GPU workers have no CUDA (fake GPUs): DDP over gloo on CPU", flush=True)
     run = RunSpec(
-        data=tune_run.data_spec(settings),
+        training=training_spec(settings, plan, checkpoint=True),  # rank 0 saves every epoch
         plan=plan,
         accelerator_type=settings.accelerator_type,
         cuda=cuda,
-        seed=settings.seed,
-        per_trial_seed=settings.trial_seeds == "per-trial",
         storage_path=str(settings.experiment_dir / "ray_train"),
     )
     return tune.with_parameters(train_driver, run=run)

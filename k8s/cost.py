@@ -1,5 +1,6 @@
-"""What one attempt of a stage can cost on each cloud, at most: an estimate from the settings,
-not a measurement.
+"""What one attempt of a stage can cost on each cloud, at most: an estimate, not a measurement.
+
+The estimate comes from the settings and the values files.
 
     python k8s/cost.py                  # the table, as the README shows it
     python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)

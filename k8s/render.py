@@ -1,6 +1,8 @@
-"""Render the manifests with Jinja2: one template per kind of document (k8s/templates/) and
-one values file per variant (k8s/values/<variant>.yaml: a cloud, or kind), in the spirit
-of a Helm chart. Adding a variant is a new values file: no code, no template.
+"""Render the Kubernetes manifests of every variant with Jinja2.
+
+One template per kind of document (k8s/templates/) and one values file per variant
+(k8s/values/<variant>.yaml: a cloud, or kind), in the spirit of a Helm chart. Adding a
+variant is a new values file: no code, no template.
 
     python k8s/render.py            # write the manifests (make manifests)
     python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)

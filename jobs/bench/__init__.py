@@ -1,0 +1,1 @@
+"""Benchmarks: CPU throughput and search (bench), peak memory (memory), one GPU (gpu)."""

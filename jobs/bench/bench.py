@@ -87,17 +87,35 @@ def _ray_init() -> None:
 # --- 1-2: one trial against the plain loop and the compute bound ------------------------
 
 
+def _training_spec(
+    *, epochs: int, lr: float = 1e-3, train: int = SIZE["train"], val: int = 256
+) -> Any:
+    """The benchmark's training spec, built as every stage builds its own: Settings and a
+    CPU trial plan of all cores through jobs.core.training_spec.training_spec."""
+    from jobs.core.resources import TrialPlan
+    from jobs.core.settings import Settings
+    from jobs.core.training_spec import training_spec
+
+    settings = Settings(
+        stage="bench",
+        data_dir=DATA_DIR,
+        dataset=DATASET,
+        train_limit=train,
+        val_limit=val,
+        batch_size=BATCH,
+        lr=lr,
+        num_epochs=epochs,
+        seed=SEED,
+    )
+    return training_spec(settings, TrialPlan(False, {"cpu": THREADS}, 1, cpus_per_trial=THREADS))
+
+
 def _cpu_trainer(lr: float = 1e-3, train: int = SIZE["train"], val: int = 256) -> Any:
     """The project's Trainer on a subset of the benchmark's data, on CPU."""
-    from jobs.core.trainer import DataSpec, Trainer
+    from jobs.core.trainer import Trainer
 
-    return Trainer(
-        DataSpec(DATA_DIR, DATASET, train, val),
-        lr=lr,
-        batch_size=BATCH,
-        seed=SEED,
-        device=torch.device("cpu"),
-    )
+    spec = _training_spec(epochs=1, lr=lr, train=train, val=val)
+    return Trainer(spec, device=torch.device("cpu"))
 
 
 def plain_loop() -> list[float]:
@@ -179,20 +197,11 @@ def tune_trial() -> TrialRun:
     import ray
     from ray import tune
 
-    from jobs.core.trainer import DataSpec
-    from jobs.core.tune_trial import TrialSpec
-
     _ray_init()
     try:
-        spec = TrialSpec(
-            DataSpec(DATA_DIR, DATASET, SIZE["train"], 256),
-            use_gpu=False,
-            cpus=THREADS,
-            seed=SEED,
-            checkpoint=False,
-        )
-        storage = tempfile.mkdtemp(prefix="rtk-bench-")
         epochs = SIZE["repeats"] + 1
+        spec = _training_spec(epochs=epochs)
+        storage = tempfile.mkdtemp(prefix="rtk-bench-")
         window = _cpu_window(epochs)
         started = time.perf_counter()
         grid = tune.Tuner(

@@ -1,4 +1,6 @@
-"""Peak memory of trials at the stages' default data size (`make bench-memory`, ~25 min on 2 cores).
+"""Peak memory of trials at the stages' default data size (`make bench-memory`).
+
+About 25 min on 2 cores.
 
 Runs `jobs.tune` (one trial) and `jobs.train` (one trial: its driver and 2 Train workers)
 for one epoch on the whole training and validation splits, each on its own local Ray, and

@@ -1,1 +1,1 @@
-"""The machinery every stage shares: settings, data, training loop, Tune runner, results."""
+"""The machinery every stage shares: settings, data, training loop, Tune runner, outputs."""

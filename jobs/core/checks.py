@@ -1,5 +1,7 @@
-"""Checks that touch the machine or the network, run before any cluster work: the storage
-folder is writable, the Ray address answers."""
+"""Checks of the machine and the network, run before any cluster work.
+
+The storage folder must be writable (or creatable) and the Ray address must answer.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The model of every stage: torchvision's ResNet18 with a one-channel first convolution, as
-in the walkthrough, and 10 outputs, one per class (the walkthrough keeps ImageNet's 1000)."""
+"""The model of every stage: ResNet18 for one-channel 28x28 images and 10 classes.
+
+torchvision's ResNet18 with a one-channel first convolution, as in the walkthrough, and 10
+outputs, one per class (the walkthrough keeps ImageNet's 1000).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""What every stage leaves in `<STORAGE_PATH>/<stage>` and prints at its end: results.json,
-results.csv, learning_curves.png, the leaderboard, the compute used and its cost; and how a
-previous run's folder is moved aside (`archive`) rather than overwritten."""
+"""What every stage leaves in `<STORAGE_PATH>/<stage>` and prints at its end.
+
+`finish` writes results.json, results.csv and learning_curves.png and prints the leaderboard,
+the compute used and its cost; `archive` moves a previous run's folder aside rather than
+overwriting it.
+"""
 
 from __future__ import annotations
 

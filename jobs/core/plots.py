@@ -1,5 +1,4 @@
-"""The learning curves a person opens after a run besides the results table:
-learning_curves.png.
+"""The learning curves of a run, drawn as learning_curves.png.
 
 Written next to results.json in `<STORAGE_PATH>/<stage>/` from the per-epoch history of
 every trial (Tune's own result rows).

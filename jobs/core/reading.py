@@ -1,5 +1,7 @@
-"""Reading settings: the command line and environment of a stage into validated `Settings`,
-its `--help`, and the environment variables `make submit` forwards."""
+"""Reading settings: a stage's flags and environment into validated `Settings`.
+
+Also its `--help`, and the environment variables `make submit` forwards (`env_names`).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The walkthrough's search space and its random search (Part 2), shared by the stages
-that use it (tune, checkpoint, train) and the seeds of the others' searchers."""
+"""The walkthrough's search space and its random search (Part 2).
+
+Shared by the stages that use it (tune, checkpoint, train); asha takes the learning rates
+tried first (`lr_points`) from here too.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The settings: each declared once, as a keyword-only dataclass field whose metadata says how
-it is read (environment variable, flag, parser from `jobs.core.values`), what it means, and
-which stages use it.
+"""The settings, each declared once as a dataclass field that says how it is read.
+
+A keyword-only field whose metadata gives the environment variable, the flag, the parser
+(from `jobs.core.values`), what it means, and which stages use it.
 
 The environment variable names are the project's interface: the README, the KubeRay
 manifests and the tests use them. Flags override the environment. `--help`, `--dry-run`,

@@ -1,7 +1,10 @@
-"""The training loop every stage shares: one epoch of training, one pass of validation.
+"""The Trainer: the training loop every stage shares, on one device.
 
-`Trainer` owns the model, the optimizer and the in-memory data on one device. Stages differ
-only in how they report (print, `tune.report`, `ray.train.report`) and checkpoint.
+Per epoch, one pass of training and one of validation.
+
+`Trainer(spec, device=...)` owns the model, the optimizer and the in-memory data; the
+`TrainingSpec` (jobs.core.training_spec) is all it reads of the settings. Stages differ only
+in how they report (print, `tune.report`, `ray.train.report`) and checkpoint.
 """
 
 from __future__ import annotations
@@ -18,19 +21,12 @@ from torch.optim import Adam
 
 from jobs.core.data import Split, batches, load_split
 from jobs.core.model import build_model
+from jobs.core.training_spec import TrainingSpec
 
 VAL_BATCH_SIZE = 1024
 
 # Sums a tensor across Ray Train workers; identity for a single process.
 Reducer = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    data_dir: str
-    dataset: str
-    train_limit: int | None = None
-    val_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,21 +49,20 @@ def _no_reduce(t: torch.Tensor) -> torch.Tensor:
 class Trainer:
     def __init__(
         self,
-        data: DataSpec,
+        spec: TrainingSpec,
         *,
-        lr: float,
-        batch_size: int,
-        seed: int,
         device: torch.device,
         rank: int = 0,
         world_size: int = 1,
         wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
         reduce: Reducer = _no_reduce,
     ) -> None:
-        torch.manual_seed(seed)
+        torch.manual_seed(spec.seed)
+        self.spec = spec
         self.device = device
-        self.batch_size = batch_size
+        self.batch_size = spec.batch_size
         self.reduce = reduce
+        data = spec.data
         train = load_split(data.data_dir, data.dataset, "train", data.train_limit)
         val = load_split(data.data_dir, data.dataset, "test", data.val_limit)
         self.train: Split = train.shard(rank, world_size).to(device)
@@ -75,9 +70,9 @@ class Trainer:
         model = build_model().to(device)
         self.module = model  # unwrapped, for state dicts
         self.model = wrap_model(model) if wrap_model else model
-        self.optimizer = Adam(self.model.parameters(), lr=lr)
+        self.optimizer = Adam(self.model.parameters(), lr=spec.lr)
         self.criterion = CrossEntropyLoss()
-        self.generator = torch.Generator().manual_seed(seed + rank)
+        self.generator = torch.Generator().manual_seed(spec.seed + rank)
 
     def _sum(self, *values: float) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)

@@ -29,26 +29,14 @@ from jobs.core.outputs import archive, finish
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.search import search_space
 from jobs.core.settings import Settings
-from jobs.core.trainer import DataSpec
-from jobs.core.tune_trial import TrialSpec, train_trial
+from jobs.core.training_spec import training_spec
+from jobs.core.tune_trial import train_trial
 from jobs.core.values import ConfigError
 
 
-def data_spec(settings: Settings) -> DataSpec:
-    return DataSpec(settings.data_dir, settings.dataset, settings.train_limit, settings.val_limit)
-
-
 def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = False) -> Any:
-    spec = TrialSpec(
-        data=data_spec(settings),
-        use_gpu=plan.use_gpu,
-        cpus=plan.cpus_per_trial,
-        seed=settings.seed,
-        checkpoint=checkpoint,
-        fail_at_epoch=settings.fail_at_epoch,
-        per_trial_seed=settings.trial_seeds == "per-trial",
-        experiment_dir=str(settings.experiment_dir),
-    )
+    """The shared Tune trial with the stage's training spec (the trial config adds the rest)."""
+    spec = training_spec(settings, plan, checkpoint=checkpoint)
     return tune.with_parameters(train_trial, spec=spec)
 
 

@@ -1,17 +1,15 @@
 """The Tune trial the `tune`, `asha` and `checkpoint` stages share.
 
-A function trainable: build a `Trainer`, resume from `tune.get_checkpoint()` when Tune hands
-one back, then per epoch train, validate and `tune.report` the metrics (with a checkpoint when
-the stage asks for it). Static settings travel through `tune.with_parameters`, so the trial
-config, the progress table and results.json hold only hyperparameters.
+A function trainable: complete the stage's `TrainingSpec` with the trial's config, build a
+`Trainer` from it, resume from `tune.get_checkpoint()` when Tune hands one back, then per epoch
+train, validate and `tune.report` the metrics (with a checkpoint when the spec asks for it).
+The spec travels through `tune.with_parameters`, so the trial config, the progress table and
+results.json hold only hyperparameters.
 """
 
 from __future__ import annotations
 
-import json
 import resource
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +18,8 @@ from ray import tune
 from jobs.core import checkpoints
 from jobs.core.connection import quiet_known_noise
 from jobs.core.resources import placement, set_threads, trial_device
-from jobs.core.trainer import DataSpec, Trainer, format_epoch
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything a trial needs besides its hyperparameters."""
-
-    data: DataSpec
-    use_gpu: bool
-    cpus: int
-    seed: int
-    checkpoint: bool  # checkpoint every epoch (the checkpoint stage)
-    fail_at_epoch: int | None = None  # fault injection, for the resume tests
-    per_trial_seed: bool = False  # TRIAL_SEEDS=per-trial
-    # The experiment folder on the shared storage: where FAIL_AT_EPOCH remembers that a
-    # trial already failed, whichever node or attempt runs it next.
-    experiment_dir: str = ""
-
-
-def config_key(config: dict[str, Any]) -> int:
-    """A number that names a trial by its config: the same across retries, restores and
-    `restart_errored` (which gives an errored trial a new trial id, tune/experiment/trial.py
-    Trial.reset)."""
-    return zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())
-
-
-def trial_seed(seed: int, per_trial: bool, config: dict[str, Any]) -> int:
-    """SEED for every trial (TRIAL_SEEDS=shared), or SEED plus a number derived from the
-    trial's config (per-trial): the same config always gets the same seed, also on resume."""
-    if not per_trial:
-        return seed
-    return seed + config_key(config)
+from jobs.core.trainer import Trainer, format_epoch
+from jobs.core.training_spec import TrainingSpec, config_key
 
 
 class InjectedFailure(RuntimeError):
@@ -62,7 +30,7 @@ class InjectedFailure(RuntimeError):
 INJECTED_DIR = "injected_failures"
 
 
-def fail_once(spec: TrialSpec, config: dict[str, Any], epoch: int) -> None:
+def fail_once(spec: TrainingSpec, config: dict[str, Any], epoch: int) -> None:
     """FAIL_AT_EPOCH: raise the first time this trial reaches that epoch, never again.
 
     Remembered on the shared storage, not inferred from the trial's checkpoints: a trial
@@ -85,17 +53,12 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+def train_trial(config: dict[str, Any], spec: TrainingSpec) -> None:
     quiet_known_noise()
+    spec = spec.for_trial(config)
     set_threads(spec.cpus)
     device = trial_device(spec.use_gpu)
-    trainer = Trainer(
-        spec.data,
-        lr=config["lr"],
-        batch_size=config["batch_size"],
-        seed=trial_seed(spec.seed, spec.per_trial_seed, config),
-        device=device,
-    )
+    trainer = Trainer(spec, device=device)
     start = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:
@@ -104,10 +67,10 @@ def train_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     placed = placement(device)
     if start:
         print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
-    for epoch in range(start + 1, config["num_epochs"] + 1):
+    for epoch in range(start + 1, spec.num_epochs + 1):
         fail_once(spec, config, epoch)
         result = trainer.run_epoch(epoch)
-        print(format_epoch(trial_id, result, config["num_epochs"], device), flush=True)
+        print(format_epoch(trial_id, result, spec.num_epochs, device), flush=True)
         metrics = {**result.metrics(), "start_epoch": start, "peak_rss_mib": peak_rss_mib()}
         metrics.update(placed)
         if not spec.checkpoint:

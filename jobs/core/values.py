@@ -1,5 +1,7 @@
-"""Value parsers for settings: each turns the raw string of a flag or environment variable
-into a checked value, or raises ConfigError with one line naming the variable.
+"""Value parsers for settings, and ConfigError, the one-line error of a bad value.
+
+Each parser turns the raw string of a flag or environment variable into a checked value, or
+raises ConfigError with one line naming the variable.
 
 Standard library only: the client tools (jobs.submit, jobs.results, k8s/render.py) and the
 Makefile's system Python read settings through these.

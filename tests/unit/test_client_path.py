@@ -77,8 +77,10 @@ def heavy_modules(code: str) -> set[str]:
         "import runpy; runpy.run_path('k8s/bin/preflight.py', run_name='preflight')",
         # What a submission to a cluster loads besides (settings of every stage).
         "from jobs import registry\nfor n in registry.names(): registry.declared(n)",
+        # What every Trainer is built from; pickled to trials, so it loads no torch itself.
+        "import jobs.core.training_spec",
     ],
-    ids=["submit", "results", "logs", "render", "preflight", "declared-stages"],
+    ids=["submit", "results", "logs", "render", "preflight", "declared-stages", "training-spec"],
 )
 def test_the_client_tools_import_no_training_stack(code: str) -> None:
     assert heavy_modules(code) == set()

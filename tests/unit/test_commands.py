@@ -18,7 +18,8 @@ from jobs import registry
 from jobs.core import records as results
 from jobs.core.export import export_best_model
 from jobs.core.reading import resolve
-from jobs.core.trainer import DataSpec, Trainer
+from jobs.core.trainer import Trainer
+from jobs.core.training_spec import DataSpec, TrainingSpec
 from tests.support.runs import REPO, explain, run_module
 
 
@@ -215,13 +216,14 @@ def _export(tmp_path: Path, tiny_idx: Path, dataset: str = "mnist", val_limit: s
     }
     settings = resolve(registry.load("checkpoint"), [], env)
     settings.experiment_dir.mkdir(parents=True)  # the run made it
-    trainer = Trainer(
-        DataSpec(str(tiny_idx), dataset),
+    spec = TrainingSpec(
+        data=DataSpec(str(tiny_idx), dataset),
         lr=CONFIG["lr"],
         batch_size=CONFIG["batch_size"],
+        num_epochs=CONFIG["num_epochs"],
         seed=0,
-        device=torch.device("cpu"),
     )
+    trainer = Trainer(spec, device=torch.device("cpu"))
     ckpt_dir = tmp_path / "run" / "trial" / "checkpoint_000001"
     ckpt_dir.mkdir(parents=True)
     torch.save(trainer.state(2), ckpt_dir / "model.pt")

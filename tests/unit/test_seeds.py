@@ -19,8 +19,9 @@ import torch
 import jobs.core.tune_trial as trial_module
 import jobs.train as train_module
 from jobs.core.resources import TrialPlan
-from jobs.core.trainer import DataSpec, Trainer
-from jobs.core.tune_trial import TrialSpec, train_trial, trial_seed
+from jobs.core.trainer import Trainer
+from jobs.core.training_spec import DataSpec, TrainingSpec, trial_seed
+from jobs.core.tune_trial import train_trial
 from tests.support.runs import REPO, clean_env
 
 SEED = 7
@@ -41,11 +42,11 @@ def capture(monkeypatch: pytest.MonkeyPatch):
     seed, initial weights and the images of its first training batch."""
 
     class Stop(Trainer):
-        def __init__(self, data: DataSpec, **kwargs: Any) -> None:
+        def __init__(self, spec: TrainingSpec, **kwargs: Any) -> None:
             # A Train worker's DDP wrapper and all-reduce need a process group: left out.
             kwargs.pop("wrap_model", None), kwargs.pop("reduce", None)
-            super().__init__(data, **kwargs)
-            raise Built(self, kwargs["seed"])
+            super().__init__(spec, **kwargs)
+            raise Built(self, spec.seed)
 
     for module in (trial_module, train_module):
         monkeypatch.setattr(module, "Trainer", Stop)
@@ -87,8 +88,11 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 
 def tune_trial(tiny_idx: Path, per_trial: bool, seed: int = SEED):
-    spec = TrialSpec(
+    spec = TrainingSpec(
         data=DataSpec(str(tiny_idx), "fashion-mnist"),
+        lr=1.0,  # the trial's config replaces the hyperparameters
+        batch_size=1,
+        num_epochs=1,
         use_gpu=False,
         cpus=1,
         seed=seed,
@@ -110,12 +114,17 @@ def train_worker(tiny_idx: Path, per_trial: bool, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(train_module.ray.train, "get_context", lambda: Context())
     run = train_module.RunSpec(
-        data=DataSpec(str(tiny_idx), "fashion-mnist"),
+        training=TrainingSpec(
+            data=DataSpec(str(tiny_idx), "fashion-mnist"),
+            lr=1.0,  # the trial's config replaces the hyperparameters
+            batch_size=1,
+            num_epochs=1,
+            seed=SEED,
+            per_trial_seed=per_trial,
+        ),
         plan=TrialPlan(False, {"cpu": 0.01}, 1, cpus_per_trial=1, num_workers=2),
         accelerator_type="",
         cuda=False,
-        seed=SEED,
-        per_trial_seed=per_trial,
         storage_path="/nonexistent",
     )
     # The Tune trial hands its config plus the RunSpec to every worker (train_driver).
@@ -167,7 +176,7 @@ def test_per_trial_seed_is_the_same_in_every_process() -> None:
     # A resumed trial runs in a new worker process (another PYTHONHASHSEED) and gets its
     # config back from the experiment's state, keys in any order.
     code = (
-        "import json, sys; from jobs.core.tune_trial import trial_seed; "
+        "import json, sys; from jobs.core.training_spec import trial_seed; "
         "print(json.dumps([trial_seed(7, True, c) for c in json.loads(sys.argv[1])]))"
     )
     configs = json.dumps([A, dict(reversed(A.items())), B])

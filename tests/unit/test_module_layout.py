@@ -1,0 +1,101 @@
+"""The tree a newcomer navigates: no import circle between the project's modules, each module
+opening with a one-line summary, and the README's layout naming every module of jobs/core."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.runs import REPO
+
+SOURCES = sorted(
+    [*(REPO / "jobs").rglob("*.py"), *(REPO / "k8s").glob("*.py"), *(REPO / "k8s/bin").glob("*.py")]
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its file: at the top, inside a
+    function, or only for type checking (a circle through any of them is still a circle)."""
+    modules = {module_name(p): p for p in SOURCES}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = import_graph()
+    assert len(graph) > 40  # the scan sees the whole tree
+    assert circles(graph) == []
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    graph = import_graph()
+    graph["jobs.core.values"] = graph["jobs.core.values"] | {"jobs.core.settings"}
+    assert circles(graph) == [["jobs.core.settings", "jobs.core.values"]]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO)))
+def test_each_module_opens_with_a_one_line_summary(path: Path) -> None:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False)
+    assert doc, "no module docstring"
+    first, _, rest = doc.strip("\n").partition("\n")
+    assert first.strip() and len(first) <= 100
+    assert first.rstrip().endswith((".", ")", ":", "?")), f"summary line is cut short: {first!r}"
+    assert rest == "" or rest.startswith("\n"), "the summary line runs on into a second line"
+
+
+def test_the_readme_layout_names_every_core_module() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
+    core = {p.name for p in (REPO / "jobs/core").glob("*.py") if p.name != "__init__.py"}
+    assert core - named == set()
