@@ -135,14 +135,14 @@ class TuneRun:
         tolerate_memory_kills()
         grid = self.open_tuner(settings, plan, trainable).fit()
         histories = [records.history_of(r) for r in grid]
-        records = [
+        trials = [
             records.record_from_result(r, settings.num_epochs, h)
             for r, h in zip(grid, histories, strict=True)
         ]
         summary = records.Summary(
-            settings.stage, settings.metric, settings.mode, records, time.monotonic() - started
+            settings.stage, settings.metric, settings.mode, trials, time.monotonic() - started
         )
-        by_id = {rec.trial_id: h for rec, h in zip(records, histories, strict=True)}
+        by_id = {rec.trial_id: h for rec, h in zip(trials, histories, strict=True)}
         extra = self.after_fit(settings, grid, summary) if self.after_fit is not None else []
         finish(settings, summary, by_id, plan, self.rungs(settings), extra)
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
