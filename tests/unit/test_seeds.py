@@ -87,18 +87,20 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def tune_trial(tiny_idx: Path, per_trial: bool, seed: int = SEED):
-    spec = TrainingSpec(
+def tiny_spec(tiny_idx: Path, per_trial: bool, seed: int = SEED) -> TrainingSpec:
+    """A CPU training spec on the tiny split; the trial's config gives the hyperparameters."""
+    return TrainingSpec(
         data=DataSpec(str(tiny_idx), "fashion-mnist"),
-        lr=1.0,  # the trial's config replaces the hyperparameters
+        lr=1.0,
         batch_size=1,
         num_epochs=1,
-        use_gpu=False,
-        cpus=1,
         seed=seed,
-        checkpoint=False,
         per_trial_seed=per_trial,
     )
+
+
+def tune_trial(tiny_idx: Path, per_trial: bool, seed: int = SEED):
+    spec = tiny_spec(tiny_idx, per_trial, seed)
     return lambda config: train_trial(dict(config), spec)
 
 
@@ -114,14 +116,7 @@ def train_worker(tiny_idx: Path, per_trial: bool, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(train_module.ray.train, "get_context", lambda: Context())
     run = train_module.RunSpec(
-        training=TrainingSpec(
-            data=DataSpec(str(tiny_idx), "fashion-mnist"),
-            lr=1.0,  # the trial's config replaces the hyperparameters
-            batch_size=1,
-            num_epochs=1,
-            seed=SEED,
-            per_trial_seed=per_trial,
-        ),
+        training=tiny_spec(tiny_idx, per_trial),
         plan=TrialPlan(False, {"cpu": 0.01}, 1, cpus_per_trial=1, num_workers=2),
         accelerator_type="",
         cuda=False,
