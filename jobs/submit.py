@@ -93,7 +93,7 @@ class Finished:
 
 
 def summary_of(logs: str, stage: str) -> dict[str, Any] | None:
-    """The last `[<stage>] summary: {...}` line the stage's driver printed (experiment.finish)."""
+    """The last `[<stage>] summary: {...}` line the stage's driver printed (outputs.finish)."""
     marker = f"[{stage}] summary: "
     for line in reversed(logs.splitlines()):
         if line.startswith(marker):

@@ -276,7 +276,7 @@ _current: Attempt | None = None
 
 
 def current() -> Attempt | None:
-    """The attempt this process is running, if any (report.compute_used reads it)."""
+    """The attempt this process is running, if any (outputs.finish reads it)."""
     return _current
 
 

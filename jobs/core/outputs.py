@@ -39,7 +39,7 @@ def finish(
     rungs: tuple[int, ...] = (),
     extra: list[Path] | None = None,
 ) -> None:
-    """What every stage leaves and prints: the compute used, records.json, records.csv and
+    """What every stage leaves and prints: the compute used, results.json, results.csv and
     learning_curves.png; the table, the best trial, and the files written (with `extra`)."""
     folder = settings.experiment_dir
     running = attempts.current()

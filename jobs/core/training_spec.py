@@ -48,6 +48,23 @@ def trial_seed(seed: int, per_trial: bool, config: Mapping[str, Any]) -> int:
     return seed + config_key(config)
 
 
+# The fields a trial's config never overrides: the data, the seed it derives from, where the
+# loop runs and what the stage adds to it. Every other field is a hyperparameter that a search
+# space may name (a new per-trial setting is one by default).
+FIXED = frozenset(
+    [
+        "data",
+        "seed",
+        "per_trial_seed",
+        "use_gpu",
+        "cpus",
+        "checkpoint",
+        "fail_at_epoch",
+        "experiment_dir",
+    ]
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainingSpec:
     """What one training run reads. A Tune trial's config overrides the hyperparameters it
@@ -71,9 +88,9 @@ class TrainingSpec:
     experiment_dir: str = ""
 
     def for_trial(self, config: Mapping[str, Any]) -> TrainingSpec:
-        """This spec with a trial's hyperparameters (every field the config names) and the
-        trial's seed, derived from the whole config under TRIAL_SEEDS=per-trial."""
-        fields = {f.name for f in dataclasses.fields(self)} - {"data", "seed"}
+        """This spec with a trial's hyperparameters (the fields the config names, FIXED
+        aside) and the trial's seed, derived from the whole config under TRIAL_SEEDS=per-trial."""
+        fields = {f.name for f in dataclasses.fields(self)} - FIXED
         chosen = {name: value for name, value in config.items() if name in fields}
         return dataclasses.replace(
             self, **chosen, seed=trial_seed(self.seed, self.per_trial_seed, config)

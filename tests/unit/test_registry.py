@@ -19,7 +19,7 @@ STAGE_FILE = '''
 """A throwaway Part 6: one grid of learning rates."""
 from ray import tune
 
-from jobs.core import tune_run as experiment
+from jobs.core import tune_run
 from jobs.core.search import lr_points
 from jobs.core.stage import Kubernetes, Stage
 
@@ -33,7 +33,7 @@ STAGE = Stage(
     name="grid",
     part=6,
     defaults={"num_epochs": 1, "num_samples": 1},
-    run=experiment.TuneRun(tune_config=tune_config),
+    run=tune_run.TuneRun(tune_config=tune_config),
     kubernetes=Kubernetes(deadline_s=900),
 )
 '''

@@ -62,6 +62,14 @@ def test_a_trial_takes_the_hyperparameters_its_config_names_and_its_seed() -> No
     # Keys that are not fields are no hyperparameters; the spec itself is left as it was.
     assert spec().for_trial({"lr": 0.5, "unknown": 1}).lr == 0.5
     assert spec().lr == 1e-3
+    # Where and how the loop runs is the stage's, whatever a search space names.
+    fixed = spec().for_trial({"cpus": 64, "use_gpu": True, "fail_at_epoch": 1, "data": None})
+    assert (fixed.cpus, fixed.use_gpu, fixed.fail_at_epoch, fixed.data) == (
+        1,
+        False,
+        None,
+        DataSpec("/data", "mnist"),
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec().lr = 1.0  # type: ignore[misc]
 
@@ -159,6 +167,9 @@ def spec_of(stage):
 runs = {
     "baseline": lambda: baseline.train_baseline(spec_of("baseline")),
     "tune trial": lambda: tune_trial.train_trial(dict(config), spec_of("tune")),
+    # A search space that samples the new setting: the trial's value wins.
+    "tune trial, searched": lambda: tune_trial.train_trial(
+        {**config, "weight_decay": 0.5}, spec_of("tune")),
     "train worker": lambda: train.train_loop_per_worker(
         {**config, "run": train.RunSpec(training=spec_of("train"), plan=plan,
                                         accelerator_type="", cuda=False, storage_path="/none")}),
@@ -225,6 +236,7 @@ def test_a_new_per_trial_setting_is_three_edits(tmp_path: Path, tiny_idx: Path) 
     assert out["optimizer"] == {
         "baseline": 0.25,
         "tune trial": 0.25,
+        "tune trial, searched": 0.5,
         "train worker": 0.25,
         "bench": 0.125,
     }
