@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 
-from jobs.core.values import ConfigError
+from jobs.core.values import ConfigError, host_port
 
 
 def check_storage_writable(path: str) -> None:
@@ -47,12 +46,11 @@ def check_address_reachable(address: str | None, timeout_s: float = 3.0) -> None
 
     if address is None or address in ("auto", "local"):
         return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    host, port = parsed.hostname, parsed.port
-    if host is None or port is None:
+    where = host_port(address)
+    if where is None:
         raise ConfigError(f"RAY_ADDRESS {address!r} is not host:port or a URL with a port")
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
+        with socket.create_connection(where, timeout=timeout_s):
             return
     except OSError as exc:
         raise ConfigError(

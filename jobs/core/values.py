@@ -83,6 +83,16 @@ def path(raw: str, name: str) -> str:
     return str(Path(raw).expanduser().absolute())
 
 
+def host_port(address: str) -> tuple[str, int] | None:
+    """The host and port of host:port or a URL, or None where either is missing or bad."""
+    try:
+        parsed = urlparse(address if "://" in address else f"tcp://{address}")
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        return None
+    return (host, port) if host and port is not None else None
+
+
 def ray_address(raw: str, name: str) -> str | None:
     """Empty (start a local cluster), `auto`, host:port, or an http(s)/ray:// URL with a port."""
     value = raw.strip()
@@ -94,12 +104,7 @@ def ray_address(raw: str, name: str) -> str | None:
             f"{name} must be host:port or an http(s):// or ray:// URL, got {raw!r} "
             f"(unknown scheme {scheme}://)"
         )
-    try:
-        parsed = urlparse(value if scheme else f"tcp://{value}")
-        host, port = parsed.hostname, parsed.port
-    except ValueError:
-        host = port = None
-    if not host or port is None:
+    if host_port(value) is None:
         raise ConfigError(f"{name} must be host:port or a URL with a port, got {raw!r}")
     return value
 
