@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,9 +82,36 @@ def _job_env(stage: Stage) -> dict[str, str]:
     return {k: os.environ[k] for k in forwarded_env(stage) if k in os.environ}
 
 
-async def _stream(client, job_id: str) -> None:
-    async for lines in client.tail_job_logs(job_id):
-        print(lines, end="", flush=True)
+class LogTail:
+    """The job's logs printed as they come, from a thread of their own: Ctrl-C then always
+    reaches the main thread, which only waits (asyncio.run's own SIGINT handling cancels
+    the tail, and the tail could go on streaming where the cancellation was lost)."""
+
+    def __init__(self, client, job_id: str) -> None:
+        self.client, self.job_id = client, job_id
+        self.stopped = threading.Event()  # after Ctrl-C: print nothing more
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="log-tail", daemon=True)
+        self.thread.start()
+
+    async def _stream(self) -> None:
+        async for lines in self.client.tail_job_logs(self.job_id):
+            if self.stopped.is_set():
+                return
+            print(lines, end="", flush=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._stream())
+        except BaseException as err:  # raised in the main thread by wait()
+            self.error = err
+
+    def wait(self) -> None:
+        """Until the logs end (the job is over); KeyboardInterrupt on Ctrl-C."""
+        while self.thread.is_alive():
+            self.thread.join(timeout=0.5)
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
@@ -128,9 +156,11 @@ def run_job(address: str, stage: Stage, stage_args: list[str], *, local: bool) -
         submission_id=f"{stage.name}-{secrets.token_hex(4)}",
     )
     print(f"[submit] job {job_id}: {entrypoint}", flush=True)
+    tail = LogTail(client, job_id)
     try:
-        asyncio.run(_stream(client, job_id))
+        tail.wait()
     except KeyboardInterrupt:  # stop the job on the cluster too, then report how it ended
+        tail.stopped.set()
         print(f"[submit] Ctrl-C: stopping job {job_id}", flush=True)
         client.stop_job(job_id)
     status = client.get_job_status(job_id)
