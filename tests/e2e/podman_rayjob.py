@@ -47,20 +47,23 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
   takes a suspended RayJob to Suspended with no cluster (updateStatusToSuspendingIfNeeded,
   the Suspending case). Kueue admits it after --admit-after-s: spec.suspend false, and
   KubeRay goes Suspended -> New -> Initializing with a new job id and cluster name
-  (initRayJobStatusIfNeed), the deadlines counting from there. With --preempt-after-s N,
-  Kueue preempts it once, N s after the first attempt's Ray job turned RUNNING: spec.suspend
-  true; KubeRay goes Running -> Suspending, deletes the cluster and the submitter Job
-  (deleteClusterResources, deleteSubmitterJob: their pods terminate in the background,
-  nothing stops the Ray job first), clears the job id, cluster name and job status, and ends
-  Suspended without counting a failed attempt; Kueue's next admission starts a new cluster
-  on the same volume. Quota, flavors and workload slices are not modelled (admission always
-  succeeds, an elastic job's scale-ups too); a suspended RayJob without a queue label ends
-  the run, since nothing would unsuspend it.
+  (initRayJobStatusIfNeed), the deadlines counting from there. With --preempt-after-s N (or
+  --preempt-when FILE), Kueue preempts it once, N s after the first attempt's Ray job turned
+  RUNNING (or once FILE exists while it runs: a test creates it on the event it waited for):
+  spec.suspend true; KubeRay goes Running -> Suspending, deletes the cluster and the
+  submitter Job (deleteClusterResources, deleteSubmitterJob: their pods terminate in the
+  background, nothing stops the Ray job first), clears the job id, cluster name and job
+  status, and ends Suspended without counting a failed attempt; Kueue's next admission
+  starts a new cluster on the same volume. Quota, flavors and workload slices are not
+  modelled (admission always succeeds, an elastic job's scale-ups too); a suspended RayJob
+  without a queue label ends the run, since nothing would unsuspend it.
 The last line printed is one JSON object: status, attempts, suspensions, image, volume, ...
 
 Only Ray's own `ray start` / `ray job` / `ray kuberay-autoscaler` commands run in the
 containers. Not reproduced: probes beyond readiness at start, Services' load balancing, real
-GPUs, and the TTL (containers are removed when the run ends; logs of a failed run are kept).
+GPUs, and the TTL: containers are removed when the run ends (logs of a failed run are kept),
+except that --linger-s keeps a finished job's cluster, as ttlSecondsAfterFinished does, while
+the autoscaler removes its idle workers (until none is left, at most that long).
 """
 
 from __future__ import annotations
@@ -254,9 +257,12 @@ class Options:
     node_boot_s: float = 5.0
     node_idle_s: float = 10.0
     status_check_timeout_s: float = STATUS_CHECK_TIMEOUT_S
-    grace_s: int = GRACE_S
+    grace_s: int = GRACE_S  # terminationGracePeriodSeconds of a deleted cluster's pods
+    restart_delay_s: float = RESTART_DELAY_S  # the kubelet's and the Job controller's back-off
     admit_after_s: float = 3.0  # Kueue: how long a queued RayJob waits for admission
     preempt_after_s: float | None = None  # Kueue: preempt once, this long after RUNNING
+    preempt_when: Path | None = None  # Kueue: preempt once, when this file exists
+    linger_s: float = 0.0  # keep a finished job's cluster (ttlSecondsAfterFinished) this long
     kueue_elastic_gate: bool = False  # Kueue's ElasticJobsViaWorkloadSlices gate is on
     keep_logs: bool = False  # every attempt's logs, not only failed and suspended ones'
 
@@ -313,6 +319,7 @@ class RayJobRun:
         self.refused: list[str] = []
         self.workers_created = 0
         self.max_workers = 0
+        self.workers_left: int | None = None  # after the TTL window (--linger-s), if any
         self.scale_up_s: float | None = None  # job Running -> first worker's Ray node alive
         self.deleting: list[threading.Thread] = []
         self.released: list[str] = []  # pods whose background deletion ended
@@ -854,9 +861,9 @@ class RayJobRun:
                 c.exited_at = now
                 log(
                     f"attempt {attempt.number}: {c.role} {c.name} exited with {code}; restarting "
-                    f"in {RESTART_DELAY_S:g}s"
+                    f"in {self.options.restart_delay_s:g}s"
                 )
-            elif now - c.exited_at >= RESTART_DELAY_S:
+            elif now - c.exited_at >= self.options.restart_delay_s:
                 self.podman("start", c.name, check=False)
                 c.restarts += 1
                 self.ray_restarts += 1
@@ -895,19 +902,43 @@ class RayJobRun:
         return attempt.job_status
 
     def _preempted(self, attempt: Attempt) -> bool:
-        """Kueue's preemption (--preempt-after-s): once per run, when the attempt's Ray job
-        has been RUNNING that long, Kueue evicts the workload and suspends the RayJob."""
-        after = self.options.preempt_after_s
-        if after is None or self.suspensions or attempt.job_running_at is None:
+        """Kueue's preemption, once per run, while the attempt's Ray job is RUNNING: Kueue
+        evicts the workload and suspends the RayJob. When is the test's to say: a time since
+        RUNNING (--preempt-after-s) or an event, a file the test creates (--preempt-when)."""
+        after, when = self.options.preempt_after_s, self.options.preempt_when
+        if (after is None and when is None) or self.suspensions or attempt.job_running_at is None:
             return False
-        if time.monotonic() - attempt.job_running_at < after:
+        if after is not None and time.monotonic() - attempt.job_running_at < after:
             return False
+        if when is not None and not when.exists():
+            return False
+        cause = f"after {after:g}s of" if when is None else f"on {when.name}, during"
         log(
-            f"kueue: preempting the workload of LocalQueue {self.queue} after {after:g}s of "
+            f"kueue: preempting the workload of LocalQueue {self.queue} {cause} "
             f"attempt {attempt.number}'s job RUNNING: spec.suspend=true"
         )
         self.spec["suspend"] = True
         return True
+
+    def _linger(self, attempt: Attempt) -> None:
+        """shutdownAfterJobFinishes with ttlSecondsAfterFinished: KubeRay deletes a finished
+        job's cluster only once the TTL has passed, and until then Ray's autoscaler goes on
+        removing idle workers: with the job over, every worker is idle. --linger-s plays that
+        window (at most the TTL) and ends it as soon as no worker pod is left."""
+        ttl = float(self.spec.get("ttlSecondsAfterFinished") or 0)
+        limit = min(self.options.linger_s, ttl)
+        if limit <= 0 or attempt.api is None:
+            return
+        log(f"attempt {attempt.number}: job finished; cluster kept up to {limit:g}s (TTL {ttl:g}s)")
+        end = time.monotonic() + limit
+        while True:
+            self._tick(attempt)
+            left = [c.name for c in attempt.ray if c.role == "worker"]
+            if not left or time.monotonic() >= end:
+                break
+            time.sleep(POLL_S)
+        log(f"attempt {attempt.number}: TTL window over, {len(left)} worker pods left: {left}")
+        self.workers_left = len(left)
 
     def _suspending(self, attempt: Attempt, phase: str) -> Outcome:
         """updateStatusToSuspendingIfNeeded: spec.suspend moves an Initializing or Running
@@ -1019,7 +1050,7 @@ class RayJobRun:
                         "SubmissionFailed",
                         "Job submission has failed. Reason: BackoffLimitExceeded",
                     )
-                time.sleep(RESTART_DELAY_S)  # the Job controller's back-off
+                time.sleep(self.options.restart_delay_s)  # the Job controller's back-off
                 self.nodes.release(current.name)
                 self._start_submitter(attempt)
             time.sleep(POLL_S)
@@ -1139,6 +1170,7 @@ class RayJobRun:
                     continue
                 if outcome.deployment == "Complete":
                     self.succeeded += 1
+                    self._linger(attempt)
                 else:
                     self.failed += 1
                 retry = (
@@ -1251,6 +1283,20 @@ def main(argv: list[str] | None = None) -> int:
         "--node-idle-s", type=float, default=10.0, help="how long an empty GPU node is kept"
     )
     parser.add_argument(
+        "--grace-s",
+        type=int,
+        default=GRACE_S,
+        help="terminationGracePeriodSeconds of a deleted cluster's pods: SIGTERM, then SIGKILL "
+        f"(default {GRACE_S}, Kubernetes'; a test that does not prove it may shorten it)",
+    )
+    parser.add_argument(
+        "--restart-delay-s",
+        type=float,
+        default=RESTART_DELAY_S,
+        help="the kubelet's back-off before restarting an exited container, and the Job "
+        f"controller's before a new submitter pod (default {RESTART_DELAY_S:g})",
+    )
+    parser.add_argument(
         "--status-check-timeout-s",
         type=float,
         default=STATUS_CHECK_TIMEOUT_S,
@@ -1267,6 +1313,20 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="Kueue: preempt (suspend) the RayJob once, this long after its Ray job turned "
         "RUNNING, then admit it again (needs the kueue.x-k8s.io/queue-name label)",
+    )
+    parser.add_argument(
+        "--preempt-when",
+        type=Path,
+        metavar="FILE",
+        help="Kueue: preempt (suspend) the RayJob once, when FILE exists while its Ray job "
+        "is RUNNING (a test creates it on the event it waits for)",
+    )
+    parser.add_argument(
+        "--linger-s",
+        type=float,
+        default=0.0,
+        help="keep a finished job's cluster up to this long (at most ttlSecondsAfterFinished, "
+        "as KubeRay does) while the autoscaler removes idle workers; ends once none is left",
     )
     parser.add_argument(
         "--kueue-elastic-gate",
@@ -1300,10 +1360,11 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: --env takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
         return 2
-    if args.preempt_after_s is not None and not kueue.queue_name(found[0]):
+    preempting = args.preempt_after_s is not None or args.preempt_when is not None
+    if preempting and not kueue.queue_name(found[0]):
         print(
-            f"error: --preempt-after-s plays Kueue: the RayJob needs the {kueue.QUEUE_LABEL} "
-            "label (make manifests QUEUE=<local queue>)",
+            "error: --preempt-after-s/--preempt-when play Kueue: the RayJob needs the "
+            f"{kueue.QUEUE_LABEL} label (make manifests QUEUE=<local queue>)",
             file=sys.stderr,
         )
         return 2
@@ -1331,8 +1392,12 @@ def main(argv: list[str] | None = None) -> int:
         node_boot_s=args.node_boot_s,
         node_idle_s=args.node_idle_s,
         status_check_timeout_s=args.status_check_timeout_s,
+        grace_s=args.grace_s,
+        restart_delay_s=args.restart_delay_s,
         admit_after_s=args.admit_after_s,
         preempt_after_s=args.preempt_after_s,
+        preempt_when=args.preempt_when,
+        linger_s=args.linger_s,
         kueue_elastic_gate=args.kueue_elastic_gate,
         keep_logs=args.keep_logs,
     )
@@ -1382,6 +1447,7 @@ def main(argv: list[str] | None = None) -> int:
                 "values": str(values_path),
                 "workers_created": job.workers_created,
                 "workers_deleted": sum(len(a.deleted) for a in job.attempts),
+                "workers_left": job.workers_left,
                 "max_workers": job.max_workers,
                 "nodes_added": job.nodes.added,
                 "nodes_removed": job.nodes.removed,

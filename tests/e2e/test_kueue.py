@@ -4,7 +4,8 @@ its stage runs (KubeRay deletes that cluster and submitter, no failed attempt co
 admitted again on a new cluster with a new job id, and the stage resumes its experiment
 from the shared volume.
 
-Needs podman, like tests/e2e/test_podman.py, whose image fixture and runner helper it uses."""
+Needs podman, like tests/e2e/test_podman.py, whose runner helper it uses (the image fixture
+is tests/e2e/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_podman import (  # noqa: F401  (image: the session fixture)
-    Run,
-    experiment,
-    image,
-)
-from tests.support import kueue
+from tests.e2e.test_podman import Run, experiment, wait_until
+from tests.support import kueue, tune_files
 from tests.support.runs import REPO
 
 STAGE = "checkpoint"
 # CI-sized, as a user would pass them (--env): 2 trials of 3 epochs of ~10 s each, one at
 # a time on kind's one fake GPU.
 ENV = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512", "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "3"}
-# Seconds after the first attempt's Ray job turns RUNNING: its driver started Tune ~5 s in
-# and snapshots the experiment at least every second; the first trial is still training.
-PREEMPT_AFTER_S = 20
+
+
+def mid_experiment(folder: Path) -> bool:
+    """The event the preemption waits for: Tune's snapshot of the experiment is on the volume
+    (what the next admission resumes) and the first trial has reported an epoch, so 5 of the
+    6 trial-epochs are still to train when the runner next polls (2 s)."""
+    epochs = tune_files.trial_epochs(folder)
+    return bool(tune_files.snapshot_statuses(folder)) and any(
+        e and e[-1] < int(ENV["TUNE_NUM_EPOCHS"]) for e in epochs.values()
+    )
 
 
 def queued_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -45,7 +49,7 @@ def queued_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_preempted_rayjob_resumes_its_stage_on_a_new_cluster(
-    image: str,  # noqa: F811  (the fixture imported above)
+    image: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -53,12 +57,16 @@ def test_a_preempted_rayjob_resumes_its_stage_on_a_new_cluster(
     doc = yaml.safe_load(manifest.read_text())
     assert kueue.queue_name(doc) == "team-a" and "suspend" not in doc["spec"]  # Kueue's to set
     env = [f for k, v in ENV.items() for f in ("--env", f"{k}={v}")]
+    preempt = tmp_path / "preempt-now"
     run = Run(
         manifest,
         tmp_path / "run",
-        *("--preempt-after-s", str(PREEMPT_AFTER_S), "--admit-after-s", "2", "--keep-logs"),
+        *("--preempt-when", str(preempt), "--admit-after-s", "2", "--keep-logs"),
         *env,
     )
+    # Preempted on an event, not a clock: once the experiment is snapshotted mid-way.
+    wait_until(lambda: mid_experiment(experiment(run, STAGE)), run, timeout_s=300)
+    preempt.touch()
     outcome = run.wait(timeout_s=600)
     log = run.log.read_text()
     assert outcome.get("status") == "SUCCEEDED", run.explain()

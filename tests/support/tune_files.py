@@ -52,9 +52,10 @@ def trial_epochs(experiment: Path) -> dict[str, list[int]]:
     return {d.name: reported_epochs(d) for d in trial_dirs(experiment)}
 
 
-def snapshot_statuses(experiment: Path) -> dict[str, str]:
-    """Trial folder name -> status in the newest experiment snapshot (experiment_state-*.json),
-    the file Tuner.restore reads."""
+def snapshot_trials(experiment: Path) -> dict[str, dict]:
+    """Trial folder name -> what the newest experiment snapshot (experiment_state-*.json, the
+    file Tuner.restore reads) records of it: `status`, and the `epoch` and
+    `checkpoint_dir_name` of its last result (None before its first)."""
     snapshots = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
     if not snapshots:
         return {}
@@ -63,10 +64,20 @@ def snapshot_statuses(experiment: Path) -> dict[str, str]:
     except (OSError, ValueError):  # being replaced
         return {}
     out = {}
-    for entry in data.get("trial_data", []):
-        trial = json.loads(entry[0])
-        out[trial.get("relative_logdir", "")] = trial.get("status", "")
+    for trial_json, metadata_json in data.get("trial_data", []):
+        trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+        last = metadata.get("last_result") or {}
+        out[trial.get("relative_logdir", "")] = {
+            "status": trial.get("status", ""),
+            "epoch": last.get("epoch"),
+            "checkpoint_dir_name": last.get("checkpoint_dir_name"),
+        }
     return out
+
+
+def snapshot_statuses(experiment: Path) -> dict[str, str]:
+    """Trial folder name -> status in the newest experiment snapshot."""
+    return {name: trial["status"] for name, trial in snapshot_trials(experiment).items()}
 
 
 def has_checkpoint(trial_dir: Path) -> bool:

@@ -281,6 +281,57 @@ def test_the_runner_preempts_once_after_the_job_has_run_that_long(
     assert not run._preempted(a)  # once per run
 
 
+def test_the_runner_preempts_once_when_the_tests_file_appears_while_the_job_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = tmp_path / "preempt-now"
+    run = queued_job(tmp_path, monkeypatch, preempt_when=event)
+    a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
+    event.touch()
+    assert not run._preempted(a)  # not RUNNING yet
+    monkeypatch.setattr(run, "_dashboard", lambda attempt, path: {"status": "RUNNING"})
+    run._job_status(a)
+    event.unlink()
+    assert not run._preempted(a) and not run.spec.get("suspend")  # no event, however long
+    event.touch()
+    assert run._preempted(a) and run.spec["suspend"] is True
+    run.suspensions = 1
+    assert not run._preempted(a)  # once per run
+
+
+def test_the_runner_keeps_a_finished_jobs_cluster_until_its_workers_are_gone_or_the_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The TTL window (--linger-s): a pass of the controllers every poll, ending once no
+    # worker pod is left, at most min(linger_s, ttlSecondsAfterFinished) after the job.
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(runner.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    run = queued_job(tmp_path, monkeypatch, linger_s=120)
+    run.spec["ttlSecondsAfterFinished"] = 60
+    a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
+    a.api = object()  # an autoscaling cluster's API stand-in (its calls are the ticks')
+    a.ray = [runner.Container("w1", "worker"), runner.Container("w2", "worker")]
+
+    def tick(attempt: runner.Attempt) -> None:  # the autoscaler gives one back per pass
+        if attempt.ray:
+            attempt.ray.pop()
+
+    monkeypatch.setattr(run, "_tick", tick)
+    run._linger(a)
+    assert run.workers_left == 0 and a.ray == [] and clock[0] == runner.POLL_S
+    # Workers that are never given back: the window ends at the TTL, with them counted.
+    a.ray = [runner.Container("w3", "worker")]
+    monkeypatch.setattr(run, "_tick", lambda attempt: None)
+    start = clock[0]
+    run._linger(a)
+    assert run.workers_left == 1 and clock[0] - start == pytest.approx(60, abs=runner.POLL_S)
+    # No API stand-in (no autoscaler) or no --linger-s: the cluster goes at once.
+    a.api = None
+    run._linger(a)
+    assert clock[0] - start == pytest.approx(60, abs=runner.POLL_S)
+
+
 def test_the_runner_admits_a_queued_job_and_leaves_an_unqueued_one_suspended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
