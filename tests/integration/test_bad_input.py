@@ -15,7 +15,7 @@ import gzip
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +26,10 @@ import torch
 from jobs.core.data import SPLIT_FILES
 from tests.support.idx import write_idx
 from tests.support.runs import REPO, clean_env, run_make, run_module
-from tests.support.zygote import Zygote
+from tests.support.zygote import Zygote  # the session's, tests/conftest.py
 
+# No stage runs here (each case ends in its first second): part of make test-quick.
+pytestmark = pytest.mark.quick
 FILES = [stem for pair in SPLIT_FILES.values() for stem in pair]
 
 
@@ -242,13 +244,6 @@ def _files(tmp: Path) -> None:
 MODULES = sorted({c.argv[0] for c in CASES if not c.make})
 # The first case of each module: run as a plain subprocess, imports and all.
 PLAIN = {next(c.name for c in CASES if not c.make and c.argv[0] == m) for m in MODULES}
-
-
-@pytest.fixture(scope="module")
-def zygote() -> Iterator[Zygote]:
-    forked = Zygote(MODULES, clean_env(), REPO)
-    yield forked
-    forked.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jobs.core.data import read_idx, validate_dataset
+
+pytestmark = pytest.mark.quick  # no stage runs here: part of make test-quick
 
 
 def test_reads_the_real_files(fashion_mnist: Path) -> None:

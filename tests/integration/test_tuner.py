@@ -4,6 +4,9 @@ CheckpointConfig plus export keep and export the best epoch, on scripted metrics
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +25,21 @@ from tests.support.runs import settings as resolve
 CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
 
 
-@pytest.fixture
-def local_ray(ray_tmp):
-    """tune.with_parameters stores its objects in Ray: a small private instance."""
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """tune.with_parameters stores its objects in Ray: a small private instance, one for
+    the module's tests (each keeps its own storage path and experiment)."""
+    temp = tempfile.mkdtemp(prefix="rtk-t-")  # short: Ray's socket paths stay < 107 chars
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=100 * 1024**2,
-        _temp_dir=str(ray_tmp),
+        _temp_dir=temp,
         logging_level="WARNING",
     )
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_every_tune_stage_builds_a_tuner_without_fit(tmp_path, local_ray) -> None:

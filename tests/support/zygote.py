@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +80,7 @@ class Zygote:
 
     def __init__(self, modules: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
         self.cwd = cwd
+        self.streams = Path(tempfile.mkdtemp(prefix="rtk-zygote-"))  # runs' output, by default
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.zygote", *modules],
             cwd=cwd,
@@ -91,9 +94,12 @@ class Zygote:
         assert json.loads(ready or "{}").get("ready"), "the zygote did not start"
 
     def run(
-        self, module: str, args: Sequence[str], env: Mapping[str, str], work: Path
+        self, module: str, args: Sequence[str], env: Mapping[str, str], work: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """`python -m module args` in a forked child; its streams are kept in `work` (default:
+        a folder of the zygote's own, outside anything a test checks for writes)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        work = work or self.streams
         stdout, stderr = work / "zygote.stdout", work / "zygote.stderr"
         request = {
             "module": module,
@@ -117,6 +123,7 @@ class Zygote:
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        shutil.rmtree(self.streams, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from jobs.core.reading import resolve
 from jobs.core.trainer import Trainer
 from jobs.core.training_spec import DataSpec, TrainingSpec
 from tests.support.runs import REPO, explain, run_module
+from tests.support.zygote import Zygote
 
 
 def _summary() -> results.Summary:
@@ -249,12 +250,12 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_evaluate_dry_run_checks_and_says_what_it_would_do_and_evaluates_nothing(
-    tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str], model_file: Path
+    tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str], model_file: Path, zygote: Zygote
 ) -> None:
     env = dict(tiny_env)
     del env["DATASET"]  # the file's dataset and split (mnist, VAL_LIMIT=16) are used
     before = _snapshot(tmp_path)
-    proc = run_module("jobs.evaluate", [str(model_file), "--dry-run"], env, timeout=120)
+    proc = zygote.run("jobs.evaluate", [str(model_file), "--dry-run"], env)
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout == (
         f"{model_file}: trial {TRIAL}, would be evaluated on 16 test images of mnist "
@@ -263,7 +264,7 @@ def test_evaluate_dry_run_checks_and_says_what_it_would_do_and_evaluates_nothing
     assert "accuracy" not in proc.stdout + proc.stderr
     assert _snapshot(tmp_path) == before
     # Without --dry-run the same command does evaluate: what the dry run left out.
-    proc = run_module("jobs.evaluate", [str(model_file)], env, timeout=120)
+    proc = zygote.run("jobs.evaluate", [str(model_file)], env)
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.startswith(f"trial: {TRIAL} (epoch 2, config ")
     assert "\naccuracy: " in proc.stdout and "\nloss: " in proc.stdout
@@ -271,11 +272,11 @@ def test_evaluate_dry_run_checks_and_says_what_it_would_do_and_evaluates_nothing
 
 
 def test_evaluate_dry_run_shows_the_dataset_split_and_data_dir_overrides(
-    tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str], model_file: Path
+    tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str], model_file: Path, zygote: Zygote
 ) -> None:
     other = shutil.copytree(tiny_idx, tmp_path / "elsewhere")
     env = dict(tiny_env, DATASET="fashion-mnist", VAL_LIMIT="8", DATA_DIR=str(other))
-    proc = run_module("jobs.evaluate", [str(model_file), "--dry-run"], env, timeout=120)
+    proc = zygote.run("jobs.evaluate", [str(model_file), "--dry-run"], env)
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout == (
         f"{model_file}: trial {TRIAL}, would be evaluated on 8 test images of fashion-mnist "
@@ -297,7 +298,7 @@ BAD_DRY_RUNS = {
 
 @pytest.mark.parametrize("case", BAD_DRY_RUNS, ids=list(BAD_DRY_RUNS))
 def test_bad_evaluate_dry_run_is_one_error_line_exit_2(
-    case: str, tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str]
+    case: str, tmp_path: Path, tiny_idx: Path, tiny_env: dict[str, str], zygote: Zygote
 ) -> None:
     env, message = BAD_DRY_RUNS[case]
     model = _export(tmp_path, tiny_idx, val_limit="64" if case == "saved-split-past-data" else "16")
@@ -313,6 +314,6 @@ def test_bad_evaluate_dry_run_is_one_error_line_exit_2(
     proc_env = {k: v for k, v in tiny_env.items() if k != "DATASET"}
     proc_env.update({k: v.replace("{tmp}", str(tmp_path)) for k, v in env.items()})
     before = _snapshot(tmp_path)
-    proc = run_module("jobs.evaluate", argv, proc_env, timeout=120)
+    proc = zygote.run("jobs.evaluate", argv, proc_env)
     _one_error_line(proc, Path(tiny_env["STORAGE_PATH"]), message)
     assert _snapshot(tmp_path) == before

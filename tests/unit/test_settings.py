@@ -17,7 +17,8 @@ from jobs.core.settings import Settings, settings_fields
 from jobs.core.values import ConfigError
 from jobs.settings_table import readme_table
 from jobs.submit import forwarded_env
-from tests.support.runs import REPO, explain, run_module, settings
+from tests.support.runs import REPO, explain, settings
+from tests.support.zygote import Zygote
 
 # The walkthrough's numbers (intro-to-ray-tune.md), written here, not read from the code:
 # Part 1 train_loop_torch(num_epochs=2); Part 2 num_epochs 3, num_samples=4; Part 3
@@ -133,8 +134,8 @@ def test_readme_settings_table_is_generated_from_the_declarations() -> None:
     assert re.search(r"\| `LR` \| `--lr` \| 0.001 \| baseline \|", table)
 
 
-def test_dry_run_prints_resolved_settings_and_writes_nothing(tiny_env) -> None:
-    proc = run_module("jobs.asha", ["--dry-run", "--num-samples", "3"], tiny_env, timeout=120)
+def test_dry_run_prints_resolved_settings_and_writes_nothing(tiny_env, zygote: Zygote) -> None:
+    proc = zygote.run("jobs.asha", ["--dry-run", "--num-samples", "3"], tiny_env)
     assert proc.returncode == 0, explain(proc)
     resolved = json.loads(proc.stdout)
     assert resolved["num_samples"] == 3 and resolved["stage"] == "asha"
@@ -143,8 +144,8 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(tiny_env) -> None:
 
 
 @pytest.mark.parametrize("stage", registry.names())
-def test_every_stage_has_help_with_its_own_settings(stage, tiny_env) -> None:
-    proc = run_module(f"jobs.{stage}", ["--help"], tiny_env, timeout=120)
+def test_every_stage_has_help_with_its_own_settings(stage, tiny_env, zygote: Zygote) -> None:
+    proc = zygote.run(f"jobs.{stage}", ["--help"], tiny_env)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "TRAIN_LIMIT" in proc.stdout
     assert ("STOP_ALL_AT" in proc.stdout) == (stage == "checkpoint")
     assert ("[env LR;" in proc.stdout) == (stage == "baseline")
@@ -155,8 +156,8 @@ def test_unknown_stage() -> None:
         registry.load("bayes")
 
 
-def test_cli_error_is_one_line_on_stderr(tiny_env) -> None:
-    proc = run_module("jobs.tune", [], {**tiny_env, "TUNE_NUM_EPOCHS": "zero"}, timeout=120)
+def test_cli_error_is_one_line_on_stderr(tiny_env, zygote: Zygote) -> None:
+    proc = zygote.run("jobs.tune", [], {**tiny_env, "TUNE_NUM_EPOCHS": "zero"})
     assert proc.returncode == cli.EXIT_BAD_INPUT, explain(proc)
     assert proc.stderr == "error: TUNE_NUM_EPOCHS must be an integer, got 'zero'\n"
     assert proc.stdout == ""
