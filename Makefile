@@ -165,9 +165,18 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 system-packages: ## Install the Debian packages the tests need (root or sudo), else name them.
 	.ci/system-packages
 
+# pytest-xdist workers: two tests at a time, handed out by tests/conftest.py (an e2e test's
+# containers wait while a stage test computes); 0: one process, as plain pytest runs.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist loadgroup)
+
 .PHONY: test
-test: system-packages lint ## Set up, lint, then every test: unit, integration, e2e (podman; kind skips without Docker).
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: system-packages lint ## Everything (budget 25 min): lint, unit, every stage end to end, e2e in podman (kind skips without Docker); the 10 slowest last.
+	$(PY) -m pytest $(XDIST) --durations=10 $(PYTEST_ARGS)
+
+.PHONY: test-quick
+test-quick: $(STAMP) ## The inner loop (budget 3 min): tests/unit and the integration tests that start no stage (bad input, data); no Ray cluster, no containers.
+	$(PY) -m pytest $(XDIST) -m quick --durations=10 $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes jobs/bench/results/.
@@ -176,10 +185,6 @@ bench: $(STAMP) ## Run the benchmarks (BENCH_QUICK=1: under 10 min); writes jobs
 .PHONY: bench-memory
 bench-memory: $(STAMP) ## Measure trial memory at the default data size (~25 min on 2 cores); writes jobs/bench/results/memory.json.
 	DATA_DIR=$(BENCH_DATA_DIR) DATASET=$(BENCH_DATASET) $(PY) -m jobs.bench.memory
-
-.PHONY: test-unit
-test-unit: $(STAMP) ## Run tests/unit only: no Ray cluster, no dataset package (~2 min).
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: ## Remove caches (not the venv, data or results).

@@ -9,12 +9,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
 
 import pytest
 
+from jobs import registry
 from tests.support.idx import make_dataset
-from tests.support.runs import CI_SIZE, FASHION_MNIST, clean_env
+from tests.support.runs import CI_SIZE, FASHION_MNIST, REPO, clean_env
+from tests.support.zygote import Zygote
 
 KINDS = ("unit", "integration", "e2e")
 
@@ -25,13 +28,46 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def xdist_group(item: pytest.Item, kind: str) -> str | None:
+    """The unit of work a worker takes whole: a module, where its tests share a module-scoped
+    fixture worth starting once (a Ray head, a zygote, a model); each e2e and stage test
+    alone, so that two of them can run side by side."""
+    if kind == "e2e" or item.path.name == "test_stages.py":
+        return None
+    return item.path.stem
+
+
+def handed_out(items: list[pytest.Item], kind_of: dict[pytest.Item, str]) -> list[pytest.Item]:
+    """The order pytest-xdist hands tests out in (each worker takes the next when it is
+    free): the longest first, so that the two workers end together, e2e and stage tests
+    alternating, so that the containers' waiting overlaps a stage's computing rather than
+    two stages' computing each other's; then the other integration tests, then unit tests
+    (seconds each) to fill the end. Each kind keeps its files' order."""
+    e2e = [i for i in items if kind_of[i] == "e2e"]
+    stages = [i for i in items if i.path.name == "test_stages.py"]
+    paired = [i for pair in zip_longest(e2e, stages) for i in pair if i is not None]
+    taken = set(paired)
+    rest = [i for i in items if i not in taken]
+    others = [i for i in rest if kind_of[i] != "unit"]
+    return paired + others + [i for i in rest if kind_of[i] == "unit"]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test is marked with the kind of its folder, so `-m unit` selects a folder."""
+    """Each test is marked with the kind of its folder, so `-m unit` selects a folder; unit
+    tests are also `quick` (make test-quick), like the integration modules that say so.
+    Under pytest-xdist (make test: -n 2 --dist loadgroup) each e2e test names its group."""
     tests = Path(__file__).parent
+    kind_of = {}
     for item in items:
-        kind = item.path.relative_to(tests).parts[0]
+        kind = kind_of[item] = item.path.relative_to(tests).parts[0]
         if kind in KINDS:
             item.add_marker(getattr(pytest.mark, kind))
+        if kind == "unit":
+            item.add_marker(pytest.mark.quick)
+        group = xdist_group(item, kind)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items[:] = handed_out(items, kind_of)
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +78,21 @@ def fashion_mnist() -> Path:
             "apt-get install dataset-fashion-mnist (.ci/run does)"
         )
     return FASHION_MNIST
+
+
+# The entrypoints a forked run preloads: every one that imports torch or Ray.
+ENTRYPOINTS = (*(f"jobs.{stage}" for stage in registry.names()), "jobs.evaluate", "jobs.submit")
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """`python -m <module>` forked from one process that imported the entrypoints once: a
+    real process's exit code and streams in ~0.1 s instead of ~5-9 s of imports. For runs
+    that end before any training (bad input, --help, --dry-run, a lock refused); the stages
+    themselves run as plain processes (tests/integration)."""
+    forked = Zygote(ENTRYPOINTS, clean_env(), REPO)
+    yield forked
+    forked.close()
 
 
 @pytest.fixture(scope="session")
