@@ -16,7 +16,7 @@ import pytest
 
 from jobs import registry
 from tests.support.idx import make_dataset
-from tests.support.runs import CI_SIZE, FASHION_MNIST, REPO, clean_env
+from tests.support.runs import CI_SIZE, FASHION_MNIST, REPO, TEST_ENV, clean_env
 from tests.support.zygote import Zygote
 
 KINDS = ("unit", "integration", "e2e")
@@ -26,6 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # In-process Ray (Tuner wiring tests) must not write ~/.ray/auth_token or warn about it.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("OMP_WAIT_POLICY", TEST_ENV["OMP_WAIT_POLICY"])  # heads started here
 
 
 def xdist_group(item: pytest.Item, kind: str) -> str | None:
