@@ -165,8 +165,8 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 system-packages: ## Install the Debian packages the tests need (root or sudo), else name them.
 	.ci/system-packages
 
-# pytest-xdist workers: two tests at a time, handed out by tests/conftest.py (an e2e test's
-# containers wait while a stage test computes); 0: one process, as plain pytest runs.
+# pytest-xdist workers: the tests that run a stage or containers one after another on one,
+# the unit and quick tests on the other (tests/conftest.py, tests/README.md); 0: one process.
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist loadgroup)
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from itertools import zip_longest
 from pathlib import Path
 
 import pytest
@@ -29,28 +28,29 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", TEST_ENV["OMP_WAIT_POLICY"])  # heads started here
 
 
+# The modules whose tests run a stage (a local Ray and its trials) or containers. Two of
+# them side by side on 2 cores slowed each other far more than 2x (measured: asha's early
+# stop 110 s alone, 352 s beside an e2e test; a Train worker group's start past its 180 s
+# timeout, which failed the Train driver-loss test), so they run on one worker, one at a
+# time, while the other worker takes the unit and quick tests.
+HEAVY = ("test_stages.py", "test_submit_remote.py", "test_tuner.py")
+
+
 def xdist_group(item: pytest.Item, kind: str) -> str | None:
-    """The unit of work a worker takes whole: a module, where its tests share a module-scoped
-    fixture worth starting once (a Ray head, a zygote, a model); each e2e and stage test
-    alone, so that two of them can run side by side."""
-    if kind == "e2e" or item.path.name == "test_stages.py":
-        return None
+    """The unit of work a worker takes whole: every test that runs a stage or containers
+    (one after another, on one worker), and otherwise a module, whose tests may share a
+    module-scoped fixture (a zygote, a model)."""
+    if kind == "e2e" or item.path.name in HEAVY:
+        return "heavy"
     return item.path.stem
 
 
 def handed_out(items: list[pytest.Item], kind_of: dict[pytest.Item, str]) -> list[pytest.Item]:
-    """The order pytest-xdist hands tests out in (each worker takes the next when it is
-    free): the longest first, so that the two workers end together, e2e and stage tests
-    alternating, so that the containers' waiting overlaps a stage's computing rather than
-    two stages' computing each other's; then the other integration tests, then unit tests
-    (seconds each) to fill the end. Each kind keeps its files' order."""
-    e2e = [i for i in items if kind_of[i] == "e2e"]
-    stages = [i for i in items if i.path.name == "test_stages.py"]
-    paired = [i for pair in zip_longest(e2e, stages) for i in pair if i is not None]
-    taken = set(paired)
-    rest = [i for i in items if i not in taken]
-    others = [i for i in rest if kind_of[i] != "unit"]
-    return paired + others + [i for i in rest if kind_of[i] == "unit"]
+    """The order tests are handed out in: the heavy group first (the longest), so that the
+    other worker's unit and quick tests end before it; each kind keeps its files' order."""
+    heavy = [i for i in items if kind_of[i] == "e2e" or i.path.name in HEAVY]
+    taken = set(heavy)
+    return heavy + [i for i in items if i not in taken]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

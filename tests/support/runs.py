@@ -20,10 +20,10 @@ FASHION_MNIST = Path(os.environ.get("TEST_DATA_DIR", "/usr/share/datasets/fashio
 # CI-sized runs: a few seconds per epoch on 2 cores, still well above chance accuracy.
 CI_SIZE = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512"}
 # What every process a test starts gets. OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP
-# threads sleep instead of spinning, so that two tests training side by side (make test runs
-# two at a time on 2 cores) share the cores rather than spin against each other (measured:
-# an epoch beside another test's took 19 s with it, 34 s without). Speed only: no result
-# depends on it.
+# threads sleep instead of spinning, so that a trial training beside other work (a unit
+# test, a container) shares the 2 cores rather than spins against it (measured: an epoch
+# beside another test's took 19 s with it, 34 s without). Speed only: no result depends on
+# it.
 TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Settings a test must not inherit from the shell that runs it: every variable any stage
 # reads, from the settings' own declarations (jobs/core/settings.py), so a new one is covered.
