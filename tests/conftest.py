@@ -36,27 +36,22 @@ def pytest_configure(config: pytest.Config) -> None:
 HEAVY = ("test_stages.py", "test_submit_remote.py", "test_tuner.py")
 
 
-def xdist_group(item: pytest.Item, kind: str) -> str | None:
-    """The unit of work a worker takes whole: every test that runs a stage or containers
-    (one after another, on one worker), and otherwise a module, whose tests may share a
-    module-scoped fixture (a zygote, a model)."""
-    if kind == "e2e" or item.path.name in HEAVY:
-        return "heavy"
-    return item.path.stem
+def heavy(item: pytest.Item, kind: str) -> bool:
+    """Whether the test runs a stage or containers."""
+    return kind == "e2e" or item.path.name in HEAVY
 
 
-def handed_out(items: list[pytest.Item], kind_of: dict[pytest.Item, str]) -> list[pytest.Item]:
-    """The order tests are handed out in: the heavy group first (the longest), so that the
-    other worker's unit and quick tests end before it; each kind keeps its files' order."""
-    heavy = [i for i in items if kind_of[i] == "e2e" or i.path.name in HEAVY]
-    taken = set(heavy)
-    return heavy + [i for i in items if i not in taken]
+def xdist_group(item: pytest.Item, kind: str) -> str:
+    """The unit of work a worker takes whole: every heavy test (one after another, on one
+    worker), and otherwise a module, whose tests may share a module-scoped fixture."""
+    return "heavy" if heavy(item, kind) else item.path.stem
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test is marked with the kind of its folder, so `-m unit` selects a folder; unit
     tests are also `quick` (make test-quick), like the integration modules that say so.
-    Under pytest-xdist (make test: -n 2 --dist loadgroup) each e2e test names its group."""
+    Under pytest-xdist (make test: -n 2 --dist loadgroup) each test names its group, and the
+    heavy ones are handed out first (the longest: the other worker's tests end before)."""
     tests = Path(__file__).parent
     kind_of = {}
     for item in items:
@@ -65,10 +60,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, kind))
         if kind == "unit":
             item.add_marker(pytest.mark.quick)
-        group = xdist_group(item, kind)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-    items[:] = handed_out(items, kind_of)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item, kind)))
+    items.sort(key=lambda item: not heavy(item, kind_of[item]))  # stable: files' order kept
 
 
 @pytest.fixture(scope="session")

@@ -38,8 +38,8 @@ def head() -> Iterator[LocalCluster]:
     only need a cluster to run on: a stage pointed at it (RAY_ADDRESS) connects instead of
     starting and stopping its own. The tests that need their own head keep it: a private
     head's start and end as a user runs it, Ray settings read when the raylet starts, the
-    trial processes under the driver. Session-scoped, so that e2e tests handed out between
-    stage tests do not stop it."""
+    trial processes under the driver. Session-scoped: the e2e tests that may run between
+    stage tests on the same worker do not stop it."""
     with local_head(num_cpus=2) as cluster:
         yield cluster
 
