@@ -23,8 +23,12 @@ CI_SIZE = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512"}
 # threads sleep instead of spinning, so that a trial training beside other work (a unit
 # test, a container) shares the 2 cores rather than spins against it (measured: an epoch
 # beside another test's took 19 s with it, 34 s without). Speed only: no result depends on
-# it.
-TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+# it. RAY_worker_niceness=0: Ray starts its workers at nice 15 (so that its raylet and GCS
+# stay responsive on a busy node); beside the other pytest-xdist worker's tests (nice 0, in
+# the same scheduling group) a trial then got a sliver of a core: under `make test` a Train
+# run's first checkpoint took over 300 s instead of 40 s, and a retried trial never started
+# its workers (CI, 2026-12-07). At 0 they share the cores as equals. Speed only, as above.
+TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0"}
 # Settings a test must not inherit from the shell that runs it: every variable any stage
 # reads, from the settings' own declarations (jobs/core/settings.py), so a new one is covered.
 PROJECT_ENV = tuple(
