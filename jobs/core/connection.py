@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 
+from jobs.core.localcluster import API_SERVER_ENV, free_port
 from jobs.core.resources import ClusterView, TrialPlan, check_placeable, gpu_bundle
 from jobs.core.settings import MIB, Settings
 from jobs.core.values import ConfigError
@@ -38,13 +39,23 @@ def apply_env_defaults() -> dict[str, str]:
     return {k: v for k, v in added.items() if k in WORKER_ENV}
 
 
-def local_init_kwargs() -> dict:
-    """A local cluster sized to this machine, with a modest object store."""
-    cpus = os.cpu_count() or 1
+def local_init_kwargs(env: dict[str, str] | None = None) -> dict:
+    """A local cluster sized to this machine, with a modest object store.
+
+    Its dashboard's address is put in `env` (os.environ by default), which every process of
+    the new cluster inherits: Ray Train's placement-group cleaner otherwise finds the State
+    API by auto-detecting "the" local cluster, which raises ConnectionError ("Found multiple
+    active Ray instances") when another Ray runs on the machine. That kills its monitor
+    thread, so a dead trial's worker placement group is never freed and the retried trial
+    waits for its Train workers forever (measured: under `make test`, two stages at once)."""
+    env = os.environ if env is None else env
+    port = free_port()
+    env[API_SERVER_ENV] = f"http://127.0.0.1:{port}"  # this cluster's, whatever was there
     return {
-        "num_cpus": cpus,
+        "num_cpus": os.cpu_count() or 1,
         "object_store_memory": 512 * MIB,
         "include_dashboard": True,  # Train-in-Tune needs the State API (findings 2f)
+        "dashboard_port": port,
     }
 
 

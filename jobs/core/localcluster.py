@@ -28,6 +28,11 @@ from jobs.core.settings import MIB
 START_TIMEOUT_S = 120
 
 
+# Where a cluster's own processes (Ray Train's placement-group cleaner among them) find its
+# dashboard's State API; unset, they auto-detect the local cluster, and fail beside another.
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -131,6 +136,9 @@ class RayNode:
         if spec.memory_bytes:
             cmd.append(f"--memory={spec.memory_bytes}")
         env = {**os.environ, **spec.env}
+        # Its processes find its dashboard by name, not by auto-detecting the local cluster,
+        # which fails beside another Ray (jobs/core/connection.py: local_init_kwargs).
+        env[API_SERVER_ENV] = f"http://127.0.0.1:{self.dashboard_port}"
         # `python` in a job's entrypoint must be this interpreter, as in the image.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(self.log_path, "ab") as log:

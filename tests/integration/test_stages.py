@@ -252,11 +252,13 @@ def test_train_inside_tune(on_head) -> None:
 
 
 def test_a_train_trial_whose_driver_dies_is_retried_by_tune_and_resumes_its_run(
-    stage_env,
+    stage_env, head
 ) -> None:
     # The Tune trial of the train stage drives a Train run; kill that driver (as a lost
     # node would) once the run has saved epoch 1: Tune retries the trial (max_failures=1),
     # and the new driver's Train run, under the same name, resumes from that checkpoint.
+    # The stage starts its own cluster beside another Ray on the machine (`head`), as under
+    # make test: Train's cleaner must still free the dead run's workers (the test below).
     env = dict(stage_env, TUNE_NUM_SAMPLES="1", TUNE_NUM_EPOCHS="3")
     runs = Path(env["STORAGE_PATH"]) / "train" / "ray_train"
     log = Path(env["STORAGE_PATH"]).parent / "train.log"
@@ -288,6 +290,50 @@ def test_a_train_trial_whose_driver_dies_is_retried_by_tune_and_resumes_its_run(
     (folder,) = trial_dirs(env, "train")
     assert (folder / "error.txt").exists()  # Tune saw the trial fail, and retried it
     assert sorted(p.name for p in runs.iterdir()) == [f"train-{trial['trial_id']}"]
+
+
+# A task on a cluster the snippet starts asks Ray's State API without an address, as Ray
+# Train's placement-group cleaner does (placement_group_cleaner.py: is_actor_alive).
+STATE_API_FROM_A_TASK = """
+import os, sys, ray
+from jobs.core.connection import local_init_kwargs
+kwargs = local_init_kwargs()
+if sys.argv[1] == "bare":  # Ray's own way: no dashboard address for the cluster's processes
+    del kwargs["dashboard_port"], os.environ["RAY_API_SERVER_ADDRESS"]
+ray.init(**kwargs, num_gpus=0, logging_level="ERROR")
+
+@ray.remote(num_cpus=0)
+def nodes():
+    from ray.util.state import list_nodes
+    try:
+        return f"nodes: {len(list_nodes())}"
+    except ConnectionError as err:
+        return f"ConnectionError: {err}"
+
+print(ray.get(nodes.remote()))
+"""
+
+
+def test_a_started_cluster_finds_its_own_dashboard_beside_another_ray(stage_env, head) -> None:
+    """Beside another Ray on the machine (the shared head), Ray's auto-detection of "the"
+    local cluster raises ConnectionError; in Train's placement-group cleaner that killed its
+    monitor, so a dead trial's workers were never freed and the retried trial waited for them
+    forever (the driver-loss test above, in CI). A cluster a stage starts names its dashboard
+    to its processes (jobs/core/connection.py), as a private head does (LocalCluster)."""
+    for how, expected in (
+        ("bare", "ConnectionError: Found multiple active Ray instances"),
+        ("named", "nodes: 1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", STATE_API_FROM_A_TASK, how],
+            cwd=REPO,
+            env=stage_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, explain(proc)
+        assert proc.stdout.strip().splitlines()[-1].startswith(expected), (how, explain(proc))
 
 
 def train_checkpointed(runs: Path) -> bool:
