@@ -165,10 +165,10 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 system-packages: ## Install the Debian packages the tests need (root or sudo), else name them.
 	.ci/system-packages
 
-# pytest-xdist workers: the tests that run a stage or containers one after another on one,
-# the unit and quick tests on the other (tests/conftest.py, tests/README.md); 0: one process.
+# pytest-xdist workers, each handed the tests that run a stage or containers first, the
+# short ones last (tests/conftest.py, tests/README.md); 0: one process.
 TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist loadgroup)
+XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist load)
 
 .PHONY: test
 test: system-packages lint ## Everything (budget 25 min): lint, unit, every stage end to end, e2e in podman (kind skips without Docker); the 10 slowest last.
@@ -296,6 +296,10 @@ operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION
 storage: check-cloud ## Create CLOUD's shared ReadWriteMany volume (K8S_DIR/storage.yaml; eks: EFS_FILE_SYSTEM_ID=fs-...).
 	KUBECTL=$(KUBECTL) EFS_FILE_SYSTEM_ID=$(EFS_FILE_SYSTEM_ID) k8s/bin/storage.sh $(K8S_DIR)/storage.yaml
 
+.PHONY: device-plugin
+device-plugin: check-cloud ## NVIDIA's device plugin on CLOUD's T4 pool where the cloud has none (AKS: pinned chart, K8S_DIR/device-plugin.values.yaml; DRY_RUN=1 prints it).
+	HELM=$(HELM) DRY_RUN=$(DRY_RUN) k8s/bin/device-plugin.sh $(K8S_DIR) $(CLOUD)
+
 .PHONY: network-policy
 network-policy: check-cloud ## Let only this project's pods (and the operator) reach the Ray pods; CLOUD's DNS rule.
 	$(KUBECTL) apply -f $(K8S_DIR)/networkpolicy.yaml
@@ -324,7 +328,7 @@ rayjob: check-stage check-cloud ## Apply K8S_DIR/rayjob-STAGE.yaml (CLOUD's), wa
 
 .PHONY: teardown
 teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster, pods, policies (DELETE_VOLUME=1: the volume too).
-	KUBECTL=$(KUBECTL) DELETE_VOLUME=$(DELETE_VOLUME) k8s/bin/teardown.sh
+	KUBECTL=$(KUBECTL) DELETE_VOLUME=$(DELETE_VOLUME) CLOUD=$(CLOUD) PY=$(CLIENT_PY) k8s/bin/teardown.sh
 
 # The RayJob `make e2e-podman` runs: any variant's (k8s/rayjob-asha.yaml, k8s/eks/...); the
 # kind one by default. Images it cannot have (GPU, Ray's CPU image) run as the local CPU image.

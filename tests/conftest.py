@@ -25,14 +25,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # In-process Ray (Tuner wiring tests) must not write ~/.ray/auth_token or warn about it.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("OMP_WAIT_POLICY", TEST_ENV["OMP_WAIT_POLICY"])  # heads started here
+    for name, value in TEST_ENV.items():  # for the Ray heads started in this process too
+        os.environ.setdefault(name, value)
 
 
-# The modules whose tests run a stage (a local Ray and its trials) or containers. Two of
-# them side by side on 2 cores slowed each other far more than 2x (measured: asha's early
-# stop 110 s alone, 352 s beside an e2e test; a Train worker group's start past its 180 s
-# timeout, which failed the Train driver-loss test), so they run on one worker, one at a
-# time, while the other worker takes the unit and quick tests.
+# The modules whose tests run a stage (a local Ray and its trials) or containers: minutes
+# each, against seconds for the rest.
 HEAVY = ("test_stages.py", "test_submit_remote.py", "test_tuner.py")
 
 
@@ -41,17 +39,14 @@ def heavy(item: pytest.Item, kind: str) -> bool:
     return kind == "e2e" or item.path.name in HEAVY
 
 
-def xdist_group(item: pytest.Item, kind: str) -> str:
-    """The unit of work a worker takes whole: every heavy test (one after another, on one
-    worker), and otherwise a module, whose tests may share a module-scoped fixture."""
-    return "heavy" if heavy(item, kind) else item.path.stem
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test is marked with the kind of its folder, so `-m unit` selects a folder; unit
     tests are also `quick` (make test-quick), like the integration modules that say so.
-    Under pytest-xdist (make test: -n 2 --dist loadgroup) each test names its group, and the
-    heavy ones are handed out first (the longest: the other worker's tests end before)."""
+    Under pytest-xdist (make test: -n 2 --dist load) the heavy tests are handed out first,
+    the longest work first, so that the two workers share them (each leaves a core partly
+    idle: a stage test keeps ~1.5 cores busy, an e2e test ~1.3) and the short ones fill in
+    at the end. (No xdist groups: pytest-xdist 3.8's loadgroup renames a test's nodeid,
+    which pytest 9 no longer lets it do, so its groups are silently ignored.)"""
     tests = Path(__file__).parent
     kind_of = {}
     for item in items:
@@ -60,7 +55,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, kind))
         if kind == "unit":
             item.add_marker(pytest.mark.quick)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item, kind)))
     items.sort(key=lambda item: not heavy(item, kind_of[item]))  # stable: files' order kept
 
 
