@@ -4,6 +4,7 @@ The estimate comes from the settings and the values files.
 
     python k8s/cost.py                  # the table, as the README shows it
     python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
+    python k8s/cost.py --still-billing CLOUD   # what bills after `make teardown` (it prints it)
 
 Per stage and cloud (k8s/values/<variant>.yaml), for one attempt at the stage's defaults:
 - GPU nodes: every T4 the stage can hold at once (render.gpus_at_once: its trials at once
@@ -101,10 +102,58 @@ def table() -> str:
         f"{render.values(v)['prices']['source']}."
         for v in clouds()
     ]
-    return "\n".join(rows) + "\n\n" + "\n".join(sources)
+    return "\n".join(rows) + "\n\n" + "\n".join(sources) + "\n\n" + fixed_table()
+
+
+def fixed_table() -> str:
+    """What bills per hour while each cluster exists, whatever runs on it."""
+    rows = [
+        "Beside the nodes, while the cluster exists (not in the table above):",
+        "",
+        "| Cloud | What | Per hour | Per month (730 h) | Source |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in clouds():
+        for item in render.values(variant)["prices"]["fixed"]:
+            hourly = item["usd_per_hour"]
+            month = None if hourly is None else hourly * 730
+            rows.append(
+                f"| {render.values(variant)['title']} | {item['what']} | "
+                f"{'n/a' if hourly is None else f'${hourly:.3f}'} | {_money(month)} | "
+                f"{item['source']} |"
+            )
+    return "\n".join(rows)
+
+
+def still_billing(variant: str) -> str:
+    """What keeps billing once the RayJobs are gone, per month (730 h), for teardown's last
+    lines: the head's CPU node (a T4 pool at zero nodes costs nothing), the cluster's fixed
+    costs, and the storage behind the claim while it exists."""
+    v = render.values(variant)
+    head = v["prices"]["head_node"]["on_demand"]
+    lines = [
+        f"Still billing on {v['title']} until you delete them (per month of 730 h; README: "
+        "Teardown):",
+        f"- the head's CPU node pool, {v['nodes']['head']['machine'].split(' #')[0]}: "
+        f"{_money(None if head is None else head * 730)} per node; a T4 pool at zero nodes: $0",
+    ]
+    for item in v["prices"]["fixed"]:
+        hourly = item["usd_per_hour"]
+        lines.append(f"- {item['what']}: {_money(None if hourly is None else hourly * 730)}")
+    lines.append(f"- the volume: {v['storage']['billing']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--still-billing":
+        if argv[1] not in clouds():
+            print(
+                f"error: no cloud {argv[1]!r}; choose one of: {', '.join(clouds())}",
+                file=sys.stderr,
+            )
+            return 2
+        print(still_billing(argv[1]))
+        return 0
     if argv not in ([], ["--readme-table"]):
         print(__doc__, file=sys.stderr)
         return 2

@@ -264,6 +264,18 @@ def render() -> dict[Path, str]:
     return files
 
 
+def helm_values() -> dict[Path, str]:
+    """The Helm values files of the add-ons a cloud does not install itself (not manifests):
+    NVIDIA's device plugin where the values file names a chart (make device-plugin)."""
+    return {
+        folder(variant) / "device-plugin.values.yaml": _render(
+            "device-plugin.values.yaml.j2", _context(values(variant))
+        )
+        for variant in variants()
+        if values(variant)["device_plugin"]["chart"]
+    }
+
+
 def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["--folder"] and len(argv) == 2:
@@ -272,7 +284,7 @@ def main(argv: list[str]) -> int:
         if argv not in ([], ["--check"]):
             print(__doc__, file=sys.stderr)
             return 2
-        files = render()
+        files = render() | helm_values()
     except RenderError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,10 +8,14 @@ One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any proble
 - the KubeRay operator: the RayJob and RayCluster CRDs serve ray.io/v1, and the operator's
   Deployment runs the version the manifests are written for;
 - the head: a node that the head's node affinity admits, whose taints it tolerates and
-  whose allocatable CPU and memory hold the head pod (with KubeRay's autoscaler sidecar);
+  whose allocatable CPU and memory, less what the pods already on it request, hold the head
+  pod (with KubeRay's autoscaler sidecar) and the RayJob's submitter beside it;
 - the T4 pool: the nodes that match the workers' nodeSelector, tolerated taints, allocatable
   nvidia.com/gpu (else: is a device plugin installed?); none yet is fine only where a node
   autoscaler (Cluster Autoscaler or Karpenter) can add one;
+- the device plugin: a DaemonSet whose node affinity and tolerations admit the T4 nodes (at
+  zero nodes, the node the values file declares for the pool); on a cloud that installs none
+  (AKS), one must exist;
 - the claim: exists, of the variant's storage class, ReadWriteMany, Bound (or Pending on a
   class that binds on first consumer: the write pod binds it);
 - a pod placed like the head, of the head's image, writes to the volume as uid 1000 with the
@@ -116,6 +120,12 @@ class Variant:
             raise UsageError(f"no {', '.join(missing)} in {where}/: make manifests")
         self.cluster: dict[str, Any] = yaml.safe_load((self.folder / "raycluster.yaml").read_text())
         self.values_file = f"k8s/values/{name}.yaml"
+        # Every stage's RayJob has the same submitter, which runs beside the head.
+        rayjob = self.folder / "rayjob-tune.yaml"
+        job = yaml.safe_load(rayjob.read_text()) if rayjob.is_file() else {}
+        self.submitter: dict[str, Any] | None = (
+            (job.get("spec") or {}).get("submitterPodTemplate") or {}
+        ).get("spec")
 
     def node_shape(self, role: str) -> str:
         """`e2-standard-4 (3920m CPU, 13300Mi allocatable)`, as the values file declares it."""
@@ -213,12 +223,47 @@ def _affinity(pod: dict[str, Any]) -> str:
     return ",".join(parts) or "any node"
 
 
+def requested_by_node() -> dict[str, dict[str, float]]:
+    """What the pods already placed on each node request (pods that ended free theirs)."""
+    out: dict[str, dict[str, float]] = {}
+    for pod in items("pods", "-A"):
+        where = (pod.get("spec") or {}).get("nodeName")
+        if not where or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        total = out.setdefault(where, {"cpu": 0.0, "memory": 0.0, "pods": 0.0})
+        for key, amount in scheduling.pod_requests(pod["spec"]).items():
+            if key in total:
+                total[key] += amount
+        total["pods"] += 1
+    return out
+
+
 def check_head(report: Report, variant: Variant, nodes: list[dict[str, Any]]) -> None:
     pod = head_pod(variant.cluster)
     need = scheduling.pod_requests(pod)
+    if variant.submitter:  # the submitter runs beside the head for the whole job
+        for key, amount in scheduling.pod_requests(variant.submitter).items():
+            need[key] = need.get(key, 0.0) + amount
     need_cpu, need_mem = need.get("cpu", 0.0), need.get("memory", 0.0)
     sidecar = " with the autoscaler sidecar" if len(pod["containers"]) > 1 else ""
-    wants = f"{_cpu(need_cpu)} CPU, {_mem(need_mem)} memory{sidecar}"
+    submitter = " and the submitter" if variant.submitter else ""
+    wants = f"{_cpu(need_cpu)} CPU, {_mem(need_mem)} memory{sidecar}{submitter}"
+    taken = requested_by_node()
+
+    def free(node: dict[str, Any], key: str) -> float:
+        return _alloc(node, key) - taken.get(_name(node), {}).get(key, 0.0)
+
+    def offer(node: dict[str, Any], key: str) -> str:
+        show = _cpu if key == "cpu" else _mem
+        used = taken.get(_name(node), {})
+        if not used.get(key):
+            return f"{show(_alloc(node, key))} {'CPU' if key == 'cpu' else 'memory'} allocatable"
+        return (
+            f"{show(free(node, key))} {'CPU' if key == 'cpu' else 'memory'} free "
+            f"({show(_alloc(node, key))} allocatable, {show(used[key])} requested by the "
+            f"{int(used['pods'])} pod(s) already there)"
+        )
+
     shape = variant.node_shape("head")
     admitted = [n for n in nodes if scheduling.selects(pod, _labels(n))]
     if not admitted:
@@ -241,16 +286,14 @@ def check_head(report: Report, variant: Variant, nodes: list[dict[str, Any]]) ->
             f"({variant.values_file}), then make manifests",
         )
         return
-    fits = [
-        n for n in tolerated if _alloc(n, "cpu") >= need_cpu and _alloc(n, "memory") >= need_mem
-    ]
+    fits = [n for n in tolerated if free(n, "cpu") >= need_cpu and free(n, "memory") >= need_mem]
     if not fits:
-        by_cpu = max(tolerated, key=lambda n: _alloc(n, "cpu"))
-        by_mem = max(tolerated, key=lambda n: _alloc(n, "memory"))
+        by_cpu = max(tolerated, key=lambda n: free(n, "cpu"))
+        by_mem = max(tolerated, key=lambda n: free(n, "memory"))
         report.problem(
-            f"the head pod needs {wants}; the largest of the {len(tolerated)} node(s) it may "
-            f"use offers {_cpu(_alloc(by_cpu, 'cpu'))} CPU ({_name(by_cpu)}) and "
-            f"{_mem(_alloc(by_mem, 'memory'))} memory ({_name(by_mem)}) allocatable",
+            f"the head pod needs {wants}; the roomiest of the {len(tolerated)} node(s) it may "
+            f"use offers {offer(by_cpu, 'cpu')} ({_name(by_cpu)}) and "
+            f"{offer(by_mem, 'memory')} ({_name(by_mem)})",
             f"a CPU node pool of {shape} or larger, or a smaller head.resources "
             f"({variant.values_file})",
         )
@@ -277,18 +320,95 @@ def node_autoscaler() -> str | None:
     return None
 
 
+def plugin_daemonsets() -> list[dict[str, Any]]:
+    """NVIDIA device plugin DaemonSets, anywhere in the cluster (by their usual names: the
+    chart's `<release>-nvidia-device-plugin`, GKE's `nvidia-gpu-device-plugin`, eksctl's
+    `nvidia-device-plugin-daemonset`)."""
+    return [
+        ds
+        for ds in items("daemonsets", "-A")
+        if ("nvidia" in (name := ds["metadata"]["name"]) and "device-plugin" in name)
+        or "gpu-device-plugin" in name
+    ]
+
+
 def device_plugin() -> str | None:
     """An NVIDIA device plugin DaemonSet or the GPU operator, anywhere in the cluster."""
-    for ds in items("daemonsets", "-A"):
-        name = ds["metadata"]["name"]
-        if ("nvidia" in name and "device-plugin" in name) or "gpu-device-plugin" in name:
-            return f"DaemonSet {_where(ds)}"
+    daemonsets = plugin_daemonsets()
+    if daemonsets:
+        return f"DaemonSet {_where(daemonsets[0])}"
     for d in deployments():
         if "gpu-operator" in d["metadata"]["name"]:
             return f"the GPU operator (Deployment {_where(d)})"
     if get("crd", "clusterpolicies.nvidia.com") is not None:
         return "the GPU operator (CRD clusterpolicies.nvidia.com)"
     return None
+
+
+def _t4_targets(
+    variant: Variant, pod: dict[str, Any], nodes: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """The T4 nodes the workers would use, or (none yet) the node the values file declares
+    for the pool, as the autoscaler will make it."""
+    matching = [n for n in nodes if scheduling.selects(pod, _labels(n))]
+    if matching:
+        return matching, f"T4 node(s) {_names(matching)}"
+    shape = (variant.values.get("nodes") or {}).get("t4") or {}
+    declared = {
+        "metadata": {"name": "declared", "labels": shape.get("labels") or {}},
+        "spec": {"taints": shape.get("taints") or []},
+    }
+    return [declared], f"the T4 pool's nodes as {variant.values_file} declares them (none yet)"
+
+
+def _not_admitted(spec: dict[str, Any], node: dict[str, Any]) -> str | None:
+    """Why a DaemonSet's pod template would not run on `node`, or None if it would."""
+    if not scheduling.selects(spec, _labels(node)):
+        have = ", ".join(f"{k}={v}" for k, v in sorted(_labels(node).items())) or "none"
+        return f"its node affinity needs {_affinity(spec)} (the node's labels: {have})"
+    untolerated = scheduling.untolerated(spec, _taints(node))
+    if untolerated:
+        return f"it does not tolerate {', '.join(untolerated)}"
+    return None
+
+
+def check_device_plugin(report: Report, variant: Variant, nodes: list[dict[str, Any]]) -> None:
+    """The device plugin must be able to run on the T4 nodes (or, at zero nodes, on the ones
+    the values file declares): a DaemonSet whose affinity or tolerations leave them out
+    schedules no pod there, and the nodes come up, bill, and offer no nvidia.com/gpu."""
+    group = _gpu_group(variant.cluster)
+    if group is None:
+        return
+    declared = variant.values.get("device_plugin") or {}
+    ours = bool(declared.get("chart"))
+    fix = (
+        f"make device-plugin CLOUD={variant.name} (the pinned chart with "
+        f"{variant.folder.relative_to(K8S.parent)}/device-plugin.values.yaml: an affinity on the "
+        "pool's labels and its taints tolerated)"
+        if ours
+        else "its affinity (or nodeSelector) must admit the pool's labels and its tolerations "
+        f"the pool's taints; {declared.get('installed_by', 'the cloud')} installs one that does"
+    )
+    daemonsets = plugin_daemonsets()
+    if not daemonsets:
+        if ours:
+            report.problem(
+                f"no NVIDIA device plugin DaemonSet: {variant.values.get('title', variant.name)} "
+                "installs none, so T4 nodes would offer no nvidia.com/gpu",
+                fix,
+            )
+        return
+    targets, what = _t4_targets(variant, group["template"]["spec"], nodes)
+    reasons = {}
+    for ds in daemonsets:
+        spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+        why = [r for n in targets if (r := _not_admitted(spec, n))]
+        if not why:
+            report.ok(f"DaemonSet {_where(ds)} (the device plugin) runs on {what}")
+            return
+        reasons[_where(ds)] = why[0]
+    detail = "; ".join(f"DaemonSet {name}: {why}" for name, why in reasons.items())
+    report.problem(f"no device plugin would run on {what} ({detail})", fix)
 
 
 def check_t4(report: Report, variant: Variant, nodes: list[dict[str, Any]]) -> None:
@@ -637,6 +757,7 @@ def main() -> int:
     nodes = items("nodes")
     check_head(report, variant, nodes)
     check_t4(report, variant, nodes)
+    check_device_plugin(report, variant, nodes)
     if check_claim(report, variant, claim):
         check_write(report, variant, fs_group)
     return 1 if report.problems else 0

@@ -31,9 +31,15 @@ else
   echo "kept: persistentvolumeclaim/ray-tune-cluster-storage (results, checkpoints);" \
     "make teardown DELETE_VOLUME=1 deletes it"
 fi
-cat <<'NOTE'
+# What still bills, with the cloud's prices (k8s/values/<CLOUD>.yaml), when CLOUD is a cloud.
+if [[ -n ${CLOUD:-} ]] && "${PY:-python3}" "$(dirname "$0")/../cost.py" --still-billing "$CLOUD" 2>/dev/null; then
+  :
+else
+  cat <<'NOTE'
 Still billing until you delete them (README: Teardown): the node pools (a T4 pool at zero
 nodes costs nothing; the head's CPU pool does), the cluster itself, and the storage behind
-the claim while it exists (GKE Filestore: its 1 TiB minimum; EKS: the EFS file system,
-which outlives the claim; AKS: the Azure Files share).
+the claim while it exists (EKS: the EFS file system outlives the claim too).
 NOTE
+fi
+echo "Delete the claim (DELETE_VOLUME=1) before the cluster: deleting the cluster first" \
+  "leaves the file system or share behind it billing, with nothing left to delete it."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,29 @@ def test_teardown_deletes_ours_and_keeps_the_volume_unless_asked(stub) -> None:
     assert "persistentvolumeclaim/ray-tune-cluster-storage" in deleted
 
 
+def test_teardown_ends_with_what_still_bills_on_the_cloud_and_its_monthly_price(stub) -> None:
+    kubectl, run = stub
+    proc, _ = run(
+        "k8s/bin/teardown.sh",
+        state_data={"objects": {}},
+        KUBECTL=str(kubectl),
+        CLOUD="eks",
+        PY=sys.executable,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index(
+        "Still billing on EKS until you delete them (per month of 730 h; README: Teardown):"
+    )
+    billing = lines[start + 1 :]
+    assert billing[0] == (
+        "- the head's CPU node pool, m5.xlarge: $140.16 per node; a T4 pool at zero nodes: $0"
+    )
+    assert "- EKS control plane, standard support (extended: $0.60): $73.00" in billing
+    assert any(line.startswith("- NAT gateway") and line.endswith("$32.85") for line in billing)
+    assert billing[-1].startswith("Delete the claim (DELETE_VOLUME=1) before the cluster")
+
+
 def test_push_pushes_what_make_image_built_and_records_its_digest(stub, tmp_path) -> None:
     engine, run = stub
     podman = tmp_path / "podman"  # push.sh asks podman for a digest file
@@ -174,3 +198,30 @@ def test_push_pushes_what_make_image_built_and_records_its_digest(stub, tmp_path
     assert proc.returncode == 0, proc.stderr
     recorded = yaml.safe_load((copy / "digests.yaml").read_text())
     assert recorded == {"gpu": "registry.example/ray-tune-k8s@sha256:" + "d" * 64}
+
+
+def test_device_plugin_installs_the_pinned_chart_with_the_rendered_values_where_the_cloud_has_none(
+    tmp_path,
+) -> None:
+    """make device-plugin CLOUD=aks: NVIDIA's chart at the version kept beside the project
+    (tests/support/charts/), with the values make manifests rendered; GKE and EKS install
+    their own. DRY_RUN=1 runs nothing, so no helm is needed."""
+    chart = yaml.safe_load(
+        (REPO / "tests/support/charts/nvidia-device-plugin-0.20.0/Chart.yaml").read_text()
+    )
+    script = str(REPO / "k8s/bin/device-plugin.sh")
+    env = {"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "HELM": str(tmp_path / "no-helm")}
+    proc = subprocess.run(
+        [script, "k8s/aks", "aks"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"[device-plugin] {tmp_path / 'no-helm'} upgrade --install nvdp nvidia-device-plugin "
+        f"--repo https://nvidia.github.io/k8s-device-plugin --version {chart['version']} "
+        "--namespace nvidia-device-plugin --create-namespace -f k8s/aks/device-plugin.values.yaml"
+    )
+    for cloud, where in (("gke", "k8s"), ("eks", "k8s/eks")):
+        proc = subprocess.run(
+            [script, where, cloud], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "nothing to install" in proc.stdout, proc.stdout

@@ -75,12 +75,81 @@ def pvc(klass: str, phase: str = "Bound", modes: tuple[str, ...] = ("ReadWriteMa
     return {"spec": {"accessModes": list(modes), "storageClassName": klass}, "status": status}
 
 
+def daemonset(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"template": {"spec": spec}},
+    }
+
+
+# NVIDIA's device plugin chart at the version make device-plugin pins (its values.yaml and
+# Chart.yaml kept beside the project, like the CRDs).
+CHART = REPO / "tests" / "support" / "charts" / "nvidia-device-plugin-0.20.0"
+
+
+def helm_merge(base: Any, over: Any) -> Any:
+    """Helm's coalescing of a values file onto a chart's: maps merge key by key, anything
+    else (lists included) is replaced whole."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: helm_merge(base[k], v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over
+        }
+    return over
+
+
+def chart_plugin(over: dict[str, Any]) -> dict[str, Any]:
+    """The chart's DaemonSet as installed with `over` (templates/daemonset-device-plugin.yml
+    passes affinity, nodeSelector and tolerations through)."""
+    v = helm_merge(yaml.safe_load((CHART / "values.yaml").read_text()), over)
+    spec = {k: v[k] for k in ("affinity", "nodeSelector", "tolerations") if v.get(k)}
+    return daemonset("nvidia-device-plugin", "nvdp-nvidia-device-plugin", spec)
+
+
+# Each cloud's device plugin as it runs there: GKE's own (container-engine-accelerators
+# cmd/nvidia_gpu/device-plugin.yaml), eksctl's (pkg/addons/assets/nvidia-device-plugin.yaml),
+# and on AKS NVIDIA's chart with the values make device-plugin installs it with.
+PLUGINS = {
+    "gke": daemonset(
+        "kube-system",
+        "nvidia-gpu-device-plugin",
+        {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "cloud.google.com/gke-accelerator",
+                                        "operator": "Exists",
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "tolerations": [
+                {"operator": "Exists", "effect": "NoExecute"},
+                {"operator": "Exists", "effect": "NoSchedule"},
+            ],
+        },
+    ),
+    "eks": daemonset(
+        "kube-system",
+        "nvidia-device-plugin-daemonset",
+        {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    ),
+    "aks": chart_plugin(yaml.safe_load((K8S / "aks" / "device-plugin.values.yaml").read_text())),
+}
+
+
 def healthy(variant: str = "gke") -> dict[str, Any]:
     return {
         "crd/rayjobs.ray.io": CRD,
         "crd/rayclusters.ray.io": CRD,
         "deployments": {"items": [OPERATOR]},
-        "daemonsets": {"items": []},
+        "daemonsets": {"items": [PLUGINS[variant]] if variant in PLUGINS else []},
         f"pvc/{CLAIM}": pvc(values(variant)["storage"]["class"]),
         "nodes": {"items": [node(variant, "head", "cpu-a"), node(variant, "t4", "t4-a")]},
         POD: {"status": {"phase": "Succeeded"}},
@@ -139,9 +208,12 @@ def test_a_ready_cluster_passes_every_check(tmp_path: Path) -> None:
         "ok: CRD rayclusters.ray.io serves v1",
         "ok: KubeRay operator 1.7.0 (quay.io/kuberay/operator:v1.7.0)",
         # head 1 CPU/4Gi + the autoscaler sidecar's 200m/512Mi (autoscalerOptions.resources)
-        "ok: 1 node(s) can hold the head pod (1200m CPU, 4608Mi memory with the autoscaler "
-        "sidecar): cpu-a",
+        # + the submitter's 200m/512Mi
+        "ok: 1 node(s) can hold the head pod (1400m CPU, 5120Mi memory with the autoscaler "
+        "sidecar and the submitter): cpu-a",
         "ok: 1 T4 node(s) ready for workers: t4-a",
+        "ok: DaemonSet kube-system/nvidia-gpu-device-plugin (the device plugin) runs on T4 "
+        "node(s) t4-a",
         f"ok: {CLAIM} is Bound, ReadWriteMany, class 'standard-rwx'",
         f"ok: pulled image {image} and wrote to the volume as uid 1000",
     ]
@@ -217,7 +289,8 @@ def test_kind_has_no_gpu_pool_to_check(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout
     assert "ok: no worker group asks for nvidia.com/gpu" in proc.stdout
     assert (
-        "ok: 1 node(s) can hold the head pod (1000m CPU, 2048Mi memory): kind-control-plane"
+        "ok: 1 node(s) can hold the head pod (1200m CPU, 2560Mi memory and the submitter): "
+        "kind-control-plane"
     ) in proc.stdout.splitlines()
 
 
@@ -327,8 +400,40 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
                 node("gke", "t4", "t4-a"),
             )
         ),
-        "the head pod needs 1200m CPU, 4608Mi memory with the autoscaler sidecar; the largest of "
-        "the 2 node(s) it may use offers 1930m CPU (cpu-b) and 3072Mi memory (cpu-b) allocatable",
+        "the head pod needs 1400m CPU, 5120Mi memory with the autoscaler sidecar and the "
+        "submitter; the roomiest of the 2 node(s) it may use offers 1930m CPU allocatable (cpu-b) "
+        "and 3072Mi memory allocatable (cpu-b)",
+        f"a CPU node pool of {HEAD_SHAPE} or larger",
+    ),
+    "head: the node's room taken by the pods already on it": (
+        changed(
+            nodes=gke_nodes(node("gke", "head", "cpu-a"), node("gke", "t4", "t4-a")),
+            # kube-dns x2, metrics-server and an operator of someone else's: 2,700m of 3,920m.
+            pods={
+                "items": [
+                    {
+                        "spec": {
+                            "nodeName": "cpu-a",
+                            "containers": [{"resources": {"requests": {"cpu": cpu}}}],
+                        },
+                        "status": {"phase": "Running"},
+                    }
+                    for cpu in ("900m", "900m", "900m")
+                ]
+                + [
+                    {  # a finished pod holds nothing
+                        "spec": {
+                            "nodeName": "cpu-a",
+                            "containers": [{"resources": {"requests": {"cpu": "3"}}}],
+                        },
+                        "status": {"phase": "Succeeded"},
+                    }
+                ]
+            },
+        ),
+        "the head pod needs 1400m CPU, 5120Mi memory with the autoscaler sidecar and the "
+        "submitter; the roomiest of the 1 node(s) it may use offers 1220m CPU free (3920m "
+        "allocatable, 2700m requested by the 3 pod(s) already there) (cpu-a)",
         f"a CPU node pool of {HEAD_SHAPE} or larger",
     ),
     "t4: taint not tolerated": (
@@ -346,7 +451,8 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
             nodes=gke_nodes(
                 node("gke", "head", "cpu-a"),
                 node("gke", "t4", "t4-a", allocatable={"nvidia.com/gpu": "0"}),
-            )
+            ),
+            daemonsets={"items": []},
         ),
         f"node(s) t4-a match {T4_LABEL} but offer no allocatable nvidia.com/gpu: device plugin "
         "missing (no NVIDIA device plugin DaemonSet or GPU operator found)",
@@ -358,11 +464,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
                 node("gke", "head", "cpu-a"),
                 node("gke", "t4", "t4-a", allocatable={"nvidia.com/gpu": "0"}),
             ),
-            daemonsets={
-                "items": [
-                    {"metadata": {"namespace": "kube-system", "name": "nvidia-gpu-device-plugin"}}
-                ]
-            },
+            daemonsets={"items": [PLUGINS["gke"]]},
         ),
         "device plugin missing on them (DaemonSet kube-system/nvidia-gpu-device-plugin exists",
         "one must run on each of t4-a",
@@ -579,8 +681,8 @@ def test_the_head_check_honours_every_affinity_operator(tmp_path: Path) -> None:
     )
     proc = preflight(tmp_path, changed("eks", nodes=nodes), CLOUD="eks")
     assert (
-        "ok: 1 node(s) can hold the head pod (1200m CPU, 4608Mi memory with the autoscaler "
-        "sidecar): m5-a"
+        "ok: 1 node(s) can hold the head pod (1400m CPU, 5120Mi memory with the autoscaler "
+        "sidecar and the submitter): m5-a"
     ) in proc.stdout.splitlines()
     proc = preflight(
         tmp_path, changed("eks", nodes=gke_nodes(node("eks", "t4", "t4-a", taints=[]))), CLOUD="eks"
@@ -590,3 +692,90 @@ def test_the_head_check_honours_every_affinity_operator(tmp_path: Path) -> None:
         "problem: no node is admitted by the head's node affinity "
         "(node.kubernetes.io/instance-type notin (g4dn.xlarge,"
     ), problem
+
+
+# --- the device plugin ---------------------------------------------------------------------
+
+# The walk's AKS install before make device-plugin: the chart's affinity, the pool's taint
+# tolerated.
+WALK_AKS_PLUGIN = chart_plugin(
+    {
+        "tolerations": [
+            {"key": "CriticalAddonsOnly", "operator": "Exists"},
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        ]
+    }
+)
+AKS_T4 = "kubernetes.azure.com/accelerator=nvidia"
+
+
+def aks_at_zero(**objects: Any) -> dict[str, Any]:
+    """AKS with no T4 node yet, its autoscaler about (AKS's is in the control plane; the
+    status ConfigMap is what preflight sees)."""
+    return changed(
+        "aks",
+        nodes=gke_nodes(node("aks", "head", "cpu-a")),
+        **{"configmap__cluster-autoscaler-status": {"data": {"status": "Health: Healthy"}}},
+        **objects,
+    )
+
+
+@pytest.mark.parametrize("variant", ["gke", "eks", "aks"])
+@pytest.mark.parametrize("t4_nodes", [1, 0])
+def test_each_clouds_device_plugin_runs_on_its_t4_nodes(
+    tmp_path: Path, variant: str, t4_nodes: int
+) -> None:
+    objects = healthy(variant)
+    objects["configmap/cluster-autoscaler-status"] = {"data": {"status": "Health: Healthy"}}
+    if not t4_nodes:
+        objects["nodes"] = gke_nodes(node(variant, "head", "cpu-a"))
+    proc = preflight(tmp_path, objects, CLOUD=variant)
+    assert proc.returncode == 0, proc.stdout
+    where = (
+        "T4 node(s) t4-a"
+        if t4_nodes
+        else f"the T4 pool's nodes as k8s/values/{variant}.yaml declares them (none yet)"
+    )
+    name = PLUGINS[variant]["metadata"]
+    assert (
+        f"ok: DaemonSet {name['namespace']}/{name['name']} (the device plugin) runs on {where}"
+    ) in proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize("t4_nodes", [1, 0])
+def test_the_charts_own_affinity_never_admits_an_aks_t4_node(tmp_path: Path, t4_nodes: int) -> None:
+    """NVIDIA's chart admits only nodes labelled by Node Feature Discovery or
+    nvidia.com/gpu.present=true; AKS sets neither, so the walk's install never ran there."""
+    objects = aks_at_zero(daemonsets={"items": [WALK_AKS_PLUGIN]})
+    if t4_nodes:
+        objects["nodes"]["items"].append(node("aks", "t4", "t4-a"))
+    proc = preflight(tmp_path, objects, CLOUD="aks")
+    assert proc.returncode == 1
+    (problem,) = problems(proc)
+    assert (
+        "DaemonSet nvidia-device-plugin/nvdp-nvidia-device-plugin: its node affinity needs "
+        "feature.node.kubernetes.io/pci-10de.present in (true) or "
+        "feature.node.kubernetes.io/cpu-model.vendor_id in (NVIDIA) or "
+        f"nvidia.com/gpu.present in (true) (the node's labels: {AKS_T4}, "
+    ) in problem
+    assert "(fix: make device-plugin CLOUD=aks (the pinned chart with " in problem
+
+
+def test_a_device_plugin_that_does_not_tolerate_the_pools_taint_is_named(tmp_path: Path) -> None:
+    values = yaml.safe_load((K8S / "aks" / "device-plugin.values.yaml").read_text())
+    values.pop("tolerations")  # the chart's own: CriticalAddonsOnly, nvidia.com/gpu
+    proc = preflight(
+        tmp_path, aks_at_zero(daemonsets={"items": [chart_plugin(values)]}), CLOUD="aks"
+    )
+    (problem,) = problems(proc)
+    assert "nvdp-nvidia-device-plugin: it does not tolerate sku=gpu:NoSchedule" in problem
+
+
+def test_aks_without_a_device_plugin_is_a_problem_before_any_node(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, aks_at_zero(daemonsets={"items": []}), CLOUD="aks")
+    (problem,) = problems(proc)
+    assert problem.startswith(
+        "problem: no NVIDIA device plugin DaemonSet: AKS installs none, so T4 nodes would "
+        "offer no nvidia.com/gpu (fix: make device-plugin CLOUD=aks"
+    )

@@ -94,6 +94,21 @@ def test_every_pod_fits_its_node_beside_the_system_reserve(variant, name, doc) -
 
 
 @pytest.mark.parametrize(("variant", "name", "doc"), CLOUD_CASES, ids=CLOUD_IDS)
+def test_the_head_node_holds_everything_that_runs_on_it_at_once(variant, name, doc) -> None:
+    """The head's node is the cluster's one CPU node: the head with its sidecar, the
+    submitter, the results reader and the cluster's own pods (nodes.head.system_pods) all
+    run there at once. A submitter that cannot be scheduled once the RayJob is Running is
+    caught by nothing but activeDeadlineSeconds (EKS's m5.large: 2,000m asked of 1,930m)."""
+    on_head = [p["spec"] for role, p in cluster_pods(doc).items() if not role.startswith("worker")]
+    head = node(variant, "head")
+    for key in ("cpu", "memory"):
+        asked = sum(scheduling.pod_requests(spec).get(key, 0.0) for spec in on_head)
+        asked += scheduling.pod_requests(reader(variant)).get(key, 0.0)
+        asked += scheduling.quantity(head["system_pods"][key])
+        assert asked <= scheduling.quantity(head["allocatable"][key]), (key, asked, head)
+
+
+@pytest.mark.parametrize(("variant", "name", "doc"), CLOUD_CASES, ids=CLOUD_IDS)
 def test_the_head_submitter_and_reader_never_land_on_a_t4_node(variant, name, doc) -> None:
     t4 = node(variant, "t4")
     specs = {role: p["spec"] for role, p in cluster_pods(doc).items()} | {"reader": reader(variant)}
@@ -138,9 +153,10 @@ def test_a_stage_fits_on_kinds_single_node_together(variant: str) -> None:
 def test_the_checks_can_fail() -> None:
     (doc,) = docs(folder("eks") / "rayjob-tune.yaml")
     head = cluster_pods(doc)["head"]["spec"]
-    # Last release's head (2 CPU / 8 GiB, no placement) on EKS's default m5.large ...
+    # A head of nearly a whole node (3.6 CPU / 13 GiB, no placement) on EKS's m5.xlarge,
+    # beside the system reserve ...
     big = copy.deepcopy(head)
-    big["containers"][0]["resources"] = {"requests": {"cpu": "2", "memory": "8Gi"}}
+    big["containers"][0]["resources"] = {"requests": {"cpu": "3600m", "memory": "13Gi"}}
     reasons = scheduling.why_not(big, node("eks", "head"), reserve("eks"))
     assert any(r.startswith("Insufficient cpu") for r in reasons)
     assert any(r.startswith("Insufficient memory") for r in reasons)
