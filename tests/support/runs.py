@@ -25,9 +25,9 @@ CI_SIZE = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512"}
 # beside another test's took 19 s with it, 34 s without). Speed only: no result depends on
 # it. RAY_worker_niceness=0: Ray starts its workers at nice 15 (so that its raylet and GCS
 # stay responsive on a busy node); beside the other pytest-xdist worker's tests (nice 0, in
-# the same scheduling group) a trial then got a sliver of a core: under `make test` a Train
-# run's first checkpoint took over 300 s instead of 40 s, and a retried trial never started
-# its workers (CI, 2026-12-07). At 0 they share the cores as equals. Speed only, as above.
+# the same scheduling group) a trial then got a sliver of a core: beside the other worker's
+# tests and two CPU burners, a Train run's first checkpoint took over 300 s (at 0, the whole
+# driver-loss test took 210 s). At 0 they share the cores as equals. Speed only, as above.
 TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0"}
 # Settings a test must not inherit from the shell that runs it: every variable any stage
 # reads, from the settings' own declarations (jobs/core/settings.py), so a new one is covered.
