@@ -165,10 +165,12 @@ format: $(STAMP) ## Format and auto-fix (ruff).
 system-packages: ## Install the Debian packages the tests need (root or sudo), else name them.
 	.ci/system-packages
 
-# pytest-xdist workers, each handed the tests that run a stage or containers first, the
-# short ones last (tests/conftest.py, tests/README.md); 0: one process.
+# pytest-xdist workers, each taking the next test as it frees up (--maxschedchunk 1: by
+# default --dist load hands each worker a consecutive quarter of the list up front, which
+# gave one worker every test that runs a stage or containers); those come first, the short
+# ones last (tests/conftest.py, tests/README.md). 0: one process.
 TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist load)
+XDIST = -n $(TEST_WORKERS)$(if $(filter 0,$(TEST_WORKERS)),, --dist load --maxschedchunk 1)
 
 .PHONY: test
 test: system-packages lint ## Everything (budget 25 min): lint, unit, every stage end to end, e2e in podman (kind skips without Docker); the 10 slowest last.
