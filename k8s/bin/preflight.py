@@ -16,6 +16,8 @@ One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any proble
 - the device plugin: a DaemonSet whose node affinity and tolerations admit the T4 nodes (at
   zero nodes, the node the values file declares for the pool); on a cloud that installs none
   (AKS), one must exist;
+- the node autoscaler: no node group Unhealthy or backing off in its status ConfigMap, no
+  denied cloud call (AccessDenied, ...) in a cluster-autoscaler Deployment's recent log;
 - the claim: exists, of the variant's storage class, ReadWriteMany, Bound (or Pending on a
   class that binds on first consumer: the write pod binds it);
 - a pod placed like the head, of the head's image, writes to the volume as uid 1000 with the
@@ -318,6 +320,47 @@ def node_autoscaler() -> str | None:
     if get("crd", "nodepools.karpenter.sh") is not None:
         return "Karpenter (CRD nodepools.karpenter.sh)"
     return None
+
+
+# What a node autoscaler without the cloud's permissions logs (AWS: AccessDenied,
+# UnauthorizedOperation, "is not authorized to perform"; Kubernetes RBAC: forbidden).
+DENIED = ("AccessDenied", "UnauthorizedOperation", "is not authorized to perform", "forbidden")
+
+
+def _autoscaler_deployments() -> list[dict[str, Any]]:
+    return [d for d in deployments() if "cluster-autoscaler" in d["metadata"]["name"]]
+
+
+def check_node_autoscaler(report: Report, variant: Variant) -> None:
+    """A Cluster Autoscaler that cannot scale says so, in its status ConfigMap (a node group
+    Unhealthy or backing off) or in its log (its cloud calls denied): the T4 pool would then
+    never leave zero while every other check passes."""
+    if _gpu_group(variant.cluster) is None:
+        return
+    found = []
+    status = get("configmap", "cluster-autoscaler-status", "-n", "kube-system")
+    text = str(((status or {}).get("data") or {}).get("status", ""))
+    bad = [
+        line.strip()
+        for line in text.splitlines()
+        if any(word in line for word in ("Unhealthy", "Backoff", "backoff"))
+    ]
+    if bad:
+        found.append(f"its status ConfigMap says: {'; '.join(bad[:3])}")
+    for d in _autoscaler_deployments():
+        where = d["metadata"].get("namespace", "default")
+        name = d["metadata"]["name"]
+        log = kubectl("logs", f"deploy/{name}", "-n", where, "--tail=300").stdout
+        denied = [line.strip() for line in log.splitlines() if any(w in line for w in DENIED)]
+        if denied:
+            found.append(f"Deployment {where}/{name} logs: {denied[-1][:300]}")
+    if found:
+        report.problem(
+            f"the node autoscaler cannot scale the T4 pool ({' | '.join(found)})",
+            "give the autoscaler's service account the cloud's scaling permissions (EKS: "
+            "iam.serviceAccounts with wellKnownPolicies.autoScaler and the chart's "
+            "rbac.serviceAccount.name, README: The walk), then kubectl rollout restart it",
+        )
 
 
 def plugin_daemonsets() -> list[dict[str, Any]]:
@@ -758,6 +801,7 @@ def main() -> int:
     check_head(report, variant, nodes)
     check_t4(report, variant, nodes)
     check_device_plugin(report, variant, nodes)
+    check_node_autoscaler(report, variant)
     if check_claim(report, variant, claim):
         check_write(report, variant, fs_group)
     return 1 if report.problems else 0

@@ -779,3 +779,52 @@ def test_aks_without_a_device_plugin_is_a_problem_before_any_node(tmp_path: Path
         "problem: no NVIDIA device plugin DaemonSet: AKS installs none, so T4 nodes would "
         "offer no nvidia.com/gpu (fix: make device-plugin CLOUD=aks"
     )
+
+
+# --- the node autoscaler -------------------------------------------------------------------
+
+AWS_AUTOSCALER = deployment(
+    "kube-system",
+    "cluster-autoscaler-aws-cluster-autoscaler",
+    "registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.0",
+    {"app.kubernetes.io/name": "aws-cluster-autoscaler"},
+)
+# What Cluster Autoscaler logs when the node's instance role, not its own, is asked to scale
+# (the EKS walk's old withAddonPolicies on the t4 group: the pod runs on the head's node).
+ACCESS_DENIED = (
+    "E1207 09:00:00.000000 1 aws_manager.go:262] Failed to set desired capacity: "
+    "AccessDenied: User: arn:aws:sts::123456789012:assumed-role/eksctl-ray-tune-nodegroup-head-"
+    "NodeInstanceRole/i-0abc is not authorized to perform: autoscaling:SetDesiredCapacity"
+)
+
+
+def test_an_autoscaler_denied_by_the_cloud_is_named_before_any_gpu_hour(tmp_path: Path) -> None:
+    objects = changed(
+        "eks",
+        nodes=gke_nodes(node("eks", "head", "m5-a")),
+        deployments={"items": [OPERATOR, AWS_AUTOSCALER]},
+        **{"logs/deploy/cluster-autoscaler-aws-cluster-autoscaler": ACCESS_DENIED},
+    )
+    proc = preflight(tmp_path, objects, CLOUD="eks")
+    assert proc.returncode == 1
+    (problem,) = problems(proc)
+    assert problem.startswith(
+        "problem: the node autoscaler cannot scale the T4 pool (Deployment "
+        "kube-system/cluster-autoscaler-aws-cluster-autoscaler logs: E1207"
+    )
+    assert "is not authorized to perform: autoscaling:SetDesiredCapacity" in problem
+    assert "wellKnownPolicies.autoScaler" in problem
+    # Its status ConfigMap says so too, where it has one.
+    objects["configmap/cluster-autoscaler-status"] = {
+        "data": {
+            "status": "nodeGroups:\n- name: eks-t4\n  health:\n    status: Unhealthy\n"
+            "  scaleUp:\n    status: Backoff\n"
+        }
+    }
+    (problem,) = problems(preflight(tmp_path, objects, CLOUD="eks"))
+    assert "its status ConfigMap says: status: Unhealthy; status: Backoff" in problem
+    # Once allowed (the log moves on), nothing is said.
+    objects["logs/deploy/cluster-autoscaler-aws-cluster-autoscaler"] = "I1207 scale-up: ok"
+    objects["configmap/cluster-autoscaler-status"] = {"data": {"status": "Health: Healthy"}}
+    proc = preflight(tmp_path, objects, CLOUD="eks")
+    assert proc.returncode == 0, proc.stdout

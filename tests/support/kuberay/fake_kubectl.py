@@ -10,7 +10,8 @@ FAKE_KUBECTL_SCENARIO=operator_missing makes `get crd` fail as on a cluster with
 KubeRay. FAKE_KUBECTL_HEAD names a running head pod (none when unset), and
 FAKE_KUBECTL_PVC is a folder standing for the volume that `cp` copies from.
 FAKE_KUBECTL_OBJECTS is a JSON file of what `get KIND[/NAME] -o json` answers (a missing
-key answers NotFound), plus `pod_phase` and `pod_logs` for the pods a script creates.
+key answers NotFound), plus `pod_phase` and `pod_logs` for the pods a script creates
+(`logs/<target>`: what `kubectl logs <target>` prints, e.g. `logs/deploy/NAME`).
 Every call is appended to FAKE_KUBECTL_STATE.calls for the tests to read.
 """
 
@@ -70,8 +71,8 @@ def main(argv: list[str]) -> int:
         if argv[:2] == ["get", "pod"]:
             print(objects.get("pod_phase", "Pending"), end="")
             return 0
-        if argv[:1] == ["logs"]:
-            print(objects.get("pod_logs", ""))
+        if argv[:1] == ["logs"]:  # `logs/<target>` answers for that target, if given
+            print(objects.get(f"logs/{argv[1]}", objects.get("pod_logs", "")))
             return 0
         if argv[:3] == ["apply", "-f", "-"]:
             state.with_suffix(".applied").write_text(sys.stdin.read())
