@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     for name, value in TEST_ENV.items():  # for the Ray heads started in this process too
         os.environ.setdefault(name, value)
+    # Started in the background by a non-interactive shell (`make test &`, a CI step run so),
+    # this process and every process it starts would ignore SIGINT, and a test that stops a
+    # run with Ctrl-C would fail for it: undo that, as a terminal would start us.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # The modules whose tests run a stage (a local Ray and its trials) or containers: minutes

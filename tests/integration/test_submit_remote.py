@@ -215,7 +215,17 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail("jobs.submit still runs 60 s after SIGINT")
+            # Where each of its threads is (py-spy is in the venv), for whoever reads this.
+            spy = Path(sys.executable).parent / "py-spy"
+            stacks = subprocess.run(
+                [str(spy), "dump", "--pid", str(proc.pid)], capture_output=True, text=True
+            )
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            signals = [line for line in status.splitlines() if line.startswith("Sig")]
+            pytest.fail(
+                f"jobs.submit still runs 60 s after SIGINT; {signals}\n"
+                f"{stacks.stdout}{stacks.stderr}\n{log_path.read_text()[-2000:]}"
+            )
         output = log_path.read_text()
         # jobs/submit.py: "The exit status follows the job's status" (0 for SUCCEEDED, else 1).
         assert proc.returncode == 1, output[-3000:]
