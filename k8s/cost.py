@@ -105,6 +105,10 @@ def table() -> str:
     return "\n".join(rows) + "\n\n" + "\n".join(sources) + "\n\n" + fixed_table()
 
 
+def _per_month(hourly: float | None) -> float | None:
+    return None if hourly is None else hourly * 730
+
+
 def fixed_table() -> str:
     """What bills per hour while each cluster exists, whatever runs on it."""
     rows = [
@@ -116,11 +120,10 @@ def fixed_table() -> str:
     for variant in clouds():
         for item in render.values(variant)["prices"]["fixed"]:
             hourly = item["usd_per_hour"]
-            month = None if hourly is None else hourly * 730
             rows.append(
                 f"| {render.values(variant)['title']} | {item['what']} | "
-                f"{'n/a' if hourly is None else f'${hourly:.3f}'} | {_money(month)} | "
-                f"{item['source']} |"
+                f"{'n/a' if hourly is None else f'${hourly:.3f}'} | "
+                f"{_money(_per_month(hourly))} | {item['source']} |"
             )
     return "\n".join(rows)
 
@@ -130,16 +133,15 @@ def still_billing(variant: str) -> str:
     lines: the head's CPU node (a T4 pool at zero nodes costs nothing), the cluster's fixed
     costs, and the storage behind the claim while it exists."""
     v = render.values(variant)
-    head = v["prices"]["head_node"]["on_demand"]
+    head = _per_month(v["prices"]["head_node"]["on_demand"])
     lines = [
         f"Still billing on {v['title']} until you delete them (per month of 730 h; README: "
         "Teardown):",
         f"- the head's CPU node pool, {v['nodes']['head']['machine'].split(' #')[0]}: "
-        f"{_money(None if head is None else head * 730)} per node; a T4 pool at zero nodes: $0",
+        f"{_money(head)} per node; a T4 pool at zero nodes: $0",
     ]
     for item in v["prices"]["fixed"]:
-        hourly = item["usd_per_hour"]
-        lines.append(f"- {item['what']}: {_money(None if hourly is None else hourly * 730)}")
+        lines.append(f"- {item['what']}: {_money(_per_month(item['usd_per_hour']))}")
     lines.append(f"- the volume: {v['storage']['billing']}")
     return "\n".join(lines)
 

@@ -310,13 +310,16 @@ def _gpu_group(cluster: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _autoscaler_deployments() -> list[dict[str, Any]]:
+    return [d for d in deployments() if "cluster-autoscaler" in d["metadata"]["name"]]
+
+
 def node_autoscaler() -> str | None:
     """Which node autoscaler this cluster runs, if one is to be seen."""
     if get("configmap", "cluster-autoscaler-status", "-n", "kube-system") is not None:
         return "Cluster Autoscaler (ConfigMap kube-system/cluster-autoscaler-status)"
-    for d in deployments():
-        if "cluster-autoscaler" in d["metadata"]["name"]:
-            return f"Cluster Autoscaler (Deployment {_where(d)})"
+    for d in _autoscaler_deployments():
+        return f"Cluster Autoscaler (Deployment {_where(d)})"
     if get("crd", "nodepools.karpenter.sh") is not None:
         return "Karpenter (CRD nodepools.karpenter.sh)"
     return None
@@ -325,10 +328,6 @@ def node_autoscaler() -> str | None:
 # What a node autoscaler without the cloud's permissions logs (AWS: AccessDenied,
 # UnauthorizedOperation, "is not authorized to perform"; Kubernetes RBAC: forbidden).
 DENIED = ("AccessDenied", "UnauthorizedOperation", "is not authorized to perform", "forbidden")
-
-
-def _autoscaler_deployments() -> list[dict[str, Any]]:
-    return [d for d in deployments() if "cluster-autoscaler" in d["metadata"]["name"]]
 
 
 def check_node_autoscaler(report: Report, variant: Variant) -> None:
