@@ -130,7 +130,7 @@ lock: ## Resolve pyproject.toml's dependencies again into .ci/lock/ (uv, with ha
 
 .PHONY: data
 data: $(STAMP) ## Stage DATASET (mnist|fashion-mnist) into DATA_DIR once (needs network).
-	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data
+	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.idx
 
 # Tools that cannot share the venv (see .ci/lock/tools.in), in their own, beside it.
 TOOLS := $(VENV)/tools
@@ -212,13 +212,13 @@ submit: check-stage-or-all $(CLIENT_STAMP) ## Run STAGE (or all five in order, S
 	PY=$(CLIENT_PY) k8s/bin/submit.sh $(STAGE) $(ARGS)
 else
 submit: check-stage-or-all $(STAMP)
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.idx; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.submit $(STAGE) $(ARGS)
 endif
 
 .PHONY: run
 run: check-stage $(STAMP) ## Run STAGE in this process (python -m jobs.STAGE), no Jobs API.
-	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.data; fi
+	@if [[ -z "$${RAY_ADDRESS:-}" ]]; then DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.core.idx; fi
 	DATA_DIR=$(DATA_DIR) DATASET=$(DATASET) $(PY) -m jobs.$(STAGE) $(ARGS)
 
 # What `make results` reads: STAGE's outputs (all: every stage's).

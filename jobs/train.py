@@ -35,7 +35,6 @@ from jobs.core.resources import (
 from jobs.core.search import random_search
 from jobs.core.settings import MIB, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.trainer import Trainer, format_epoch
 from jobs.core.training_spec import TrainingSpec, training_spec
 from jobs.core.tune_trial import peak_rss_mib
 
@@ -105,6 +104,10 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
+    # The model (torchvision) is imported here, in the Train workers: the job's driver and
+    # the Tune trial that drives the Train run never build one.
+    from jobs.core.trainer import Trainer, format_epoch
+
     run: RunSpec = config["run"]
     # The trial's own config (what a plain Tune trial gets), without the RunSpec.
     config = {k: v for k, v in config.items() if k != "run"}

@@ -283,7 +283,7 @@ def _measured_trial(config: dict[str, Any], spec: Any) -> None:
 
 def _torchvision_root() -> Path:
     """A torchvision-style root (FashionMNIST/raw, uncompressed) over DATA_DIR's files."""
-    from jobs.core.data import TORCHVISION_FOLDERS, find_idx_dir
+    from jobs.core.idx import TORCHVISION_FOLDERS, find_idx_dir
 
     root = Path(tempfile.mkdtemp(prefix="rtk-tv-"))
     raw = root / TORCHVISION_FOLDERS[DATASET] / "raw"

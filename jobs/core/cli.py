@@ -31,9 +31,9 @@ def validate(settings: Settings, *, local: bool = True) -> None:
     so only the address is checked here.
     """
     if local:
-        # Imported here: jobs.core.data needs numpy and torch, which a submission to a
-        # remote cluster (the workstation's client venv) does not have.
-        from jobs.core.data import validate_dataset
+        # Imported here: jobs.core.idx needs numpy, which a submission to a remote cluster
+        # (the workstation's client venv) does not have.
+        from jobs.core.idx import validate_dataset
 
         check_storage_writable(settings.storage_path)
         validate_dataset(

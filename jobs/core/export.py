@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from jobs.core import checkpoints
 from jobs.core.records import Summary
 from jobs.core.settings import Settings
 
@@ -20,6 +17,11 @@ def export_best_model(settings: Settings, grid: Any, summary: Summary) -> list[P
     The file holds the state dict plus what rebuilding and re-evaluating it needs: the
     trial's config, the dataset and validation split, and the metrics recorded for it.
     """
+    # Imported here, at the end of a run: the driver needs torch for this file only.
+    import torch
+
+    from jobs.core import checkpoints
+
     best = summary.best
     if best is None:
         return []

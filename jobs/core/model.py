@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torchvision.models import resnet18
 
-from jobs.core.data import NUM_CLASSES
+from jobs.core.idx import NUM_CLASSES
 
 
 def build_model(num_classes: int = NUM_CLASSES) -> torch.nn.Module:

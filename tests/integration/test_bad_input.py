@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.core.data import SPLIT_FILES
+from jobs.core.idx import SPLIT_FILES
 from tests.support.idx import write_idx
 from tests.support.runs import REPO, clean_env, run_make, run_module
 from tests.support.zygote import Zygote  # the session's, tests/conftest.py

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.data import read_idx, validate_dataset
+from jobs.core.idx import read_idx, validate_dataset
 
 pytestmark = pytest.mark.quick  # no stage runs here: part of make test-quick
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.core.data import SPLIT_FILES
+from jobs.core.idx import SPLIT_FILES
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
