@@ -18,12 +18,12 @@ import yaml
 
 from tests.e2e.test_podman import Run, experiment, wait_until
 from tests.support import kueue, tune_files
-from tests.support.runs import REPO
+from tests.support.runs import CI_SIZE, REPO
 
 STAGE = "checkpoint"
 # CI-sized, as a user would pass them (--env): 2 trials of 3 epochs of ~10 s each, one at
 # a time on kind's one fake GPU.
-ENV = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512", "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "3"}
+ENV = {**CI_SIZE, "TUNE_NUM_SAMPLES": "2", "TUNE_NUM_EPOCHS": "3"}
 
 
 def mid_experiment(folder: Path) -> bool:

@@ -401,7 +401,7 @@ def test_a_worker_smaller_than_a_trial_errors_it_for_memory_not_the_run(
 K8S = REPO / "k8s"
 # CI-sized settings passed as a user would, in the RayJob's runtime env (`--env`): the
 # committed manifest is not edited.
-CI_ENV = {"TRAIN_LIMIT": "1024", "VAL_LIMIT": "512", "TUNE_NUM_EPOCHS": "3"}
+CI_ENV = {**CI_SIZE, "TUNE_NUM_EPOCHS": "3"}
 
 
 def cloud_run(manifest: Path, work: Path, image: str, *flags: str, **env: str) -> Run:

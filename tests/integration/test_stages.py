@@ -428,10 +428,13 @@ def test_make_submit_all_runs_the_walkthrough_on_one_head_stops_at_a_failure_and
     """`make submit STAGE=all`: the five stages through the Jobs API on one private head.
     An injected failure in `tune` (no FailureConfig there) stops the walk with the stage's
     name and exit 1; the same command again resumes `tune` and runs the rest."""
-    # One trial of one epoch per stage, at a learning rate that learns in one epoch.
+    # One trial of one epoch per stage, at a learning rate that learns in one epoch, in
+    # batches of 32: train's two DDP workers then take 8 steps together, as the others do at
+    # 64 (at 64 each, train's 4 steps left it at 27% accuracy).
     env = {
         **_submit_env(stage_env),
         **{"TUNE_NUM_SAMPLES": "1", "TUNE_NUM_EPOCHS": "1", "TUNE_LR_POINTS": "1e-3"},
+        "BATCH_SIZE": "32",
     }
     # As a user types it; the settings travel in the environment, as in the README.
     proc = run_make(["submit", "STAGE=all"], {**env, "FAIL_AT_EPOCH": "1"}, timeout=900)
