@@ -44,6 +44,12 @@ QUEUE ?=
 EFS_FILE_SYSTEM_ID ?=
 # 1: make teardown also deletes the shared volume (and with it every result and checkpoint).
 DELETE_VOLUME ?=
+# 1: make cloud-down also deletes the registry and its images.
+DELETE_REGISTRY ?=
+# 1: make cloud-up, cloud-down and device-plugin print their commands and run none.
+DRY_RUN ?=
+# GKE: the project make cloud-up creates in (gcloud's default project when empty).
+GCP_PROJECT ?=
 # Ray's version comes from the pin in pyproject.toml: the image tags and manifests follow it.
 RAY_VERSION := $(shell $(PYTHON) .ci/deps.py --pin ray)
 PROJECT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
@@ -148,7 +154,7 @@ lint: $(STAMP) $(TOOLS_STAMP) ## Lint: ruff (check, format), hadolint, shellchec
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint image/Dockerfile image/base.Dockerfile
-	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh image/*.sh tests/e2e/*.sh jobs/bench/*.sh
+	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh k8s/cloud.sh k8s/*/cloud.sh image/*.sh tests/e2e/*.sh jobs/bench/*.sh
 	@rm -rf $(LINT_PODS)
 	$(PY) -m tests.support.kuberay.export_pods $(LINT_PODS)
 	for f in $$(find k8s -name networkpolicy.yaml); do cp "$$f" "$(LINT_PODS)/$$(echo "$$f" | tr / -)"; done
@@ -287,6 +293,16 @@ manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/template
 check-cloud:
 	@case " $(CLOUDS) " in *" $(CLOUD) "*) ;; \
 	  *) echo "error: unknown CLOUD '$(CLOUD)'; choose one of: $(CLOUDS)" >&2; exit 2;; esac
+
+.PHONY: cloud-up
+cloud-up: check-cloud ## Create CLOUD's cluster, pools, registry, file system, operator, volume and policy (K8S_DIR/cloud.sh; DRY_RUN=1 prints it).
+	@[[ -f $(K8S_DIR)/cloud.sh ]] || { echo "error: CLOUD=$(CLOUD) has no cloud-up (kind: make kind-up)" >&2; exit 2; }
+	DRY_RUN=$(DRY_RUN) PROJECT=$(GCP_PROJECT) MAKE="$(MAKE)" bash $(K8S_DIR)/cloud.sh up
+
+.PHONY: cloud-down
+cloud-down: check-cloud ## Delete what cloud-up made, the volume before the cluster (DELETE_REGISTRY=1: the registry too; DRY_RUN=1 prints it).
+	@[[ -f $(K8S_DIR)/cloud.sh ]] || { echo "error: CLOUD=$(CLOUD) has no cloud-down (kind: make kind-down)" >&2; exit 2; }
+	DRY_RUN=$(DRY_RUN) PROJECT=$(GCP_PROJECT) DELETE_REGISTRY=$(DELETE_REGISTRY) MAKE="$(MAKE)" bash $(K8S_DIR)/cloud.sh down
 
 .PHONY: operator
 operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION).

@@ -276,6 +276,26 @@ def helm_values() -> dict[Path, str]:
     }
 
 
+def cloud_scripts() -> dict[Path, str]:
+    """Per cloud (a values file with a `cloud` section): `make cloud-up`/`cloud-down`'s script,
+    k8s/<variant>/cloud.sh from k8s/templates/cloud-<variant>.sh.j2, and EKS's eksctl config."""
+    files: dict[Path, str] = {}
+    for variant in variants():
+        v = values(variant)
+        if not v.get("cloud"):
+            continue
+        out = folder(variant)
+        context = _context(v) | {
+            "c": v["cloud"],
+            "folder": str(out.relative_to(REPO)),
+            "lib": os.path.relpath(K8S / "bin" / "cloud-lib.sh", out),
+        }
+        files[out / "cloud.sh"] = _render(f"cloud-{variant}.sh.j2", context)
+        for name in v["cloud"].get("configs", []):  # e.g. eksctl's ClusterConfig
+            files[out / name] = _render(f"{name}.j2", context)
+    return files
+
+
 def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["--folder"] and len(argv) == 2:
@@ -284,7 +304,7 @@ def main(argv: list[str]) -> int:
         if argv not in ([], ["--check"]):
             print(__doc__, file=sys.stderr)
             return 2
-        files = render() | helm_values()
+        files = render() | helm_values() | cloud_scripts()
     except RenderError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
