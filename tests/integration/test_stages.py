@@ -32,14 +32,16 @@ from tests.support.tune_files import reported_epochs
 CHANCE = 0.1  # ten balanced classes
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def head() -> Iterator[LocalCluster]:
     """One Ray head (per pytest process: each xdist worker has its own) for the tests that
     only need a cluster to run on: a stage pointed at it (RAY_ADDRESS) connects instead of
     starting and stopping its own. The tests that need their own head keep it: a private
     head's start and end as a user runs it, Ray settings read when the raylet starts, the
-    trial processes under the driver. Session-scoped: the e2e tests that may run between
-    stage tests on the same worker do not stop it."""
+    trial processes under the driver. Module-scoped: this module's tests are handed out
+    before any other heavy test (tests/conftest.py), and an idle head is not free: its
+    dashboard, agents, log monitor and a Train run's leftover coordinator actor took ~10% of
+    a core for the rest of a session (two heads: ~400 core-seconds of `make test`)."""
     with local_head(num_cpus=2) as cluster:
         yield cluster
 

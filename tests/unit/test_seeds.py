@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+import jobs.core.trainer as trainer_module
 import jobs.core.tune_trial as trial_module
 import jobs.train as train_module
 from jobs.core.resources import TrialPlan
@@ -48,8 +49,9 @@ def capture(monkeypatch: pytest.MonkeyPatch):
             super().__init__(spec, **kwargs)
             raise Built(self, spec.seed)
 
+    # The trial functions import Trainer where they train (the driver never does).
+    monkeypatch.setattr(trainer_module, "Trainer", Stop)
     for module in (trial_module, train_module):
-        monkeypatch.setattr(module, "Trainer", Stop)
         monkeypatch.setattr(module, "set_threads", lambda cpus: None)  # this process's threads
         monkeypatch.setattr(module, "quiet_known_noise", lambda: None)
 
