@@ -26,6 +26,7 @@ from pathlib import Path
 from jobs.core.settings import MIB
 
 START_TIMEOUT_S = 120
+START_ATTEMPTS = 3  # a head that exits while starting is started again, on new ports
 
 
 # Where a cluster's own processes (Ray Train's placement-group cleaner among them) find its
@@ -166,11 +167,15 @@ class RayNode:
         self.proc.wait()
 
 
+class ExitedEarly(RuntimeError):
+    """The node's process ended before it answered."""
+
+
 def _wait_http(url: str, node: RayNode, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not node.alive:
-            raise RuntimeError(f"Ray node {node.spec.name} exited early; see {node.log_path}")
+            raise ExitedEarly(f"Ray node {node.spec.name} exited early; see {node.log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -187,14 +192,29 @@ class LocalCluster:
     def __init__(self, head: NodeSpec, temp_root: str | None = None) -> None:
         # Short path: Ray's Unix socket paths must stay under ~107 characters.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rtk-", dir=temp_root or "/tmp"))
-        self.head = RayNode(head, self.temp_dir)
-        self.gcs_address = f"127.0.0.1:{self.head.gcs_port}"
-        self.dashboard_url = f"http://127.0.0.1:{self.head.dashboard_port}"
-        try:
-            _wait_http(f"{self.dashboard_url}/api/version", self.head, START_TIMEOUT_S)
-        except BaseException:
-            self.head.stop()
-            raise
+        # A free port is picked, released, then bound by Ray: another process can take it in
+        # between (measured once in a `make test`: the GCS could not bind its port beside
+        # another cluster's start). An early exit starts the head again, on new ports.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.head = RayNode(head, self.temp_dir)
+            self.gcs_address = f"127.0.0.1:{self.head.gcs_port}"
+            self.dashboard_url = f"http://127.0.0.1:{self.head.dashboard_port}"
+            try:
+                _wait_http(f"{self.dashboard_url}/api/version", self.head, START_TIMEOUT_S)
+                return
+            except ExitedEarly:
+                self.head.stop()
+                if attempt == START_ATTEMPTS:
+                    raise
+                print(
+                    f"[cluster] the Ray head exited while starting (attempt {attempt}; see "
+                    f"{self.head.log_path}); starting it again on new ports",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            except BaseException:
+                self.head.stop()
+                raise
 
     def shutdown(self, keep_logs: bool = False) -> None:
         self.head.stop()
