@@ -59,7 +59,4 @@ down() {
   fi
 }
 
-case ${1:-} in
-  up | down) "$1" ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
-esac
+dispatch "$@"

@@ -45,3 +45,10 @@ capture() { # VAR WHAT COMMAND
   printf -v "$var" '%s' "$value"
   echo "#    $var=$value"
 }
+
+dispatch() { # ACTION: up or down, the functions of the script that sourced this file
+  case ${1:-} in
+    up | down) "$1" ;;
+    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  esac
+}
