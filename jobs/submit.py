@@ -22,7 +22,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +132,27 @@ def summary_of(logs: str, stage: str) -> dict[str, Any] | None:
     return None
 
 
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 120.0
+
+
+def submit_when_agent_ready(
+    submit: Callable[[], str], wait_s: float = AGENT_WAIT_S, pause_s: float = 2.0
+) -> str:
+    """`submit()`, again while the Jobs API answers that no agent is up yet (a head that has
+    just started: its dashboard answers before its agent registers, and the API gives up on
+    the agent after 10 s). Any other error, or still no agent after `wait_s`, is raised."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return submit()
+        except RuntimeError as err:
+            if NO_AGENT not in str(err) or time.monotonic() >= deadline:
+                raise
+            print(f"[submit] the head's job agent is not up yet; again in {pause_s:g} s", flush=True)
+            time.sleep(pause_s)
+
+
 def run_job(address: str, stage: Stage, stage_args: list[str], *, local: bool) -> Finished:
     """Submit the stage, stream its logs to the end; its final status and summary line."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -150,10 +171,12 @@ def run_job(address: str, stage: Stage, stage_args: list[str], *, local: bool) -
             "excludes": WORKING_DIR_EXCLUDES,
             "env_vars": env,
         }
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env=runtime_env,
-        submission_id=f"{stage.name}-{secrets.token_hex(4)}",
+    job_id = submit_when_agent_ready(
+        lambda: client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            submission_id=f"{stage.name}-{secrets.token_hex(4)}",
+        )
     )
     print(f"[submit] job {job_id}: {entrypoint}", flush=True)
     tail = LogTail(client, job_id)

@@ -110,6 +110,7 @@ class RayNode:
         self.log_path = temp_dir / f"{spec.name}.log"
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
+        self.agent_port = free_port()
         cmd = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -117,7 +118,7 @@ class RayNode:
             f"--num-cpus={spec.cpus:g}",
             f"--num-gpus={spec.gpus:g}",
             f"--object-store-memory={spec.object_store_bytes}",
-            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-listen-port={self.agent_port}",
             f"--dashboard-agent-grpc-port={free_port()}",
             f"--metrics-export-port={free_port()}",
             f"--runtime-env-agent-port={free_port()}",
@@ -171,8 +172,8 @@ class ExitedEarly(RuntimeError):
     """The node's process ended before it answered."""
 
 
-def _wait_http(url: str, node: RayNode, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+def _wait_http(url: str, node: RayNode, deadline: float) -> None:
+    """Until `url` answers, the node exits (ExitedEarly), or time.monotonic() reaches deadline."""
     while time.monotonic() < deadline:
         if not node.alive:
             raise ExitedEarly(f"Ray node {node.spec.name} exited early; see {node.log_path}")
@@ -183,7 +184,7 @@ def _wait_http(url: str, node: RayNode, timeout_s: float) -> None:
             return  # it answers (401 without the token): it is up
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"no answer from {url} within {timeout_s}s; see {node.log_path}")
+    raise RuntimeError(f"no answer from {url} within {START_TIMEOUT_S}s; see {node.log_path}")
 
 
 class LocalCluster:
@@ -200,7 +201,15 @@ class LocalCluster:
             self.gcs_address = f"127.0.0.1:{self.head.gcs_port}"
             self.dashboard_url = f"http://127.0.0.1:{self.head.dashboard_port}"
             try:
-                _wait_http(f"{self.dashboard_url}/api/version", self.head, START_TIMEOUT_S)
+                deadline = time.monotonic() + START_TIMEOUT_S
+                _wait_http(f"{self.dashboard_url}/api/version", self.head, deadline)
+                # Ready as KubeRay's head readiness probe has it (constant.go:
+                # RayAgentRayletHealthPath): the dashboard agent answers too. Its address is in
+                # the GCS right after, and the Jobs API hands every submission to it: a job
+                # submitted before it is up waits 10 s, then fails "No available agent" (measured
+                # once in CI, on a loaded machine).
+                agent = f"http://127.0.0.1:{self.head.agent_port}/api/local_raylet_healthz"
+                _wait_http(agent, self.head, deadline)
                 return
             except ExitedEarly:
                 self.head.stop()
