@@ -149,7 +149,7 @@ def submit_when_agent_ready(
         except RuntimeError as err:
             if NO_AGENT not in str(err) or time.monotonic() >= deadline:
                 raise
-            print(f"[submit] the head's job agent is not up yet; again in {pause_s:g} s", flush=True)
+            print(f"[submit] the head's job agent is not up; again in {pause_s:g} s", flush=True)
             time.sleep(pause_s)
 
 
