@@ -204,6 +204,14 @@ class Settings:
         help="use only the first N validation images",
     )
     batch_size: int = setting(128, env="BATCH_SIZE", parse=integer(1), help="mini-batch size")
+    torch_threads: int | None = setting(
+        None,
+        env="TORCH_THREADS",
+        parse=optional(integer(1)),
+        shown="the CPUs the trial (in train: each Train worker) was given",
+        help="torch's intra-op threads in each trial or Train worker: fewer where other "
+        "processes share the cores (make test sets 1: its two workers share two cores)",
+    )
     lr: float = setting(
         1e-3, env="LR", parse=positive_float, scope=Scope.SINGLE, help="learning rate"
     )

@@ -78,7 +78,8 @@ class TrainingSpec:
     # The model's and the batch order's seed; per_trial_seed derives it from the config.
     seed: int
     per_trial_seed: bool = False
-    # Where it runs, from the trial plan: a GPU slot or not, and the CPUs (torch threads).
+    # Where it runs, from the trial plan: a GPU slot or not, and its torch threads (the
+    # trial's CPUs unless TORCH_THREADS says fewer).
     use_gpu: bool = False
     cpus: int = 1
     # What a Tune trial does besides training: a checkpoint every epoch (checkpoint stage),
@@ -109,7 +110,7 @@ def training_spec(settings: Settings, plan: TrialPlan, *, checkpoint: bool = Fal
         seed=settings.seed,
         per_trial_seed=settings.trial_seeds == "per-trial",
         use_gpu=plan.use_gpu,
-        cpus=plan.cpus_per_trial,
+        cpus=settings.torch_threads or plan.cpus_per_trial,
         checkpoint=checkpoint,
         fail_at_epoch=settings.fail_at_epoch,
         experiment_dir=str(settings.experiment_dir),

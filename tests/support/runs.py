@@ -20,7 +20,13 @@ FASHION_MNIST = Path(os.environ.get("TEST_DATA_DIR", "/usr/share/datasets/fashio
 # CI-sized runs: 512 training images in 8 steps of 64 (the steps of 1,024 at the default
 # 128, so the curves are alike: lr 1e-3 is at 56% validation accuracy after one epoch, lr 0.1
 # diverges), ~6 s an epoch on 2 cores instead of ~10 s; 256 validation images.
-CI_SIZE = {"TRAIN_LIMIT": "512", "VAL_LIMIT": "256", "BATCH_SIZE": "64"}
+# One torch thread a trial (TORCH_THREADS): make test runs two tests at once on two cores, and
+# a trial alone on a 2-CPU head takes two threads; a second thread costs ~45% more CPU a step
+# (0.92 CPU-s a step of 64 at one thread, 1.33 at two, measured), for little gain in wall
+# time where the other core is busy anyway (an asha run of 3x3 epochs: 129 CPU-s at two, 93
+# at one, both 81 s alone). Speed only: no result depends on it.
+ONE_THREAD = {"TORCH_THREADS": "1"}
+CI_SIZE = {"TRAIN_LIMIT": "512", "VAL_LIMIT": "256", "BATCH_SIZE": "64", **ONE_THREAD}
 # What every process a test starts gets. OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP
 # threads sleep instead of spinning, so that a trial training beside other work (a unit
 # test, a container) shares the 2 cores rather than spins against it (measured: an epoch
@@ -30,7 +36,7 @@ CI_SIZE = {"TRAIN_LIMIT": "512", "VAL_LIMIT": "256", "BATCH_SIZE": "64"}
 # the same scheduling group) a trial then got a sliver of a core: beside the other worker's
 # tests and two CPU burners, a Train run's first checkpoint took over 300 s (at 0, the whole
 # driver-loss test took 210 s). At 0 they share the cores as equals. Speed only, as above.
-TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0"}
+TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0", **ONE_THREAD}
 # Settings a test must not inherit from the shell that runs it: every variable any stage
 # reads, from the settings' own declarations (jobs/core/settings.py), so a new one is covered.
 PROJECT_ENV = tuple(

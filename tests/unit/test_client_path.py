@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from jobs import registry
 from jobs.core import records as results
 from jobs.core.reading import build_parser, env_names, resolve
-from tests.support.runs import REPO, clean_env
+from tests.support.runs import REPO, TEST_ENV, clean_env
 
 LOCK = REPO / ".ci" / "lock"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)", re.M)
@@ -111,7 +111,7 @@ def test_a_dry_run_against_a_cluster_without_the_training_stack(stage: str, list
     proc = run_module("jobs.submit", stage, *argv, **env)
     assert proc.returncode == 0, proc.stderr
     # What the full venv resolves from the imported stage, to the letter.
-    expected = resolve(registry.load(stage), list(argv), env)
+    expected = resolve(registry.load(stage), list(argv), {**TEST_ENV, **env})  # clean_env's
     assert json.loads(proc.stdout) == json.loads(expected.to_json())
 
 

@@ -52,6 +52,9 @@ def test_the_builder_reads_the_settings_and_the_plan(tmp_path: Path) -> None:
     assert built.per_trial_seed and built.checkpoint and built.fail_at_epoch == 2
     assert (built.use_gpu, built.cpus) == (False, 2)
     assert built.experiment_dir == str(tmp_path / "tune")
+    # TORCH_THREADS: fewer torch threads than the trial's CPUs; its Ray resources unchanged.
+    fewer = dataclasses.replace(settings, torch_threads=1)
+    assert training_spec(fewer, PLAN).cpus == 1 and PLAN.resources == {"cpu": 2}
 
 
 def test_a_trial_takes_the_hyperparameters_its_config_names_and_its_seed() -> None:
