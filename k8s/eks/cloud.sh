@@ -25,7 +25,7 @@ up() {
     "aws eks update-kubeconfig --name ray-tune $region"
   # The service account eksctl made with the autoscaler's policy (IRSA), not a new one.
   step "Cluster Autoscaler, on the IRSA service account" "" \
-    "helm upgrade --install cluster-autoscaler cluster-autoscaler --repo https://kubernetes.github.io/autoscaler --namespace kube-system --set autoDiscovery.clusterName=ray-tune --set awsRegion=us-east-1 --set rbac.serviceAccount.create=false --set rbac.serviceAccount.name=cluster-autoscaler --wait"
+    "helm upgrade --install cluster-autoscaler cluster-autoscaler --repo https://kubernetes.github.io/autoscaler --version 9.59.0 --namespace kube-system --set image.tag=v1.35.1 --set autoDiscovery.clusterName=ray-tune --set awsRegion=us-east-1 --set rbac.serviceAccount.create=false --set rbac.serviceAccount.name=cluster-autoscaler --wait"
   # The EFS file system for the shared volume: NFS (2049) from the VPC, a mount target in
   # each subnet with nodes (aws-efs-csi-driver docs/efs-create-filesystem.md).
   capture VPC "the cluster's VPC" \

@@ -91,6 +91,13 @@ def test_a_dry_run_needs_no_cloud_cli_and_creates_in_order(cloud: str, tmp_path:
         helm = lines[index(lines, r"helm upgrade --install cluster-autoscaler")]
         assert "rbac.serviceAccount.create=false" in helm
         assert f"rbac.serviceAccount.name={account['metadata']['name']}" in helm
+        # Pinned: the chart, and the autoscaler's image at the cluster's pinned minor.
+        chart = v["cloud"]["autoscaler_chart"]
+        assert f"--version {chart['version']} " in helm
+        minor = v["cloud"]["kubernetes_version"]
+        assert config["metadata"]["version"] == minor
+        assert f"image.tag={chart['image_tag']}" in helm
+        assert chart["image_tag"].startswith(f"v{minor}.")
         # EFS: group, rule, file system, mount targets, then the claim naming it.
         order = [
             index(lines, r"create-security-group"),
