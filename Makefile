@@ -77,6 +77,9 @@ KUBERAY_VERSION ?= 1.7.0
 OPERATOR_NAMESPACE ?= kuberay-system
 CLUSTER ?= ray-tune
 DASHBOARD_PORT ?= 8265
+# A smoke.json of `make smoke` (make results STAGE=smoke TARGET=k8s copies it): its measured
+# T4 cold start, doubled, replaces the values file's assumed one in that variant's manifests.
+COLD_START ?=
 # Empty: k8s/bin/rayjob.sh waits (backoffLimit + 1) x activeDeadlineSeconds + 10 min.
 RAYJOB_TIMEOUT_S ?=
 FORMAT ?= table
@@ -212,6 +215,15 @@ check-stage-or-all:
 	@case " $(STAGES) all " in *" $(STAGE) "*) ;; \
 	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES) all" >&2; exit 2;; esac
 
+# results and e2e-podman also take STAGE=smoke: the smoke check (make smoke), not a stage.
+.PHONY: check-stage-or-smoke check-results-stage
+check-stage-or-smoke:
+	@case " $(STAGES) smoke " in *" $(STAGE) "*) ;; \
+	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES) smoke" >&2; exit 2;; esac
+check-results-stage:
+	@case " $(STAGES) all smoke " in *" $(STAGE) "*) ;; \
+	  *) echo "error: unknown STAGE '$(STAGE)'; choose one of: $(STAGES) all smoke" >&2; exit 2;; esac
+
 .PHONY: submit
 ifeq ($(TARGET),k8s)
 submit: check-stage-or-all $(CLIENT_STAMP) ## Run STAGE (or all five in order, STAGE=all) via the Ray Jobs API: a private local head, RAY_ADDRESS, or TARGET=k8s.
@@ -233,12 +245,12 @@ RESULT_STAGES = $(if $(filter all,$(STAGE)),$(STAGES),$(STAGE))
 
 .PHONY: results
 ifeq ($(TARGET),k8s)
-results: check-stage-or-all check-cloud $(CLIENT_STAMP) ## Print STAGE's leaderboard and cost (STAGE=all: a line per stage; TARGET=k8s: copy from the PVC first).
+results: check-results-stage check-cloud $(CLIENT_STAMP) ## Print STAGE's leaderboard and cost (STAGE=all: a line per stage; TARGET=k8s: copy from the PVC first).
 	READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(subst $(eval) ,$(comma),$(RESULT_STAGES)) \
 	  $(RESULTS_DIR) >/dev/null
 	$(CLIENT_PY) -m jobs.results $(addprefix $(RESULTS_DIR)/,$(RESULT_STAGES)) --format $(FORMAT)
 else
-results: check-stage-or-all $(STAMP)
+results: check-results-stage $(STAMP)
 	$(PY) -m jobs.results $(STAGE) --format $(FORMAT)
 endif
 
@@ -285,9 +297,9 @@ push-cpu: ## Push the CPU image `make image-cpu` built (CPU-only clusters); reco
 ##@ Kubernetes
 
 .PHONY: manifests
-manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS, QUEUE).
+manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS, QUEUE, COLD_START).
 	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) IMAGE_PULL_SECRET=$(IMAGE_PULL_SECRET) \
-	  QUEUE=$(QUEUE) $(CLIENT_PY) k8s/render.py
+	  QUEUE=$(QUEUE) COLD_START=$(COLD_START) $(CLIENT_PY) k8s/render.py
 
 .PHONY: check-cloud
 check-cloud:
@@ -344,6 +356,11 @@ port-forward: ## Forward the RayCluster's dashboard to localhost:DASHBOARD_PORT.
 rayjob: check-stage check-cloud ## Apply K8S_DIR/rayjob-STAGE.yaml (CLOUD's), wait for it, print status and logs.
 	k8s/bin/rayjob.sh $(K8S_DIR)/rayjob-$(STAGE).yaml $(RAYJOB_TIMEOUT_S)
 
+.PHONY: smoke
+smoke: check-cloud $(CLIENT_STAMP) ## Prove CLOUD's cluster in minutes and cents: K8S_DIR/rayjob-smoke.yaml (a T4 from zero, CUDA, the volume, the network), then the cold-start timeline from the cluster's events.
+	@rc=0; k8s/bin/rayjob.sh $(K8S_DIR)/rayjob-smoke.yaml $(RAYJOB_TIMEOUT_S) || rc=$$?; \
+	  $(CLIENT_PY) k8s/bin/smoke_events.py ray-tune-smoke || true; exit $$rc
+
 .PHONY: teardown
 teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster, pods, policies (DELETE_VOLUME=1: the volume too).
 	KUBECTL=$(KUBECTL) DELETE_VOLUME=$(DELETE_VOLUME) CLOUD=$(CLOUD) PY=$(CLIENT_PY) k8s/bin/teardown.sh
@@ -356,7 +373,7 @@ MANIFEST ?= k8s/kind/rayjob-$(STAGE).yaml
 E2E_ENV ?= TRAIN_LIMIT=1024 VAL_LIMIT=512 TUNE_NUM_SAMPLES=3 TUNE_NUM_EPOCHS=3 GPU_WAIT_S=600
 
 .PHONY: e2e-podman
-e2e-podman: check-stage $(STAMP) image-offline ## Run MANIFEST (default k8s/kind/rayjob-STAGE.yaml) as KubeRay, a scheduler and the autoscaler would, in podman.
+e2e-podman: check-stage-or-smoke $(STAMP) image-offline ## Run MANIFEST (default k8s/kind/rayjob-STAGE.yaml) as KubeRay, a scheduler and the autoscaler would, in podman.
 	$(PY) -m tests.e2e.podman_rayjob $(MANIFEST) --image $(IMAGE_CPU) \
 	  $(if $(filter k8s/kind/%,$(MANIFEST)),,$(foreach e,$(E2E_ENV),--env $(e)) \
 	    --idle-timeout-s 10 --node-idle-s 5) \

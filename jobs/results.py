@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import registry
+from jobs import registry, smoke
 from jobs.core import attempts, cost, records
 from jobs.core.reading import Parser
 from jobs.core.settings import experiment_dir
@@ -83,6 +83,37 @@ def print_all(sources: list[str], fmt: str) -> int:
     return 0
 
 
+def _smoke_file(source: str) -> Path | None:
+    """The smoke check's smoke.json that SOURCE names (`smoke`, its folder or the file)."""
+    if source == smoke.NAME:
+        report = experiment_dir(smoke.NAME, os.environ) / smoke.REPORT_FILE
+        if not report.is_file():
+            raise ConfigError(f"no smoke check results at {report} (make smoke writes them)")
+        return report
+    path = Path(source)
+    if path.is_dir():  # a folder make results TARGET=k8s copied: a stage's or the smoke's
+        report = path / smoke.REPORT_FILE
+        return report if report.is_file() and not _has_results(source) else None
+    return path if path.name == smoke.REPORT_FILE and path.is_file() else None
+
+
+def print_smoke(path: Path, fmt: str) -> int:
+    """The smoke check's table (make results STAGE=smoke), or its JSON as written."""
+    try:
+        data = json.loads(path.read_text())
+        report = smoke.Report(
+            data["accelerator_type"],
+            data["started"],
+            [smoke.Check(**c) for c in data["checks"]],
+            data["timeline"],
+            data.get("variant", ""),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"cannot read the smoke check from {path}: {err}") from None
+    print(json.dumps(report.as_dict(), indent=2) if fmt == "json" else smoke.table(report))
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m jobs.results", description=__doc__)
     parser.add_argument(
@@ -92,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", action="store_true", help="print the experiment folder")
     try:
         args = parser.parse_args(argv)
+        if len(args.source) == 1 and _smoke_file(args.source[0]) is not None:
+            return print_smoke(_smoke_file(args.source[0]), args.format)
         sources = list(registry.names()) if args.source == [ALL] else args.source
         if len(sources) > 1:
             if args.folder or "-" in sources:

@@ -8,13 +8,15 @@ variant is a new values file: no code, no template.
     python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)
     python k8s/render.py --folder VARIANT   # where VARIANT's manifests go (the Makefile)
 
-Outputs per variant: raycluster.yaml, rayjob-<stage>.yaml, storage.yaml, networkpolicy.yaml
-and results-reader.yaml, into k8s/ for the default variant (`default: true`) and into
-k8s/<variant>/ for the others.
+Outputs per variant: raycluster.yaml, rayjob-<stage>.yaml, rayjob-smoke.yaml (make smoke),
+storage.yaml, networkpolicy.yaml and results-reader.yaml, into k8s/ for the default variant
+(`default: true`) and into k8s/<variant>/ for the others.
 
 Images: by the digest `make push` recorded in image/digests.yaml where it has one, else by
 tag. DIGESTS=0 forces tags, DIGESTS=1 refuses to render without a digest.
 IMAGE_PULL_SECRET=<name> adds that pull secret to every pod (values: image_pull_secret).
+COLD_START=<smoke.json> puts the T4 cold start `make smoke` measured, doubled, in place of the
+values file's assumed one (cold_start_s.t4), for the variant it ran on.
 QUEUE=<local queue> labels every RayJob for Kueue (kueue.x-k8s.io/queue-name); each values
 file's `kueue` says what else changes then (README: Kueue). Empty: no label, as committed.
 The stages and their facts (deadline, fixed workers) come from the registry, read from the
@@ -40,7 +42,7 @@ K8S = Path(__file__).resolve().parent
 REPO = K8S.parent
 VALUES = K8S / "values"
 sys.path.insert(0, str(REPO))
-from jobs import registry  # noqa: E402  (after the repository is on the path)
+from jobs import registry, smoke  # noqa: E402  (after the repository is on the path)
 
 IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
 DIGESTS = REPO / "image" / "digests.yaml"
@@ -152,6 +154,35 @@ def values(variant: str) -> dict[str, Any]:
     return v
 
 
+# COLD_START=<smoke.json> (make manifests): a T4 cold start `make smoke` measured replaces
+# the values file's assumed one for the variant it ran on, with this factor of headroom
+# (one measurement; pulls and node boots vary), rounded up to whole minutes.
+COLD_START_HEADROOM = 2
+
+
+def measured(variant: str, v: dict[str, Any]) -> dict[str, Any]:
+    """The variant's values with COLD_START's measured T4 cold start, where it names a smoke
+    report of this variant (measured over assumed); the values as they are otherwise."""
+    source = os.environ.get("COLD_START", "")
+    if not source:
+        return v
+    try:
+        report = json.loads(Path(source).read_text())
+        ran_on, seconds = report["variant"], report["timeline"]["gpu_worker_joined"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RenderError(
+            f"COLD_START={source} is not a smoke report (make smoke): {err}"
+        ) from None
+    if ran_on != variant:
+        return v
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise RenderError(f"COLD_START={source}: no T4 worker joined in that smoke run")
+    minutes = -(-seconds * COLD_START_HEADROOM // 60)
+    cold = {**v["cold_start_s"], "t4": int(minutes * 60)}
+    note = f"measured {seconds:.0f} s by make smoke ({source}), x{COLD_START_HEADROOM}"
+    return {**v, "cold_start_s": cold, "cold_start_note": note}
+
+
 def folder(variant: str) -> Path:
     """Where a variant's manifests go: k8s/ for the default, k8s/<variant>/ otherwise."""
     return K8S if values(variant).get("default") else K8S / variant
@@ -204,7 +235,7 @@ def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
 
 
 def render_variant(variant: str) -> dict[Path, str]:
-    v = values(variant)
+    v = measured(variant, values(variant))
     out = folder(variant)
     context = _context(v)
 
@@ -234,15 +265,24 @@ def render_variant(variant: str) -> dict[Path, str]:
         out / name: _render(template, context, path=rel(name), cluster_spec=cluster_spec(None))
         for name, template in DOCUMENTS.items()
     }
-    for name in registry.names():
-        facts = registry.kubernetes_facts(name)
+    # Every stage's RayJob, and the smoke check's (jobs/smoke.py: not a stage; one GPU worker).
+    jobs = {name: registry.STAGES[name] for name in registry.names()} | {smoke.NAME: smoke.MODULE}
+    for name, module in jobs.items():
+        facts = (
+            registry.kubernetes_facts(name)
+            if name in registry.STAGES
+            else {"deadline_s": smoke.DEADLINE_S, "kind_workers": 1}
+        )
         stage_deadline = int(facts["deadline_s"])
-        kueue_workers = gpus_at_once(name, v) if kueue_fixed else None
+        kueue_workers = (
+            (gpus_at_once(name, v) if name in registry.STAGES else 1) if kueue_fixed else None
+        )
         files[out / f"rayjob-{name}.yaml"] = _render(
             "rayjob.yaml.j2",
             context,
             stage=name,
-            module=registry.STAGES[name],
+            smoke=name == smoke.NAME,
+            module=module,
             stage_deadline_s=stage_deadline,
             deadline_s=v["deadline_s"] or stage_deadline + int(v["cold_start_s"]["t4"]),
             path=rel(f"rayjob-{name}.yaml"),

@@ -37,16 +37,22 @@ if [[ -z $pod ]]; then
   "$kubectl" wait "$pod" --for=condition=Ready --timeout=180s >&2
 fi
 
-copy_stage() { # STAGE: its files into $root/STAGE; 1 when it has no results.json
+main_file() { # STAGE: the file it must have: make smoke's report, or a stage's results
+  if [[ $1 == smoke ]]; then echo smoke.json; else echo results.json; fi
+}
+
+copy_stage() { # STAGE: its files into $root/STAGE; 1 when it has no main_file
   local stage=$1 out=$root/$1 name
+  local -a wanted=("${files[@]}")
+  [[ $stage == smoke ]] && wanted=(smoke.json) # make smoke's check (jobs/smoke.py)
   mkdir -p "$out"
-  for name in "${files[@]}"; do
+  for name in "${wanted[@]}"; do
     if "$kubectl" cp -c "$container" "${pod#pod/}:/mnt/cluster_storage/${stage}/${name}" \
       "$out/$name" >/dev/null 2>&1 && [[ -s $out/$name ]]; then
       note "copied $out/$name"
     else
       rm -f "$out/$name"
-      [[ $name == results.json ]] && { note "(no ${stage}/results.json on the volume)"; return 1; }
+      [[ $name == "${wanted[0]}" ]] && { note "(no ${stage}/${name} on the volume)"; return 1; }
       note "(no ${stage}/${name} on the volume)"
     fi
   done
@@ -68,10 +74,10 @@ for stage in "${stages[@]}"; do
   copy_logs "$stage"
   [[ -n ${LOGS_ONLY:-} ]] && continue # make logs: a failed attempt may have no results
   if ! copy_stage "$stage" && [[ ${#stages[@]} -eq 1 ]]; then
-    note "error: no ${stage}/results.json on the volume"
+    note "error: no ${stage}/$(main_file "$stage") on the volume"
     exit 1
   fi
 done
 if [[ ${#stages[@]} -eq 1 && -z ${LOGS_ONLY:-} ]]; then
-  cat "$root/${stages[0]}/results.json"
+  cat "$root/${stages[0]}/$(main_file "${stages[0]}")"
 fi

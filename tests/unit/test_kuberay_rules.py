@@ -14,7 +14,7 @@ import pytest
 from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
 from ray.runtime_env import RuntimeEnv
 
-from jobs import registry
+from jobs import registry, smoke
 from jobs.core.reading import env_names
 from jobs.core.settings import Setting, Settings, settings_fields
 from tests.support import ray_memory, runs
@@ -256,7 +256,35 @@ def _driver_env(doc: dict[str, Any], runtime_env: dict[str, Any]) -> dict[str, s
     return {**env, **(runtime_env.get("env_vars") or {})}
 
 
-@pytest.mark.parametrize("path", GPU_JOBS + KIND_JOBS, ids=ids(GPU_JOBS + KIND_JOBS))
+STAGE_JOBS = [p for p in GPU_JOBS + KIND_JOBS if p.stem != f"rayjob-{smoke.NAME}"]
+SMOKE_JOBS = [p for p in GPU_JOBS + KIND_JOBS if p.stem == f"rayjob-{smoke.NAME}"]
+
+
+@pytest.mark.parametrize("path", SMOKE_JOBS, ids=ids(SMOKE_JOBS))
+def test_the_smoke_driver_gets_its_variant_and_the_clusters_settings(path: Path) -> None:
+    """make smoke's RayJob: the submitter runs jobs.smoke, whose driver reads its variant
+    (make manifests COLD_START applies a report to it), the volume, the GPU model and the
+    cold-start wait from what the head and the runtime env give it."""
+    doc = load(path)
+    variant = variant_of(path)
+    values = VALUES[variant]
+    words = shlex.split(submitter.command(doc["spec"], cluster="c", job_id="j")[3])
+    assert words[words.index("--", words.index("submit")) + 1 :][:3] == [
+        "python",
+        "-m",
+        smoke.MODULE,
+    ]
+    parsed = parse_runtime_env_args(runtime_env_json=words[words.index("--runtime-env-json") + 1])
+    env = _driver_env(doc, RuntimeEnv(**parsed))
+    settings = smoke.read_settings(env)
+    assert settings.variant == variant and settings.skip == {}
+    assert settings.storage_dir == Path(SHARED) / smoke.NAME
+    assert settings.accelerator_type == values["worker"]["accelerator_type"]
+    if real_gpus(variant):
+        assert settings.gpu_wait_s == values["cold_start_s"]["t4"]
+
+
+@pytest.mark.parametrize("path", STAGE_JOBS, ids=ids(STAGE_JOBS))
 def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> None:
     doc = load(path)
     values = VALUES[variant_of(path)]

@@ -36,6 +36,7 @@ AT_ONCE = {
     "asha": 4,  # 4 trials of one GPU (ASHA stops some early; the T4s stay held)
     "checkpoint": 4,  # 4 trials of one GPU
     "train": 4,  # 2 trials at once (max_concurrent), 2 Train workers of one GPU each
+    "smoke": 1,  # make smoke: one GPU worker's checks
 }
 
 
@@ -76,7 +77,7 @@ def stage_of(path: Path) -> str:
 
 def test_every_rayjob_names_the_queue_and_leaves_suspend_to_kueue(queued: Docs) -> None:
     jobs = rayjobs(queued)
-    assert len(jobs) == len(VARIANTS) * len(registry.names())
+    assert len(jobs) == len(VARIANTS) * (len(registry.names()) + 1)  # and make smoke's
     for path, doc in jobs.items():
         assert doc["kind"] == "RayJob"
         assert doc["metadata"]["labels"][kueue.QUEUE_LABEL] == "team-a", path

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from jobs import registry
+from jobs import registry, smoke
 from tests.support.kuberay.pods import KUBERAY_VERSION
 from tests.support.manifests import (
     ALL_RAY,
@@ -152,7 +152,7 @@ def test_versions_follow_the_pyproject_pin(path: Path) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_has_a_rayjob_per_stage_and_its_other_documents(variant: str) -> None:
     jobs = sorted(p.stem.removeprefix("rayjob-") for p in folder(variant).glob("rayjob-*.yaml"))
-    assert jobs == sorted(registry.names())
+    assert jobs == sorted([*registry.names(), smoke.NAME])  # make smoke's, beside the stages
     for name in ("raycluster", "results-reader", "storage", "networkpolicy"):
         assert (folder(variant) / f"{name}.yaml").is_file(), name
 
@@ -173,9 +173,10 @@ def test_deadlines_cover_the_variants_cold_starts(path: Path) -> None:
     stage = path.stem.removeprefix("rayjob-")
     # Fail fast while the cluster cannot come up; the whole attempt has room for a cold node.
     assert doc["spec"]["preRunningDeadlineSeconds"] == v["cold_start_s"]["head"] > 0
-    expected = v["deadline_s"] or (
-        registry.kubernetes_facts(stage)["deadline_s"] + v["cold_start_s"]["t4"]
+    own = (
+        smoke.DEADLINE_S if stage == smoke.NAME else registry.kubernetes_facts(stage)["deadline_s"]
     )
+    expected = v["deadline_s"] or own + v["cold_start_s"]["t4"]
     assert doc["spec"]["activeDeadlineSeconds"] == expected
     assert doc["spec"]["preRunningDeadlineSeconds"] < doc["spec"]["activeDeadlineSeconds"]
 
@@ -186,10 +187,13 @@ def test_rayjob_entrypoint_is_its_stage_and_a_failed_attempt_is_retried(path: Pa
     (doc,) = docs(path)
     stage = path.stem.removeprefix("rayjob-")
     spec = doc["spec"]
-    assert spec["entrypoint"] == f"python -m {registry.STAGES[stage]}"
+    module = smoke.MODULE if stage == smoke.NAME else registry.STAGES[stage]
+    assert spec["entrypoint"] == f"python -m {module}"
     assert (REPO / "jobs" / f"{stage}.py").is_file()
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
-    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 1
+    # A stage's failed attempt is retried (it resumes); a failed smoke run is a finding.
+    assert spec["activeDeadlineSeconds"] > 0
+    assert spec["backoffLimit"] == 0 if stage == smoke.NAME else spec["backoffLimit"] >= 1
     assert "clusterSelector" not in spec
     env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert set(env) == {"env_vars"}

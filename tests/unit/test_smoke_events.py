@@ -1,0 +1,69 @@
+"""k8s/bin/smoke_events.py: the cold-start timeline `make smoke` prints, from a RayJob, its
+first worker pod, that pod's node and events (as kubectl returns them)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from tests.support.runs import REPO
+
+spec = importlib.util.spec_from_file_location("smoke_events", REPO / "k8s/bin/smoke_events.py")
+assert spec is not None and spec.loader is not None
+smoke_events = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(smoke_events)
+
+RAYJOB = {
+    "metadata": {"name": "ray-tune-smoke", "creationTimestamp": "2026-12-07T10:00:00Z"},
+    "status": {"startTime": "2026-12-07T10:00:01Z", "endTime": "2026-12-07T10:07:30Z"},
+}
+WORKER = {
+    "metadata": {"name": "w-1", "creationTimestamp": "2026-12-07T10:01:00Z"},
+    "spec": {"nodeName": "gke-t4-1"},
+    "status": {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastTransitionTime": "2026-12-07T10:03:40Z",
+            },
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-07T10:06:50Z"},
+        ]
+    },
+}
+NODE = {
+    "metadata": {"creationTimestamp": "2026-12-07T10:02:30Z"},
+    "status": {
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-07T10:03:35Z"}
+        ]
+    },
+}
+EVENTS = [
+    {"reason": "Pulling", "firstTimestamp": "2026-12-07T10:03:41Z"},
+    {
+        "reason": "Pulled",
+        "firstTimestamp": "2026-12-07T10:06:10Z",
+        "message": 'Successfully pulled image "x" in 2m29s',
+    },
+    {"reason": "Started", "eventTime": "2026-12-07T10:06:12Z"},
+]
+
+
+def test_a_cold_start_from_zero_in_the_order_it_happens() -> None:
+    rows = {
+        what: (s, detail) for what, s, detail in smoke_events.timeline(RAYJOB, WORKER, NODE, EVENTS)
+    }
+    assert rows["worker pod created"][0] == 60
+    assert rows["gpu node created"] == (150, "new: scaled from zero")
+    assert rows["gpu node ready"][0] == 215 and rows["worker pod scheduled"][0] == 220
+    assert rows["image pulled"] == (370, 'Successfully pulled image "x" in 2m29s')
+    assert rows["worker container started"][0] == 372 and rows["job ended"][0] == 450
+    text = smoke_events.render(smoke_events.timeline(RAYJOB, WORKER, NODE, EVENTS))
+    assert "image pulled" in text and "370" in text
+
+
+def test_a_worker_that_never_came_shows_dashes_not_zeros() -> None:
+    rows = smoke_events.timeline(RAYJOB, None, None, [])
+    seen = {what: s for what, s, _ in rows}
+    assert seen["worker pod created"] is None and seen["image pulled"] is None
+    assert "  gpu node ready                 -" in smoke_events.render(rows)
