@@ -108,6 +108,7 @@ install: $(STAMP) ## Create the virtualenv with exactly the locked versions (.ci
 client: $(CLIENT_STAMP) ## The small workstation venv for the Kubernetes targets (.ci/lock/client.txt; Linux, macOS).
 
 $(CLIENT_VENV)/.installed-%: .ci/lock/client.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and f"error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with tomllib); $(PYTHON) is {sys.version.split()[0]}: pass PYTHON=python3.11")'
 	@test -x $(CLIENT_PY) || $(PYTHON) -m venv $(CLIENT_VENV)
 	$(CLIENT_PY) -m pip install -qq --require-hashes --no-deps -r .ci/lock/client.txt
 	@rm -f $(CLIENT_VENV)/.installed-*

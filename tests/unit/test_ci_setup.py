@@ -96,3 +96,28 @@ def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
     assert first == "error: the lock is for Python 3.11; " + str(fake) + " is 3.12.0: " + (
         "pass PYTHON=python3.11"
     ), proc.stderr
+
+
+def test_the_client_venv_refuses_a_python_older_than_3_11(tmp_path) -> None:
+    # k8s/render.py reads TOML with tomllib (3.11): a 3.10 gets one error line, no venv.
+    fake = tmp_path / "python3.10"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -c ]; then shift; exec ' + sys.executable + ' -c "import sys; '
+        "code = sys.argv.pop(1); sys.version_info = (3, 10, 14); sys.version = '3.10.14'; "
+        'exec(code)" "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    venv = tmp_path / "client"
+    proc = subprocess.run(
+        ["make", "-s", "client", f"CLIENT_VENV={venv}", f"PYTHON={fake}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and not venv.exists(), proc
+    assert proc.stderr.splitlines()[0].startswith(
+        f"error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with tomllib); "
+        f"{fake} is 3.10.14"
+    ), proc.stderr
