@@ -73,17 +73,24 @@ def test_make_test_runs_it_first_and_ci_runs_make_test() -> None:
     assert 'make test VENV="$VENV"' in (REPO / ".ci" / "run").read_text()
 
 
-def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
-    # A Python that says it is 3.12: one error line naming the fix, and no venv made.
-    fake = tmp_path / "python3.12"
+def fake_python(tmp_path: Path, version: tuple[int, int, int]) -> Path:
+    """A `python` whose `-c` code sees sys.version_info and sys.version as `version`."""
+    dotted = ".".join(map(str, version))
+    fake = tmp_path / f"python{version[0]}.{version[1]}"
     fake.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = -c ]; then shift; exec ' + sys.executable + ' -c "import sys; '
-        "code = sys.argv.pop(1); sys.version_info = (3, 12, 0); sys.version = '3.12.0'; "
+        f"code = sys.argv.pop(1); sys.version_info = {version}; sys.version = '{dotted}'; "
         'exec(code)" "$@"; fi\n'
         f'exec {sys.executable} "$@"\n'
     )
     fake.chmod(0o755)
+    return fake
+
+
+def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
+    # A Python that says it is 3.12: one error line naming the fix, and no venv made.
+    fake = fake_python(tmp_path, (3, 12, 0))
     venv = tmp_path / "venv"
     proc = subprocess.run(
         ["make", "-s", "install", f"VENV={venv}", f"PYTHON={fake}"],
@@ -100,15 +107,7 @@ def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
 
 def test_the_client_venv_refuses_a_python_older_than_3_11(tmp_path) -> None:
     # k8s/render.py reads TOML with tomllib (3.11): a 3.10 gets one error line, no venv.
-    fake = tmp_path / "python3.10"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = -c ]; then shift; exec ' + sys.executable + ' -c "import sys; '
-        "code = sys.argv.pop(1); sys.version_info = (3, 10, 14); sys.version = '3.10.14'; "
-        'exec(code)" "$@"; fi\n'
-        f'exec {sys.executable} "$@"\n'
-    )
-    fake.chmod(0o755)
+    fake = fake_python(tmp_path, (3, 10, 14))
     venv = tmp_path / "client"
     proc = subprocess.run(
         ["make", "-s", "client", f"CLIENT_VENV={venv}", f"PYTHON={fake}"],
