@@ -170,7 +170,7 @@ def judge(
     """Each check's verdict from what the worker saw; `read_back(path)` is the head's read of
     the worker's file: (content, owner uid), or None where it cannot read it."""
     model = settings.accelerator_type
-    if probe is None:
+    if probe is None or joined_s is None:
         why = (
             f"no {model} worker joined within GPU_WAIT_S={settings.gpu_wait_s}s"
             if joined_s is None
@@ -180,95 +180,74 @@ def judge(
             f"kubectl describe pod of the pending {model} worker; make preflight (autoscaler "
             "rights, GPU quota, pool labels and taints)"
         )
+        unreached = "not reached: no worker ran the probe"
         checks = [Check("gpu_worker", "problem", why, fix)]
-        checks += [
-            Check(n, "problem", "not reached: no worker ran the probe", fix) for n in CHECKS[1:]
-        ]
+        checks += [Check(name, "problem", unreached, fix) for name in CHECKS[1:]]
         return _skips(settings, checks)
     where = "scaled up from zero" if from_zero else "already up at the start"
+    joined = f"{model} worker {probe.node_id[:12]} {where}, {joined_s:.0f} s in"
     checks = [
-        Check(
-            "gpu_worker", "ok", f"{model} worker {probe.node_id[:12]} {where}, {joined_s:.0f} s in"
-        )
+        Check("gpu_worker", "ok", joined),
+        _cuda(probe, model),
+        _volume(probe, read_back(probe.volume_file) if probe.volume_file else None),
+        *_network(probe),
     ]
-    if (
-        probe.cuda
-        and model.lower() in probe.device_name.lower()
-        and (probe.matmul_error or 0) < 1e-2
-    ):
-        checks.append(
-            Check("cuda", "ok", f"{probe.device_name}; matmul {MATMUL_N}^2 matches the CPU's")
-        )
-    else:
-        seen = probe.cuda_error or (
-            f"CUDA device {probe.device_name!r}, not a {model}"
-            if probe.cuda
-            else "torch sees no CUDA device"
-        )
-        checks.append(
-            Check(
-                "cuda",
-                "problem",
-                seen,
-                "the NVIDIA driver and device plugin on the GPU pool: make device-plugin; "
-                "kubectl describe node (nvidia.com/gpu allocatable)",
-            )
-        )
-    volume_fix = "a ReadWriteMany claim mounted on every pod (make storage); fsGroup 100"
-    seen_back = read_back(probe.volume_file) if probe.volume_file else None
-    if probe.volume_error:
-        checks.append(
-            Check(
-                "volume", "problem", f"the worker could not write: {probe.volume_error}", volume_fix
-            )
-        )
-    elif seen_back is None or seen_back[0] != probe.token:
-        checks.append(
-            Check(
-                "volume",
-                "problem",
-                f"the head does not see {probe.volume_file} as written",
-                volume_fix,
-            )
-        )
-    else:
-        checks.append(
-            Check("volume", "ok", f"written by uid {seen_back[1]} on the worker, read by the head")
-        )
-    gcs_fix = "the head's Service; the NetworkPolicy between project pods (make network-policy)"
-    if not probe.gcs:
-        checks.append(
-            Check("gcs_service", "skipped", "not on KubeRay: the worker has no FQ_RAY_IP")
-        )
-        checks.append(
-            Check("network_policy", "skipped", "not on KubeRay: the worker has no FQ_RAY_IP")
-        )
-    elif probe.gcs_error:
-        checks.append(Check("gcs_service", "problem", f"{probe.gcs}: {probe.gcs_error}", gcs_fix))
-        checks.append(
-            Check("network_policy", "problem", "the worker cannot reach the head's GCS", gcs_fix)
-        )
-    else:
-        checks.append(Check("gcs_service", "ok", f"{probe.gcs} reached from the worker"))
-        if probe.api_error:
-            checks.append(
-                Check(
-                    "network_policy",
-                    "ok",
-                    f"GCS let through; the API server refused ({probe.api_error})",
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    "network_policy",
-                    "problem",
-                    "the worker reached the Kubernetes API: NetworkPolicies are not enforced",
-                    "a network plugin that enforces them (GKE Dataplane V2; the VPC CNI's "
-                    "network policy agent on EKS; Azure NPM or Cilium on AKS); make network-policy",
-                )
-            )
     return _skips(settings, checks)
+
+
+def _cuda(probe: Probe, model: str) -> Check:
+    matches = (probe.matmul_error or 0.0) < 1e-2
+    if probe.cuda and model.lower() in probe.device_name.lower() and matches:
+        return Check("cuda", "ok", f"{probe.device_name}; matmul {MATMUL_N}^2 matches the CPU's")
+    if probe.cuda_error:
+        seen = probe.cuda_error
+    elif not probe.cuda:
+        seen = "torch sees no CUDA device"
+    elif model.lower() not in probe.device_name.lower():
+        seen = f"CUDA device {probe.device_name!r}, not a {model}"
+    else:
+        seen = f"a matmul on {probe.device_name} differs from the CPU's by {probe.matmul_error}"
+    fix = (
+        "the NVIDIA driver and device plugin on the GPU pool: make device-plugin; "
+        "kubectl describe node (nvidia.com/gpu allocatable)"
+    )
+    return Check("cuda", "problem", seen, fix)
+
+
+def _volume(probe: Probe, seen_back: tuple[str, int] | None) -> Check:
+    fix = "a ReadWriteMany claim mounted on every pod (make storage); fsGroup 100"
+    if probe.volume_error:
+        return Check("volume", "problem", f"the worker could not write: {probe.volume_error}", fix)
+    if seen_back is None or seen_back[0] != probe.token:
+        return Check(
+            "volume", "problem", f"the head does not see {probe.volume_file} as written", fix
+        )
+    if seen_back[1] != probe.uid:  # e.g. an NFS export that squashes or maps users
+        owner = f"the head sees it owned by uid {seen_back[1]}, not the worker's uid {probe.uid}"
+        return Check("volume", "problem", owner, f"{fix}; the file system's user mapping")
+    return Check("volume", "ok", f"written by uid {probe.uid} on the worker, read by the head")
+
+
+def _network(probe: Probe) -> list[Check]:
+    if not probe.gcs:
+        off = "not on KubeRay: the worker has no FQ_RAY_IP"
+        return [Check("gcs_service", "skipped", off), Check("network_policy", "skipped", off)]
+    fix = "the head's Service; the NetworkPolicy between project pods (make network-policy)"
+    if probe.gcs_error:
+        return [
+            Check("gcs_service", "problem", f"{probe.gcs}: {probe.gcs_error}", fix),
+            Check("network_policy", "problem", "the worker cannot reach the head's GCS", fix),
+        ]
+    reached = Check("gcs_service", "ok", f"{probe.gcs} reached from the worker")
+    if probe.api_error:
+        let = f"GCS let through; the API server refused ({probe.api_error})"
+        return [reached, Check("network_policy", "ok", let)]
+    enforce = (
+        "a network plugin that enforces them (GKE Dataplane V2; the VPC CNI's network policy "
+        "agent on EKS; Azure NPM or Cilium on AKS); make network-policy"
+    )
+    unenforced = "the worker reached the Kubernetes API: NetworkPolicies are not enforced"
+    return [reached, Check("network_policy", "problem", unenforced, enforce)]
 
 
 def _skips(settings: SmokeSettings, checks: list[Check]) -> list[Check]:

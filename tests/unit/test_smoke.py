@@ -60,6 +60,7 @@ def test_a_sound_cluster_passes_every_check() -> None:
         ("volume", dataclasses.replace(SOUND, volume_error="PermissionError: denied"), None),
         ("volume", SOUND, None),  # the head does not see the file: not the same volume
         ("volume", SOUND, ("stale", 1000)),
+        ("volume", SOUND, ("cafe", 65534)),  # the volume maps the worker's uid to nobody
         ("network_policy", dataclasses.replace(SOUND, api_error=""), ("cafe", 1000)),
     ],
 )
