@@ -88,35 +88,38 @@ def fake_python(tmp_path: Path, version: tuple[int, int, int]) -> Path:
     return fake
 
 
-def test_the_venv_refuses_a_python_the_lock_is_not_for(tmp_path) -> None:
-    # A Python that says it is 3.12: one error line naming the fix, and no venv made.
-    fake = fake_python(tmp_path, (3, 12, 0))
+@pytest.mark.parametrize(
+    ("target", "venv_var", "version", "message"),
+    [
+        # The dev venv's lock is for 3.11 exactly: a 3.12 gets one error line naming the fix.
+        (
+            "install",
+            "VENV",
+            (3, 12, 0),
+            "error: the lock is for Python 3.11; {fake} is 3.12.0: pass PYTHON=python3.11",
+        ),
+        # The client's k8s/render.py reads TOML with tomllib (3.11): a 3.10 is refused.
+        (
+            "client",
+            "CLIENT_VENV",
+            (3, 10, 14),
+            "error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with "
+            "tomllib); {fake} is 3.10.14: pass PYTHON=python3.11",
+        ),
+    ],
+    ids=["venv-3.12", "client-3.10"],
+)
+def test_a_venv_refuses_a_python_it_cannot_use(
+    tmp_path, target: str, venv_var: str, version: tuple[int, int, int], message: str
+) -> None:
+    # One error line naming the fix, and no venv made.
+    fake = fake_python(tmp_path, version)
     venv = tmp_path / "venv"
     proc = subprocess.run(
-        ["make", "-s", "install", f"VENV={venv}", f"PYTHON={fake}"],
+        ["make", "-s", target, f"{venv_var}={venv}", f"PYTHON={fake}"],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2 and not venv.exists(), proc
-    first = proc.stderr.splitlines()[0]
-    assert first == "error: the lock is for Python 3.11; " + str(fake) + " is 3.12.0: " + (
-        "pass PYTHON=python3.11"
-    ), proc.stderr
-
-
-def test_the_client_venv_refuses_a_python_older_than_3_11(tmp_path) -> None:
-    # k8s/render.py reads TOML with tomllib (3.11): a 3.10 gets one error line, no venv.
-    fake = fake_python(tmp_path, (3, 10, 14))
-    venv = tmp_path / "client"
-    proc = subprocess.run(
-        ["make", "-s", "client", f"CLIENT_VENV={venv}", f"PYTHON={fake}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and not venv.exists(), proc
-    assert proc.stderr.splitlines()[0].startswith(
-        f"error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with tomllib); "
-        f"{fake} is 3.10.14"
-    ), proc.stderr
+    assert proc.stderr.splitlines()[0] == message.format(fake=fake), proc.stderr
