@@ -30,6 +30,7 @@ from jobs.core.outputs import archive, finish
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.search import search_space
 from jobs.core.settings import Settings
+from jobs.core.tensorboard import load_tensorboardx
 from jobs.core.training_spec import training_spec
 from jobs.core.tune_trial import train_trial
 from jobs.core.values import ConfigError
@@ -145,6 +146,7 @@ class TuneRun:
         print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)
         trainable = tune.with_resources(self.make_trainable(settings, plan), plan.resources)
         tolerate_memory_kills()
+        load_tensorboardx()  # before Tune adds its TensorBoard logger: no torch here
         grid = self.open_tuner(settings, plan, trainable).fit()
         histories = [records.history_of(r) for r in grid]
         trials = [
