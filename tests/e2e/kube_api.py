@@ -263,20 +263,28 @@ def pod_object(
     """A Pod as the autoscaler reads it: metadata.name/labels (ray.io/cluster, ray.io/group,
     ray.io/node-type), status.podIP, and the first container status's state, which Ray maps
     to its node status ("running" is up; "waiting"; "terminated" is failed; None: no status
-    yet, pending). `deleting` sets metadata.deletionTimestamp, which Ray skips."""
-    phase = {"running": "Running", "terminated": "Failed"}.get(state or "", "Pending")
+    yet, pending). "backoff": a container that exited under restartPolicy Always, waiting for
+    the kubelet to start it again (phase Running, state waiting CrashLoopBackOff, the exit in
+    lastState): not running for Ray, and not a pod KubeRay deletes (shouldDeletePod).
+    `deleting` sets metadata.deletionTimestamp, which Ray skips."""
+    phase = {"running": "Running", "backoff": "Running", "terminated": "Failed"}.get(
+        state or "", "Pending"
+    )
     status: dict[str, Any] = {"phase": phase}
     if ip:
         status["podIP"] = ip
     if state is not None:
-        detail: dict[str, Any] = {
-            "running": {"startedAt": _now()},
-            "waiting": {"reason": "ContainerCreating"},
-            "terminated": {"exitCode": 1, "reason": "Error"},
+        exited = {"exitCode": 1, "reason": "Error"}
+        shown: dict[str, Any] = {
+            "running": {"running": {"startedAt": _now()}},
+            "waiting": {"waiting": {"reason": "ContainerCreating"}},
+            "backoff": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "terminated": {"terminated": exited},
         }[state]
-        status["containerStatuses"] = [
-            {"name": container, "ready": state == "running", "state": {state: detail}}
-        ]
+        container_status = {"name": container, "ready": state == "running", "state": shown}
+        if state == "backoff":
+            container_status["lastState"] = {"terminated": exited}
+        status["containerStatuses"] = [container_status]
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
     if deleting:
         metadata["deletionTimestamp"] = _now()

@@ -26,7 +26,13 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
 - token authentication: one generated token in every Ray container and the submitter;
 - once every Ray container is ready, the submitter container runs job.go's command; a
   failed submitter pod is replaced up to the submitter Job's backoffLimit (2);
-- a Ray container that exits is restarted in place after 10 s (restartPolicy Always);
+- a Ray container that exits is restarted in place after 10 s (restartPolicy Always),
+  served to the autoscaler meanwhile as a Running pod whose container waits in
+  CrashLoopBackOff, not as running; a worker pod that is gone (its container removed: a
+  node lost) is no longer listed, and the next reconcile creates a new pod under a new name
+  (reconcilePods' diff; tests/support/kuberay/reconcile.py);
+- an emptyDir is a folder on disk per pod, shared by its containers and deleted with it;
+  only a `medium: Memory` one (KubeRay's /dev/shm) is a tmpfs counted against memory;
 - with enableInTreeAutoscaling, the autoscaler sidecar as BuildAutoscalerContainer builds
   it (`ray kuberay-autoscaler`, its env, resources and securityContext, the shared
   /tmp/ray) in the head's network namespace, against tests/e2e/kube_api.py: a stand-in
@@ -37,7 +43,9 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
 - activeDeadlineSeconds counts per attempt and ends the RayJob (DeadlineExceeded is not
   retried); preRunningDeadlineSeconds fails an attempt that is not Running in time
   (retried); dashboard checks failing for --status-check-timeout-s (KubeRay's
-  RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS, 300) end it (not retried); any other failure
+  RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS, 300) end it (not retried), a 404 for the job id
+  excepted: it waits while the submitter runs, and fails the RayJob (AppFailed) once the
+  submitter finished (the Running case after GetJobInfo); any other failure
   deletes the attempt's pods in the background, SIGTERM then SIGKILL after the pod's grace
   period, while the next attempt's cluster starts on the same volume and `backoffLimit`
   allows (rayjob_controller.go); containers get no swap (--memory-swap = --memory);
@@ -80,6 +88,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -92,6 +101,7 @@ from tests.e2e.kube_api import KubeApi, pod_object, raycluster_for_rayjob
 from tests.e2e.nodes import Cluster as Nodes
 from tests.support import kueue
 from tests.support.kuberay import pods, submitter
+from tests.support.kuberay.reconcile import JobInfo, on_job_info, workers_to_add
 from tests.support.kuberay.validation import validate_rayjob
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +111,7 @@ FS_GROUP_DEFAULT = 100
 RESTART_DELAY_S = 10.0  # the kubelet's first crash-loop back-off
 POLL_S = 2.0
 RUN_LABEL = "io.ray-tune-k8s.e2e-run"
+EMPTY_DIRS = "empty-dirs"  # under the run's work folder: the pods' disk-backed emptyDirs
 GRACE_S = 30  # terminationGracePeriodSeconds' default: SIGTERM, then SIGKILL
 STATUS_CHECK_TIMEOUT_S = 300  # DEFAULT_RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS (constant.go)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -233,7 +244,10 @@ class Attempt:
     autoscaler: str = ""  # the sidecar's container name, once started
     ray_logs: Path | None = None  # KubeRay's ray-logs emptyDir at /tmp/ray (head, sidecar)
     deleted: list[str] = field(default_factory=list)  # worker pods deleted by workersToDelete
+    vanished: list[str] = field(default_factory=list)  # worker pods gone by no rule of ours
     status_failing_since: float | None = None
+    job_not_found: bool = False  # the last GetJobInfo was a 404
+    job_info_failure: str | None = None  # what that 404 ended the RayJob with, if it did
     running_at: float | None = None
     job_running_at: float | None = None  # the Ray job's status first read as RUNNING
 
@@ -410,7 +424,7 @@ class RayJobRun:
         return flags
 
     def _mounts(
-        self, pod: dict[str, Any], container: dict[str, Any], shm: pods.Shm | None
+        self, pod: dict[str, Any], pod_name: str, container: dict[str, Any], shm: pods.Shm | None
     ) -> list[str]:
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         flags = []
@@ -421,9 +435,16 @@ class RayJobRun:
                 continue  # below, from `shm`
             if "persistentVolumeClaim" in volume:
                 flags += ["--volume", f"{self.volume}:{path}"]
-            elif "emptyDir" in volume:
-                # An emptyDir: writable by the pod's fsGroup, like the kubelet makes it.
+            elif volume.get("emptyDir", {}).get("medium") == "Memory":
+                # A memory-backed emptyDir: a tmpfs, counted against the memory limit.
                 flags += ["--mount", f"type=tmpfs,destination={path},tmpfs-mode=1777"]
+            elif "emptyDir" in volume:
+                # The default medium: a folder on the node's disk, shared by the pod's
+                # containers (an init container's too), ephemeral storage and not memory (a
+                # tmpfs here made Ray's /tmp/ray count against the memory limit), writable by
+                # the pod's users, deleted with the pod.
+                folder = self._empty_dir(pod_name, mount["name"])
+                flags += ["--volume", f"{folder}:{path}"]
             else:
                 raise SystemExit(
                     f"error: volume {mount['name']}: only PVCs and emptyDirs are emulated"
@@ -434,6 +455,16 @@ class RayJobRun:
             )
             flags += ["--shm-size", str(size)]
         return flags
+
+    def _empty_dir(self, pod_name: str, volume: str) -> Path:
+        folder = self.work / EMPTY_DIRS / pod_name / volume
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o1777)
+        return folder
+
+    def _remove_empty_dirs(self, pod_names: list[str]) -> None:
+        for name in pod_names:
+            shutil.rmtree(self.work / EMPTY_DIRS / name, ignore_errors=True)
 
     def _ray_pod(self, attempt: Attempt, group: dict[str, Any], *, head: bool) -> Container:
         pod = group["template"]["spec"]
@@ -493,7 +524,7 @@ class RayJobRun:
                         {"name": "wait-gcs-ready", "resources": {"limits": pods.INIT_RESOURCES}}
                     ),
                     *[f for k, v in init_env.items() for f in ("--env", f"{k}={v}")],
-                    *self._mounts(pod, container, None),
+                    *self._mounts(pod, name, container, None),
                     "--entrypoint",
                     "/bin/bash",
                     image,
@@ -508,7 +539,7 @@ class RayJobRun:
             "--hostname",
             name,
             *[f for k, v in env.items() for f in ("--env", f"{k}={v}")],
-            *self._mounts(pod, container, pods.dev_shm(pod, params)),
+            *self._mounts(pod, name, container, pods.dev_shm(pod, params)),
         ]
         if head:
             args += ["--network-alias", pods.head_service(attempt.cluster), "--network-alias", fqdn]
@@ -623,6 +654,8 @@ class RayJobRun:
             containers = list(attempt.ray)
         for c in containers:
             state = {"Pending": None, "Initializing": "waiting", "Running": "running"}[c.phase]
+            if state == "running" and c.exited_at is not None:  # the kubelet's back-off
+                state = "backoff"
             out.append(
                 pod_object(
                     c.name,
@@ -675,7 +708,7 @@ class RayJobRun:
                 self._delete_pods(attempt, [c], wait=False)  # the API returns at once
                 attempt.deleted.append(c.name)
                 mine.remove(c)
-            for _ in range(replicas - len(mine)):
+            for _ in range(workers_to_add(replicas, [c.name for c in mine], set())):
                 self._ray_pod(attempt, group, head=False)
                 self.workers_created += 1
             alive = sum(1 for c in attempt.ray if c.role == "worker")
@@ -736,6 +769,7 @@ class RayJobRun:
 
         def delete() -> None:
             self.podman.remove(names, grace_s=self.options.grace_s)
+            self._remove_empty_dirs(pod_names)
             with self._lock:
                 self.released.extend(pod_names)
 
@@ -750,7 +784,13 @@ class RayJobRun:
         return next(c for c in attempt.ray if c.role == "head")
 
     def _dashboard(self, attempt: Attempt, path: str) -> dict[str, Any] | None:
-        """The operator's dashboard client: HTTP to the head's dashboard port, with the token."""
+        """The operator's dashboard client: HTTP to the head's dashboard port, with the token;
+        None for no answer (a 404 included)."""
+        return self._ask(attempt, path)[1]
+
+    def _ask(self, attempt: Attempt, path: str) -> tuple[JobInfo, Any]:
+        """A dashboard request and what came of it: an answer, a 404 (the head answered that
+        it has no such thing), or none at all."""
         if not attempt.head_ip:
             attempt.head_ip = self.podman(
                 "inspect",
@@ -764,10 +804,12 @@ class RayJobRun:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read() or b"null")
+                return JobInfo.FOUND, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return (JobInfo.NOT_FOUND if err.code == 404 else JobInfo.UNREACHABLE), None
         except (OSError, ValueError):
             attempt.head_ip = ""  # a restarted head may come back with another address
-            return None
+            return JobInfo.UNREACHABLE, None
 
     def _alive_nodes(self, attempt: Attempt) -> int | None:
         nodes = self._dashboard(attempt, "/nodes?view=summary")
@@ -832,7 +874,7 @@ class RayJobRun:
             *self._limits(container),
             *[f for k, v in labels.items() for f in ("--label", f"{k}={v}")],
             *[f for k, v in env.items() for f in ("--env", f"{k}={v}")],
-            *self._mounts(pod, container, None),
+            *self._mounts(pod, name, container, None),
             "--entrypoint",
             command[0],
             self._image(container),
@@ -860,12 +902,24 @@ class RayJobRun:
         return deadline is not None and time.monotonic() - attempt.started > float(deadline)
 
     def _kubelet(self, attempt: Attempt) -> None:
-        """restartPolicy Always: an exited Ray container starts again in place."""
+        """restartPolicy Always: an exited Ray container starts again in place. A worker pod
+        that is gone (deleted by someone else, its node reclaimed) is no longer listed: the
+        next reconcile replaces it under a new name (reconcile.workers_to_add)."""
         now = time.monotonic()
-        for c in attempt.ray:
+        for c in list(attempt.ray):
             if c.phase != "Running":
                 continue
             status, code = self.podman.state(c.name)
+            if status == "missing" and c.role == "worker":
+                log(f"attempt {attempt.number}: worker pod {c.name} is gone (not listed)")
+                attempt.ray.remove(c)
+                attempt.vanished.append(c.name)
+                if c.init is not None:
+                    self.podman.remove([c.init[0]], grace_s=0)
+                self._remove_empty_dirs([c.name])
+                with self._lock:
+                    self.released.append(c.name)
+                continue
             if status not in ("exited", "stopped"):
                 continue
             if c.exited_at is None:
@@ -886,8 +940,8 @@ class RayJobRun:
 
     def _tick(self, attempt: Attempt) -> None:
         """One pass of the controllers: the RayCluster's pods, the scheduler, the kubelets."""
+        self._reconcile_workers(attempt)  # replicas from the API's RayCluster, or the spec's
         if attempt.api is not None:
-            self._reconcile_workers(attempt)
             for call in attempt.api.refused:
                 line = call.line()
                 if line not in self.refused:
@@ -896,13 +950,22 @@ class RayJobRun:
         self._schedule(attempt)
         self._kubelet(attempt)
 
-    def _job_status(self, attempt: Attempt) -> str:
-        info = self._dashboard(attempt, f"/api/jobs/{attempt.job_id}")
-        if info is None:  # recordJobStatusCheckFailure: the first failure starts the clock
-            if attempt.status_failing_since is None:
-                attempt.status_failing_since = time.monotonic()
+    def _job_status(self, attempt: Attempt, submitter_finished: bool = False) -> str:
+        """GetJobInfo and what the controller makes of its answer (reconcile.on_job_info): a
+        404 before the submitter finished waits; after it, fails the RayJob; no answer starts
+        the status-check clock (recordJobStatusCheckFailure)."""
+        answer, info = self._ask(attempt, f"/api/jobs/{attempt.job_id}")
+        decision = on_job_info(answer, submitter_finished)
+        if answer is JobInfo.NOT_FOUND and not attempt.job_not_found:
+            log(f"attempt {attempt.number}: GetJobInfo {attempt.job_id}: 404 (BadRequest)")
+        attempt.job_not_found = answer is JobInfo.NOT_FOUND
+        attempt.job_info_failure = decision.fail
+        if decision.start_timer and attempt.status_failing_since is None:
+            attempt.status_failing_since = time.monotonic()
+        if decision.reset_timer:
+            attempt.status_failing_since = None
+        if not isinstance(info, dict):
             return attempt.job_status
-        attempt.status_failing_since = None
         if info.get("status"):
             if info["status"] != attempt.job_status:
                 message = info.get("message") or ""
@@ -1030,10 +1093,12 @@ class RayJobRun:
             if status == "exited" and code == 0:
                 # The submitter Job completed: the Ray job's own status decides.
                 for _ in range(15):  # the controller's 30 s grace for a terminal status
+                    job_status = self._job_status(attempt, submitter_finished=True)
+                    if attempt.job_info_failure is not None:  # 404 after the submitter
+                        return Outcome("Failed", job_status, "AppFailed", attempt.job_info_failure)
                     if job_status in ("SUCCEEDED", "FAILED", "STOPPED"):
                         break
                     time.sleep(POLL_S)
-                    job_status = self._job_status(attempt)
                 if job_status in ("SUCCEEDED", "STOPPED"):
                     return Outcome("Complete", job_status)
                 if job_status == "FAILED":
@@ -1114,6 +1179,7 @@ class RayJobRun:
             names += [c.init[0] for c in pods_to_delete if c.init is not None]
             names += [attempt.autoscaler] if attempt.autoscaler else []
             self.podman.remove(submitters + names, grace_s=grace_s)
+            self._remove_empty_dirs(submitters + [c.name for c in pods_to_delete])
             self.podman.remove_network(network)
             with self._lock:
                 self.released.extend(submitters + [c.name for c in pods_to_delete])
@@ -1458,6 +1524,7 @@ def main(argv: list[str] | None = None) -> int:
                 "values": str(values_path),
                 "workers_created": job.workers_created,
                 "workers_deleted": sum(len(a.deleted) for a in job.attempts),
+                "workers_gone": [name for a in job.attempts for name in a.vanished],
                 "workers_left": job.workers_left,
                 "max_workers": job.max_workers,
                 "nodes_added": job.nodes.added,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import yaml
 
 from tests.e2e import podman_rayjob as runner
+from tests.support.kuberay.reconcile import NOT_FOUND_AFTER_SUBMITTER, JobInfo
 from tests.support.manifests import K8S, VALUES
 
 
@@ -23,8 +24,9 @@ def attempt() -> runner.Attempt:
 def test_dashboard_checks_failing_past_the_timeout_end_the_rayjob(tmp_path, monkeypatch) -> None:
     run = job(tmp_path, status_check_timeout_s=60)
     a = attempt()
-    answers = [None, {"status": "RUNNING"}, None, None]
-    monkeypatch.setattr(run, "_dashboard", lambda attempt, path: answers.pop(0))
+    none, running = (JobInfo.UNREACHABLE, None), (JobInfo.FOUND, {"status": "RUNNING"})
+    answers = [none, running, none, none]
+    monkeypatch.setattr(run, "_ask", lambda attempt, path: answers.pop(0))
     clock = [1000.0]
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
     run._job_status(a)  # fails: the clock starts
@@ -69,3 +71,95 @@ def test_a_manifest_names_its_variants_values_by_its_folder() -> None:
     assert runner.values_for(K8S / "eks" / "rayjob-asha.yaml").name == "eks.yaml"
     assert runner.values_for(K8S / "kind" / "rayjob-tune.yaml").name == "kind.yaml"
     assert runner.values_for(K8S / "rayjob-asha.yaml").name == "gke.yaml"  # the default
+
+
+def test_a_404_waits_for_the_submitter_and_fails_the_rayjob_once_it_finished(
+    tmp_path, monkeypatch
+) -> None:
+    """GetJobInfo's 404 is a BadRequest: no status-check clock (it would end the RayJob after
+    300 s while the submitter is still submitting); after the submitter, AppFailed."""
+    run = job(tmp_path, status_check_timeout_s=60)
+    a = attempt()
+    monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.NOT_FOUND, None))
+    monkeypatch.setattr(runner.time, "monotonic", lambda: 1000.0)
+    assert run._job_status(a) == "" and a.status_failing_since is None
+    assert a.job_not_found and a.job_info_failure is None
+    monkeypatch.setattr(runner.time, "monotonic", lambda: 5000.0)
+    assert run._status_checks_timed_out(a) is None  # never started
+    run._job_status(a, submitter_finished=True)
+    assert a.job_info_failure == NOT_FOUND_AFTER_SUBMITTER
+    # A 404 leaves a running clock as it is (the controller neither records nor resets).
+    b = attempt()
+    b.status_failing_since = 900.0
+    run._job_status(b)
+    assert b.status_failing_since == 900.0
+
+
+def test_an_exited_ray_container_is_served_as_crash_loop_back_off_not_running(tmp_path) -> None:
+    run = job(tmp_path)
+    a = attempt()
+    up = runner.Container("w-up", "worker", phase="Running")
+    down = runner.Container("w-down", "worker", phase="Running", exited_at=1.0)
+    a.ray += [up, down]
+    served = {p["metadata"]["name"]: p["status"] for p in run._pod_objects(a)}
+    assert served["w-up"]["containerStatuses"][0]["state"].keys() == {"running"}
+    # The pod stays Running (restartPolicy Always: KubeRay's shouldDeletePod keeps it), its
+    # container waiting in CrashLoopBackOff: Ray's autoscaler counts it as not running.
+    status = served["w-down"]
+    assert status["phase"] == "Running"
+    (container,) = status["containerStatuses"]
+    assert container["state"] == {"waiting": {"reason": "CrashLoopBackOff"}}
+    assert not container["ready"] and "terminated" in container["lastState"]
+
+
+def test_an_empty_dir_is_a_folder_on_disk_unless_its_medium_is_memory(tmp_path) -> None:
+    """In Kubernetes only a medium: Memory emptyDir is a tmpfs (KubeRay's /dev/shm); Ray's
+    /tmp on the default medium is disk, not memory counted against the limit."""
+    run = job(tmp_path)
+    pod = {
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "m", "emptyDir": {"medium": "Memory"}},
+        ]
+    }
+    container = {
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "m", "mountPath": "/m"}]
+    }
+    flags = run._mounts(pod, "pod-a", container, None)
+    folder = tmp_path / runner.EMPTY_DIRS / "pod-a" / "tmp"
+    assert flags == [
+        "--volume",
+        f"{folder}:/tmp",
+        "--mount",
+        "type=tmpfs,destination=/m,tmpfs-mode=1777",
+    ]
+    assert folder.is_dir() and folder.stat().st_mode & 0o1777 == 0o1777
+    # The same pod's init container shares the folder; another pod has its own.
+    assert run._mounts(pod, "pod-a", container, None)[1] == f"{folder}:/tmp"
+    assert "pod-b" in run._mounts(pod, "pod-b", container, None)[1]
+    run._remove_empty_dirs(["pod-a"])
+    assert not folder.exists()
+
+
+def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkeypatch) -> None:
+    """A worker whose container vanished (its node reclaimed) is no longer listed; the next
+    reconcile creates a new pod for the group's replicas, under a new name."""
+    run = job(tmp_path, manifest=K8S / "kind" / "rayjob-checkpoint.yaml")
+    a = attempt()
+    created: list[str] = []
+
+    def new_pod(attempt: runner.Attempt, group: dict, head: bool) -> None:
+        created.append(f"new-{len(created)}")
+        attempt.ray.append(runner.Container(created[-1], "worker", group=group["groupName"]))
+
+    monkeypatch.setattr(run, "_ray_pod", new_pod)
+    group = run.cluster_spec["workerGroupSpecs"][0]
+    old = runner.Container("old-worker", "worker", group=group["groupName"], phase="Running")
+    a.ray.append(old)
+    run._reconcile_workers(a)
+    assert group["replicas"] == 1 and created == []  # the group has its pod
+    monkeypatch.setattr(run.podman, "state", lambda name: ("missing", 0))
+    run._kubelet(a)
+    assert old not in a.ray and a.vanished == ["old-worker"] and "old-worker" in run.released
+    run._reconcile_workers(a)
+    assert created == ["new-0"] and [c.name for c in a.ray] == ["new-0"]
