@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,19 @@ def is_driver(argv: list[str], stage: str = "tune") -> bool:
 
 def is_trial(argv: list[str]) -> bool:
     return argv[0].startswith("ray::ImplicitFunc")  # a Tune trial's actor
+
+
+def job_trials(head: LocalCluster, client: Any, submission: str) -> list[dict[str, Any]]:
+    """The Tune trial actors (ImplicitFunc) of one submitted job, from the head's state API."""
+    job_id = client.get_job_info(submission).job_id
+    if job_id is None:  # the driver has not connected yet
+        return []
+    request = urllib.request.Request(
+        f"{head.dashboard_url}/api/v0/actors?limit=10000", headers=AUTH
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        actors = json.load(response)["data"]["result"]["result"]
+    return [a for a in actors if a["class_name"] == "ImplicitFunc" and a["job_id"] == job_id]
 
 
 def submission_id(output: str) -> str:
@@ -207,8 +221,11 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
         job = submission_id(log_path.read_text())
 
         def trial_running() -> bool:
-            running = client.get_job_status(job) == JobStatus.RUNNING
-            return running and any(is_trial(a) for a, _ in head_processes(head).values())
+            # This job's own trial actor ALIVE: a trial process of another test's job on
+            # this head, still exiting, once let the interrupt land before this trial existed.
+            if client.get_job_status(job) != JobStatus.RUNNING:
+                return False
+            return any(a["state"] == "ALIVE" for a in job_trials(head, client, job))
 
         wait_for(trial_running, "the job RUNNING with its trial started", 300, alive)
         proc.send_signal(signal.SIGINT)
@@ -238,11 +255,7 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
             "the driver and trial processes gone",
             60,
         )
-        request = urllib.request.Request(f"{head.dashboard_url}/api/v0/actors", headers=AUTH)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            actors = json.load(response)["data"]["result"]["result"]
-        job_id = client.get_job_info(job).job_id
-        trials = [a for a in actors if a["class_name"] == "ImplicitFunc" and a["job_id"] == job_id]
+        trials = job_trials(head, client, job)
         assert trials and all(a["state"] == "DEAD" for a in trials), trials
     finally:  # leave the shared head idle whatever happened
         if proc.poll() is None:

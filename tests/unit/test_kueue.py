@@ -20,6 +20,7 @@ from jobs import registry
 from tests.e2e import podman_rayjob as runner
 from tests.support import kueue
 from tests.support.kuberay.pods import cluster_pods
+from tests.support.kuberay.reconcile import JobInfo
 from tests.support.kuberay.validation import validate_rayjob
 from tests.support.manifests import CLOUDS, K8S, VALUES, VARIANTS
 
@@ -270,7 +271,7 @@ def test_the_runner_preempts_once_after_the_job_has_run_that_long(
     clock = [1000.0]
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
     assert not run._preempted(a)  # not RUNNING yet
-    monkeypatch.setattr(run, "_dashboard", lambda attempt, path: {"status": "RUNNING"})
+    monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.FOUND, {"status": "RUNNING"}))
     run._job_status(a)
     clock[0] = 1029.0
     assert not run._preempted(a) and not run.spec.get("suspend")
@@ -290,7 +291,7 @@ def test_the_runner_preempts_once_when_the_tests_file_appears_while_the_job_runs
     a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
     event.touch()
     assert not run._preempted(a)  # not RUNNING yet
-    monkeypatch.setattr(run, "_dashboard", lambda attempt, path: {"status": "RUNNING"})
+    monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.FOUND, {"status": "RUNNING"}))
     run._job_status(a)
     event.unlink()
     assert not run._preempted(a) and not run.spec.get("suspend")  # no event, however long
