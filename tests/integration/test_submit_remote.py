@@ -90,17 +90,21 @@ def is_trial(argv: list[str]) -> bool:
     return argv[0].startswith("ray::ImplicitFunc")  # a Tune trial's actor
 
 
-def job_trials(head: LocalCluster, client: Any, submission: str) -> list[dict[str, Any]]:
-    """The Tune trial actors (ImplicitFunc) of one submitted job, from the head's state API."""
-    job_id = client.get_job_info(submission).job_id
-    if job_id is None:  # the driver has not connected yet
-        return []
+def head_actors(head: LocalCluster) -> list[dict[str, Any]]:
+    """Every actor the head's state API knows, live or dead."""
     request = urllib.request.Request(
         f"{head.dashboard_url}/api/v0/actors?limit=10000", headers=AUTH
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        actors = json.load(response)["data"]["result"]["result"]
-    return [a for a in actors if a["class_name"] == "ImplicitFunc" and a["job_id"] == job_id]
+        return json.load(response)["data"]["result"]["result"]
+
+
+def job_trials(head: LocalCluster, client: Any, submission: str) -> list[dict[str, Any]]:
+    """The Tune trial actors (ImplicitFunc) of one submitted job."""
+    job_id = client.get_job_info(submission).job_id
+    return [
+        a for a in head_actors(head) if a["class_name"] == "ImplicitFunc" and a["job_id"] == job_id
+    ]
 
 
 def submission_id(output: str) -> str:
@@ -220,14 +224,19 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
         wait_for(lambda: "[submit] job " in log_path.read_text(), "the submission", 300, alive)
         job = submission_id(log_path.read_text())
 
-        def trial_running() -> bool:
-            # This job's own trial actor ALIVE: a trial process of another test's job on
-            # this head, still exiting, once let the interrupt land before this trial existed.
-            if client.get_job_status(job) != JobStatus.RUNNING:
-                return False
-            return any(a["state"] == "ALIVE" for a in job_trials(head, client, job))
+        def trial_training() -> bool:
+            # This job's own trial past its first epoch, from this job's driver log: a trial
+            # process of another job on this head, still exiting, once let the interrupt land
+            # before this trial existed (any `ray::ImplicitFunc` process counted then).
+            return bool(re.search(r"\] epoch 1/50 loss=", log_path.read_text()))
 
-        wait_for(trial_running, "the job RUNNING with its trial started", 300, alive)
+        try:
+            wait_for(trial_training, "this job's trial past its first epoch", 300, alive)
+        except AssertionError as err:  # say what the head held instead
+            actors = [(a["class_name"], a["state"], a["job_id"]) for a in head_actors(head)]
+            raise AssertionError(
+                f"{err}; the head's actors: {actors}\n{log_path.read_text()[-3000:]}"
+            ) from None
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
