@@ -99,14 +99,6 @@ def head_actors(head: LocalCluster) -> list[dict[str, Any]]:
         return json.load(response)["data"]["result"]["result"]
 
 
-def job_trials(head: LocalCluster, client: Any, submission: str) -> list[dict[str, Any]]:
-    """The Tune trial actors (ImplicitFunc) of one submitted job."""
-    job_id = client.get_job_info(submission).job_id
-    return [
-        a for a in head_actors(head) if a["class_name"] == "ImplicitFunc" and a["job_id"] == job_id
-    ]
-
-
 def submission_id(output: str) -> str:
     found = re.search(r"^\[submit\] job (\S+): ", output, re.M)
     assert found, output[-3000:]
@@ -258,14 +250,14 @@ def test_ctrl_c_stops_the_job_on_the_cluster(stage_env, head, tmp_path) -> None:
         assert "Traceback" not in output and f"Ctrl-C: stopping job {job}" in output, output
         assert output.rstrip().endswith(f"job {job} STOPPED"), output[-3000:]
         assert client.get_job_status(job) == JobStatus.STOPPED
-        # Nothing of the job keeps running: no driver, no trial process, no live trial actor.
+        # Nothing of the job keeps running: no driver and no trial process on the head. (Read
+        # from the processes, not Ray's actor table: in a CI run of the whole suite the state
+        # API listed none of this job's actors, live or dead, under the job client's job id.)
         wait_for(
             lambda: not any(is_trial(a) or is_driver(a) for a, _ in head_processes(head).values()),
             "the driver and trial processes gone",
             60,
         )
-        trials = job_trials(head, client, job)
-        assert trials and all(a["state"] == "DEAD" for a in trials), trials
     finally:  # leave the shared head idle whatever happened
         if proc.poll() is None:
             proc.kill()
