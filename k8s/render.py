@@ -234,8 +234,10 @@ def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
     return ENV.get_template(template).render(**context, **extra)
 
 
-def render_variant(variant: str) -> dict[Path, str]:
-    v = measured(variant, values(variant))
+def render_variant(variant: str, changed: dict[str, Any] | None = None) -> dict[Path, str]:
+    """The variant's files by path; `changed`: values that replace the file's (a test's
+    `spot: true`, as a user would edit it)."""
+    v = measured(variant, {**values(variant), **(changed or {})})
     out = folder(variant)
     context = _context(v)
 

@@ -11,6 +11,10 @@ as a node autoscaler (GKE's, Cluster Autoscaler, Karpenter) would grow and shrin
   The head's pool holds one node from the start and never scales (the walk makes it so);
   the GPU pool starts at zero.
 - Scale down: a node of the GPU pool with no pod for `idle_s` is removed.
+- Spot: with `spot: true` the GPU pool is a Spot pool, its nodes carrying the values'
+  `spot_node_selector` labels and `spot_node_taints`. `reclaim` is the provider's notice for
+  one of its nodes: cordoned at once (no new pod lands there), removed by `remove` when the
+  notice ends; a pod that loses its node is Pending again and the pool adds a node for it.
 Only the runner's own bookkeeping: nothing here talks to podman.
 """
 
@@ -37,6 +41,7 @@ class Node:
     pods: dict[str, dict[str, float]] = field(default_factory=dict)  # pod name -> requests
     empty_since: float | None = None
     nominated: str | None = None  # the pending pod this booting node was added for
+    reclaimed_at: float | None = None  # the provider's notice came: cordoned until removed
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at
@@ -68,11 +73,20 @@ class Cluster:
         self.boot_s, self.idle_s = boot_s, idle_s
         single = nodes["head"] == {k: v for k, v in nodes["t4"].items() if k != "max_nodes"}
         self.pools = [Pool("head", nodes["head"], 1, scales=False)]
+        self.spot = bool(values.get("spot"))
         if not single:  # kind: one node holds every pod
-            self.pools.append(Pool("t4", nodes["t4"], int(nodes["t4"].get("max_nodes", 1)), True))
+            t4 = nodes["t4"]
+            if self.spot:  # the cloud script created a Spot pool (k8s/templates/cloud-*.sh.j2)
+                t4 = {
+                    **t4,
+                    "labels": {**t4["labels"], **values["spot_node_selector"]},
+                    "taints": [*t4["taints"], *values.get("spot_node_taints", [])],
+                }
+            self.pools.append(Pool("t4", t4, int(t4.get("max_nodes", 1)), True))
         self.nodes: list[Node] = []
         self._names = itertools.count(1)
         self.added = self.removed = 0
+        self.reclaimed: list[str] = []  # nodes the provider took back
         self.max_nodes_seen: dict[str, int] = {}
         now = clock()
         self.nodes.append(self._node(self.pools[0], ready_at=now))
@@ -94,6 +108,8 @@ class Cluster:
         reasons: dict[str, int] = {}
         for node in self.nodes:
             why = scheduling.why_not(spec, node.shape, self._taken(node))
+            if node.reclaimed_at is not None:
+                why = ["node(s) were unschedulable"]  # cordoned: shutting down
             if not why and node.ready(now) and node.nominated in (None, pod_name):
                 node.pods[pod_name] = scheduling.pod_requests(spec)
                 node.empty_since = None
@@ -111,7 +127,7 @@ class Cluster:
             mine[0].nominated = pod_name
             return None, message + "; waiting for a new node to become Ready"
         for pool in self.pools:
-            count = sum(1 for n in self.nodes if n.pool == pool.name)
+            count = sum(1 for n in self.nodes if n.pool == pool.name and n.reclaimed_at is None)
             empty = Node("template", pool.name, pool.shape, 0.0)
             if pool.scales and count < pool.max_nodes and self._fits_empty(spec, empty):
                 node = self._node(pool, ready_at=now + self.boot_s)
@@ -153,7 +169,7 @@ class Cluster:
         now = self.clock()
         for node in list(self.nodes):
             pool = next(p for p in self.pools if p.name == node.pool)
-            if pool.scales and not node.pods and node.ready(now):
+            if pool.scales and not node.pods and node.ready(now) and node.reclaimed_at is None:
                 node.empty_since = node.empty_since or now
                 if now - node.empty_since >= self.idle_s:
                     self.nodes.remove(node)
@@ -162,3 +178,27 @@ class Cluster:
 
     def count(self, pool: str) -> int:
         return sum(1 for n in self.nodes if n.pool == pool)
+
+    def reclaimable(self) -> Node | None:
+        """The Spot node a reclaim takes: the first Ready one that holds a pod."""
+        now = self.clock()
+        if not self.spot:
+            return None
+        return next(
+            (
+                n
+                for n in self.nodes
+                if n.pool == "t4" and n.ready(now) and n.pods and n.reclaimed_at is None
+            ),
+            None,
+        )
+
+    def reclaim(self, node: Node) -> list[str]:
+        """The provider's notice: the node is cordoned; returns the pods on it."""
+        node.reclaimed_at = self.clock()
+        return list(node.pods)
+
+    def remove(self, node: Node) -> None:
+        """The notice is over: the VM is gone, and with it the node and whatever ran there."""
+        self.nodes.remove(node)
+        self.reclaimed.append(node.name)

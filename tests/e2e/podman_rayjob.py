@@ -31,6 +31,13 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
   CrashLoopBackOff, not as running; a worker pod that is gone (its container removed: a
   node lost) is no longer listed, and the next reconcile creates a new pod under a new name
   (reconcilePods' diff; tests/support/kuberay/reconcile.py);
+- Spot (a values file with `spot: true`: the T4 pool's nodes carry its Spot labels and
+  taints): --reclaim-when FILE reclaims one T4 node that holds a pod, once, when FILE exists
+  while the Ray job runs, on the values' spot_reclaim terms: the node is cordoned, its pods'
+  containers get SIGTERM and SIGKILL after grace_s (a paused one too), the pods are left
+  Failed (Terminated), KubeRay deletes them (shouldDeletePod) and reconcilePods creates new
+  ones, which wait Pending until the pool adds a node; the VM is gone after notice_s. The
+  outcome lists each reclaim (node, pods, notice, grace, when it came and went);
 - an emptyDir is a folder on disk per pod, shared by its containers and deleted with it;
   only a `medium: Memory` one (KubeRay's /dev/shm) is a tmpfs counted against memory;
 - with enableInTreeAutoscaling, the autoscaler sidecar as BuildAutoscalerContainer builds
@@ -101,7 +108,12 @@ from tests.e2e.kube_api import KubeApi, pod_object, raycluster_for_rayjob
 from tests.e2e.nodes import Cluster as Nodes
 from tests.support import kueue
 from tests.support.kuberay import pods, submitter
-from tests.support.kuberay.reconcile import JobInfo, on_job_info, workers_to_add
+from tests.support.kuberay.reconcile import (
+    JobInfo,
+    on_job_info,
+    should_delete_pod,
+    workers_to_add,
+)
 from tests.support.kuberay.validation import validate_rayjob
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +205,21 @@ class Podman:
             if name in self.containers:
                 self.containers.remove(name)
 
+    def stop(self, names: list[str], grace_s: float) -> None:
+        """The kubelet's termination: SIGTERM, then SIGKILL to what still runs after grace_s
+        (a paused container too: its signals wait, SIGKILL ends it). The containers stay: a
+        pod the kubelet terminated is still listed, Failed, until its controller deletes it."""
+        if not names:
+            return
+        self("kill", "--signal", "TERM", *names, check=False)
+        deadline = time.monotonic() + grace_s
+        live = names
+        while live and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = [n for n in live if self.state(n)[0] in ("running", "paused")]
+        if live:
+            self("kill", "--signal", "KILL", *live, check=False)
+
     def remove_network(self, name: str) -> None:
         self("network", "rm", "-f", name, check=False)
         if name in self.networks:
@@ -219,7 +246,9 @@ class Container:
     args: list[str] = field(default_factory=list)  # `podman run` arguments of the container
     secret: dict[str, str] = field(default_factory=dict)
     init: tuple[str, list[str], dict[str, str]] | None = None  # wait-gcs-ready
-    phase: str = "Pending"  # Pending -> Initializing (init running) -> Running
+    # Pending -> Initializing (init running) -> Running; a reclaimed node's pod: Running ->
+    # Terminating (its grace period) -> Failed, until KubeRay deletes it.
+    phase: str = "Pending"
     node: str = ""
     reason: str = ""
     created: float = field(default_factory=time.monotonic)
@@ -245,11 +274,24 @@ class Attempt:
     ray_logs: Path | None = None  # KubeRay's ray-logs emptyDir at /tmp/ray (head, sidecar)
     deleted: list[str] = field(default_factory=list)  # worker pods deleted by workersToDelete
     vanished: list[str] = field(default_factory=list)  # worker pods gone by no rule of ours
+    failed_deleted: list[str] = field(default_factory=list)  # Failed pods KubeRay deleted
     status_failing_since: float | None = None
     job_not_found: bool = False  # the last GetJobInfo was a 404
     job_info_failure: str | None = None  # what that 404 ended the RayJob with, if it did
     running_at: float | None = None
     job_running_at: float | None = None  # the Ray job's status first read as RUNNING
+
+
+@dataclass
+class Reclaim:
+    """One Spot node taken back: the provider's notice, the pods' grace, the node gone."""
+
+    node: str
+    pods: list[str]
+    notice_at: float  # time.monotonic()
+    notice_s: float
+    grace_s: float
+    gone_at: float | None = None
 
 
 @dataclass
@@ -276,6 +318,7 @@ class Options:
     admit_after_s: float = 3.0  # Kueue: how long a queued RayJob waits for admission
     preempt_after_s: float | None = None  # Kueue: preempt once, this long after RUNNING
     preempt_when: Path | None = None  # Kueue: preempt once, when this file exists
+    reclaim_when: Path | None = None  # Spot: reclaim one T4 node once, when this file exists
     linger_s: float = 0.0  # keep a finished job's cluster (ttlSecondsAfterFinished) this long
     kueue_elastic_gate: bool = False  # Kueue's ElasticJobsViaWorkloadSlices gate is on
     keep_logs: bool = False  # every attempt's logs, not only failed and suspended ones'
@@ -348,6 +391,8 @@ class RayJobRun:
         self.scale_up_s: float | None = None  # job Running -> first worker's Ray node alive
         self.deleting: list[threading.Thread] = []
         self.released: list[str] = []  # pods whose background deletion ended
+        self.reclaims: list[Reclaim] = []
+        self.started = time.monotonic()
         self._lock = threading.Lock()
 
     # --- pods --------------------------------------------------------------------------
@@ -653,7 +698,13 @@ class RayJobRun:
         with self._lock:
             containers = list(attempt.ray)
         for c in containers:
-            state = {"Pending": None, "Initializing": "waiting", "Running": "running"}[c.phase]
+            state = {
+                "Pending": None,
+                "Initializing": "waiting",
+                "Running": "running",
+                "Terminating": "running",  # a node shutdown's grace period: still Running
+                "Failed": "terminated",
+            }[c.phase]
             if state == "running" and c.exited_at is not None:  # the kubelet's back-off
                 state = "backoff"
             out.append(
@@ -700,6 +751,18 @@ class RayJobRun:
         to the autoscaler: no random deletion)."""
         for group, replicas, to_delete in self._desired(attempt):
             mine = [c for c in attempt.ray if c.role == "worker" and c.group == group["groupName"]]
+            policy = group["template"]["spec"].get("restartPolicy", "Always")
+            failed = [
+                c for c in mine if should_delete_pod(c.phase, c.exited_at is not None, policy)
+            ]
+            for c in failed:
+                log(
+                    f"attempt {attempt.number}: deleting worker pod {c.name}: {c.phase} "
+                    f"({c.reason}; shouldDeletePod)"
+                )
+                self._delete_pods(attempt, [c], wait=False)
+                attempt.failed_deleted.append(c.name)
+                mine.remove(c)
             for c in [c for c in mine if c.name in to_delete]:
                 log(
                     f"attempt {attempt.number}: deleting worker pod {c.name} (workersToDelete), "
@@ -949,6 +1012,60 @@ class RayJobRun:
                     log(f"kube-api: REFUSED a call the stand-in does not serve: {line}")
         self._schedule(attempt)
         self._kubelet(attempt)
+        self._spot(attempt)
+
+    def _spot(self, attempt: Attempt) -> None:
+        """The provider's side of a Spot pool (values: spot_reclaim). Once --reclaim-when's
+        file exists while the job runs, one T4 node that holds a pod gets the notice: it is
+        cordoned, the kubelet's graceful node shutdown SIGTERMs its pods' containers and
+        SIGKILLs them after grace_s (the pod's terminationGracePeriodSeconds where the
+        values say null), leaving the pods Failed for KubeRay to delete and replace; when
+        notice_s is over the VM, and so the node, is gone."""
+        now = time.monotonic()
+        for r in self.reclaims:
+            if r.gone_at is None and now - r.notice_at >= r.notice_s:
+                node = next(n for n in self.nodes.nodes if n.name == r.node)
+                self.nodes.remove(node)
+                r.gone_at = now
+                log(f"cloud: Spot node {r.node} is gone ({r.notice_s:g}s after the notice)")
+        when = self.options.reclaim_when
+        if when is None or self.reclaims or attempt.job_running_at is None or not when.exists():
+            return
+        node = self.nodes.reclaimable()
+        if node is None:
+            return  # no Spot node holds a pod yet
+        victims = [
+            c for c in attempt.ray if c.node == node.name and c.phase in ("Initializing", "Running")
+        ]
+        terms = self.options.values["spot_reclaim"]
+        pod_grace = min(
+            (float(c.spec.get("terminationGracePeriodSeconds", 30)) for c in victims), default=30
+        )
+        grace = min(
+            float(terms["notice_s"]),
+            pod_grace if terms["grace_s"] is None else float(terms["grace_s"]),
+        )
+        reclaim = Reclaim(node.name, self.nodes.reclaim(node), now, float(terms["notice_s"]), grace)
+        self.reclaims.append(reclaim)
+        log(
+            f"cloud: Spot node {node.name} reclaimed: notice {reclaim.notice_s:g}s; node "
+            f"cordoned; graceful node shutdown gives pods {', '.join(reclaim.pods)} {grace:g}s"
+        )
+        for c in victims:
+            c.phase, c.reason = "Terminating", "node shutdown"
+        names = [c.name for c in victims]
+        inits = [c.init[0] for c in victims if c.init is not None]
+
+        def shutdown() -> None:
+            self.podman.stop([*names, *inits], grace)
+            with self._lock:
+                for c in victims:
+                    c.phase, c.reason = "Failed", "Terminated: node shutdown"
+            log(f"cloud: pods {', '.join(names)} Failed (Terminated) after the node shutdown")
+
+        thread = threading.Thread(target=shutdown, name=f"reclaim-{node.name}")
+        thread.start()
+        self.deleting.append(thread)
 
     def _job_status(self, attempt: Attempt, submitter_finished: bool = False) -> str:
         """GetJobInfo and what the controller makes of its answer (reconcile.on_job_info): a
@@ -1399,6 +1516,14 @@ def main(argv: list[str] | None = None) -> int:
         "is RUNNING (a test creates it on the event it waits for)",
     )
     parser.add_argument(
+        "--reclaim-when",
+        type=Path,
+        metavar="FILE",
+        help="Spot: the provider reclaims one T4 node that holds a pod, once, when FILE "
+        "exists while the Ray job runs (a test creates it on the event it waited for); the "
+        "values file's spot_reclaim gives the notice and grace (needs spot: true)",
+    )
+    parser.add_argument(
         "--linger-s",
         type=float,
         default=0.0,
@@ -1449,6 +1574,14 @@ def main(argv: list[str] | None = None) -> int:
     if not values_path.is_file():
         print(f"error: no values file {values_path}: name one with --values", file=sys.stderr)
         return 2
+    values = yaml.safe_load(values_path.read_text())
+    if args.reclaim_when is not None and not (values.get("spot") and values.get("spot_reclaim")):
+        print(
+            f"error: --reclaim-when needs a Spot pool: {values_path} must say spot: true "
+            "and give spot_reclaim",
+            file=sys.stderr,
+        )
+        return 2
     if args.dry_run:  # validate only: nothing is created
         refused = kueue.webhook_errors(found[0], elastic_gate=args.kueue_elastic_gate)
         error = "; ".join(refused) if refused else validate_rayjob(kueue.defaulted(found[0]))
@@ -1462,7 +1595,7 @@ def main(argv: list[str] | None = None) -> int:
     volume = args.volume or work / "volume"
     run_id = args.run_id or work.name
     options = Options(
-        values=yaml.safe_load(values_path.read_text()),
+        values=values,
         image=args.image,
         env=dict(e.split("=", 1) for e in args.env),
         idle_timeout_s=args.idle_timeout_s,
@@ -1474,6 +1607,7 @@ def main(argv: list[str] | None = None) -> int:
         admit_after_s=args.admit_after_s,
         preempt_after_s=args.preempt_after_s,
         preempt_when=args.preempt_when,
+        reclaim_when=args.reclaim_when,
         linger_s=args.linger_s,
         kueue_elastic_gate=args.kueue_elastic_gate,
         keep_logs=args.keep_logs,
@@ -1525,6 +1659,18 @@ def main(argv: list[str] | None = None) -> int:
                 "workers_created": job.workers_created,
                 "workers_deleted": sum(len(a.deleted) for a in job.attempts),
                 "workers_gone": [name for a in job.attempts for name in a.vanished],
+                "workers_failed_deleted": [n for a in job.attempts for n in a.failed_deleted],
+                "reclaims": [
+                    {
+                        "node": r.node,
+                        "pods": r.pods,
+                        "notice_at_s": round(r.notice_at - job.started, 1),
+                        "notice_s": r.notice_s,
+                        "grace_s": r.grace_s,
+                        "gone_at_s": r.gone_at and round(r.gone_at - job.started, 1),
+                    }
+                    for r in job.reclaims
+                ],
                 "workers_left": job.workers_left,
                 "max_workers": job.max_workers,
                 "nodes_added": job.nodes.added,

@@ -24,6 +24,7 @@ import yaml
 from jobs import registry
 from tests.e2e.podman_rayjob import CONTAINERS_CONF, RUN_LABEL
 from tests.support import tune_files
+from tests.support.manifests import spot_render
 from tests.support.runs import CI_SIZE, REPO
 
 KIND = REPO / "k8s" / "kind"
@@ -50,10 +51,17 @@ def variant(
 SHORT_WAITS = ("--grace-s", "5", "--restart-delay-s", "2")
 
 
+def values_file(values: str | Path) -> Path:
+    """A variant's values file by name (k8s/values/NAME.yaml), or a test's own file."""
+    return values if isinstance(values, Path) else REPO / "k8s" / "values" / f"{values}.yaml"
+
+
 class Run:
     """One `python -m tests.e2e.podman_rayjob` in the background."""
 
-    def __init__(self, manifest: Path, work: Path, *flags: str, values: str = "kind") -> None:
+    def __init__(
+        self, manifest: Path, work: Path, *flags: str, values: str | Path = "kind"
+    ) -> None:
         # Unique per run: tests running side by side must not see each other's containers.
         self.work, self.run_id = work, f"pytest-{work.parent.name}-{secrets.token_hex(3)}"
         self.volume = work / "volume"
@@ -63,7 +71,7 @@ class Run:
             [
                 *(sys.executable, "-m", "tests.e2e.podman_rayjob", str(manifest)),
                 *("--work", str(work), "--run-id", self.run_id),
-                *("--values", str(REPO / "k8s" / "values" / f"{values}.yaml")),
+                *("--values", str(values_file(values))),
                 *SHORT_WAITS,
                 *flags,
             ],
@@ -424,9 +432,11 @@ K8S = REPO / "k8s"
 CI_ENV = {**CI_SIZE, "TUNE_NUM_EPOCHS": "3"}
 
 
-def cloud_run(manifest: Path, work: Path, image: str, *flags: str, **env: str) -> Run:
+def cloud_run(
+    manifest: Path, work: Path, image: str, *flags: str, values: str | Path = "gke", **env: str
+) -> Run:
     env_flags = [f for k, v in (CI_ENV | env).items() for f in ("--env", f"{k}={v}")]
-    return Run(manifest, work, "--image", image, *env_flags, *flags, values="gke")
+    return Run(manifest, work, "--image", image, *env_flags, *flags, values=values)
 
 
 def cloud_variant(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -572,3 +582,74 @@ def test_a_t4_selector_that_matches_no_node_fails_the_gpu_wait(image: str, tmp_p
     )
     assert "no node with accelerator_type:T4 joined within GPU_WAIT_S=30s" in driver_logs
     assert outcome["seconds"] < 600
+
+
+def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_attempt(
+    image: str, tmp_path: Path
+) -> None:
+    """The default cloud's checkpoint RayJob as `spot: true` renders it (T4 workers on Spot
+    nodes only), on a Spot pool with GKE's reclaim terms (values spot_reclaim: the VM ends
+    30 s after the notice, pods get 15 s). One trial at a time, so the one T4 node in use
+    holds the trial in flight: once the first trial finished and the second reported epoch
+    2 or 3 of 5 with its checkpoint, the test freezes the worker (so the trial cannot finish
+    during the grace period, however fast the machine) and the provider reclaims its node."""
+    text, spot_values = spot_render("gke", "checkpoint")
+    manifest, values = tmp_path / "rayjob-checkpoint.yaml", tmp_path / "gke-spot.yaml"
+    manifest.write_text(text)
+    values.write_text(yaml.safe_dump(spot_values))
+    reclaim_now, epochs = tmp_path / "reclaim-now", 5
+    run = cloud_run(
+        manifest,
+        tmp_path / "run",
+        image,
+        *("--reclaim-when", str(reclaim_now)),
+        values=values,
+        TUNE_NUM_SAMPLES="2",
+        TUNE_NUM_EPOCHS=str(epochs),
+        TUNE_MAX_CONCURRENT="1",
+    )
+
+    def epochs_now() -> dict[str, list[int]]:
+        return trial_epochs(run, "checkpoint")
+
+    def finished(seen: dict[str, list[int]]) -> list[str]:
+        return [name for name, e in seen.items() if e == list(range(1, epochs + 1))]
+
+    def second_trial_mid_way() -> bool:
+        seen = epochs_now()
+        going = [n for n, e in seen.items() if n not in finished(seen) and e and 2 <= e[-1] <= 3]
+        trial = experiment(run, "checkpoint") / going[0] if len(going) == 1 else None
+        return len(finished(seen)) == 1 and trial is not None and tune_files.has_checkpoint(trial)
+
+    wait_until(second_trial_mid_way, run)
+    run.podman("pause", run.container("worker"))
+    before = epochs_now()  # frozen: what the reclaim hits cannot change any more
+    (first,) = finished(before)
+    (hit_dir,) = [n for n in before if n != first]
+    assert 2 <= before[hit_dir][-1] < epochs, before
+    reclaim_now.touch()
+    outcome = run.wait()
+    log = run.log.read_text()
+    assert outcome.get("status") == "SUCCEEDED", run.explain()
+    (reclaim,) = outcome["reclaims"]
+    (pod,) = reclaim["pods"]
+    assert (reclaim["notice_s"], reclaim["grace_s"]) == (30, 15), reclaim
+    # KubeRay deleted the Failed pod (shouldDeletePod) and replaced it under a new name, in
+    # the same attempt, on a node the Spot pool added for it.
+    assert outcome["attempts"] == 1 and outcome["workers_failed_deleted"] == [pod], outcome
+    assert outcome["workers_created"] >= 2 and outcome["nodes_added"] >= 2, outcome
+    after = log.split(f"Spot node {reclaim['node']} reclaimed")[1]
+    assert f"pods {pod} Failed (Terminated)" in after and f"deleting worker pod {pod}" in after
+    replaced = re.search(r"pod (\S+-worker-\w+) scheduled on (t4-node-\d+)", after)
+    assert replaced and replaced.group(1) != pod and replaced.group(2) != reclaim["node"], after
+    # Every trial TERMINATED; the one that finished before never reported again; the one hit
+    # resumed from its last checkpoint, the epoch in flight (frozen) redone from there.
+    summary = json.loads((experiment(run, "checkpoint") / "results.json").read_text())
+    assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}, summary
+    after_run = epochs_now()
+    assert after_run[first] == list(range(1, epochs + 1)), after_run
+    last_saved = before[hit_dir][-1]  # a checkpoint every epoch (the checkpoint stage)
+    assert after_run[hit_dir] == [*before[hit_dir], *range(last_saved + 1, epochs + 1)], after_run
+    (hit,) = [t for t in summary["trials"] if t["metrics"]["start_epoch"] > 0]
+    assert hit["metrics"]["start_epoch"] == last_saved, hit
+    assert len(list(experiment(run, "checkpoint").glob("train_trial_*/error.txt"))) == 1

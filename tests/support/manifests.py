@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,14 @@ def all_containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield from containers(doc)
     if doc["kind"] == "RayJob":
         yield from doc["spec"]["submitterPodTemplate"]["spec"]["containers"]
+
+
+def spot_render(variant: str, stage: str) -> tuple[str, dict[str, Any]]:
+    """The variant's RayJob for `stage` as its values file renders it with `spot: true` (the
+    T4 workers on Spot nodes only), and those values."""
+    sys.path.insert(0, str(K8S))
+    import render  # k8s/render.py
+
+    values = {**VALUES[variant], "spot": True}
+    text = render.render_variant(variant, {"spot": True})[folder(variant) / f"rayjob-{stage}.yaml"]
+    return text, values

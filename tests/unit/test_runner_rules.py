@@ -163,3 +163,46 @@ def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkey
     assert old not in a.ray and a.vanished == ["old-worker"] and "old-worker" in run.released
     run._reconcile_workers(a)
     assert created == ["new-0"] and [c.name for c in a.ray] == ["new-0"]
+
+
+def test_a_failed_worker_pod_is_deleted_and_replaced_a_terminating_one_is_not(
+    tmp_path, monkeypatch
+) -> None:
+    """shouldDeletePod: a pod the kubelet's graceful node shutdown left Failed is deleted by
+    the next reconcile and replaced under a new name; one still in its grace period
+    (Terminating, phase Running) is kept, and is served to Ray's autoscaler as running."""
+    run = job(tmp_path, manifest=K8S / "kind" / "rayjob-checkpoint.yaml")
+    a = attempt()
+    created: list[str] = []
+
+    def new_pod(attempt: runner.Attempt, group: dict, head: bool) -> None:
+        created.append(f"new-{len(created)}")
+        attempt.ray.append(runner.Container(created[-1], "worker", group=group["groupName"]))
+
+    def delete(attempt: runner.Attempt, victims: list, wait: bool) -> None:
+        for c in victims:
+            attempt.ray.remove(c)
+
+    monkeypatch.setattr(run, "_ray_pod", new_pod)
+    monkeypatch.setattr(run, "_delete_pods", delete)
+    group = run.cluster_spec["workerGroupSpecs"][0]
+    old = runner.Container("old", "worker", group=group["groupName"], phase="Terminating")
+    a.ray.append(old)
+    run._reconcile_workers(a)
+    assert [c.name for c in a.ray] == ["old"] and created == []
+    assert run._pod_objects(a)[0]["status"]["phase"] == "Running"
+    old.phase = "Failed"
+    assert run._pod_objects(a)[0]["status"]["phase"] == "Failed"
+    run._reconcile_workers(a)
+    assert a.failed_deleted == ["old"] and created == ["new-0"]
+    assert [c.name for c in a.ray] == ["new-0"]
+
+
+def test_a_reclaim_needs_a_spot_pool(tmp_path, capsys) -> None:
+    """--reclaim-when against a values file without spot: true is refused: exit 2, one line."""
+    code = runner.main(
+        [str(K8S / "rayjob-checkpoint.yaml"), "--reclaim-when", str(tmp_path / "now")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --reclaim-when needs")
+    assert not (tmp_path / "now").exists() and list(tmp_path.iterdir()) == []

@@ -39,6 +39,8 @@ REQUIRED = {
     "worker",
     "spot",
     "spot_node_selector",
+    "spot_node_taints",
+    "spot_reclaim",
     "storage",
     "dns_ip_blocks",
     "registry",
@@ -195,13 +197,20 @@ def test_spot_pools_are_a_setting_whose_taints_are_tolerated(variant: str) -> No
     worker = cluster_pods(doc)["worker-t4"]["spec"]
     spot_node = copy.deepcopy(node(variant, "t4"))
     spot_node["labels"] |= v["spot_node_selector"]
-    for key, value in v["spot_node_selector"].items():
-        if key.endswith(("gke-spot", "scalesetpriority")):  # GKE and AKS taint Spot pools
-            spot_node["taints"] = [
-                *spot_node["taints"],
-                {"key": key, "value": value, "effect": "NoSchedule"},
-            ]
+    # The Spot pool's own taints, and GKE Autopilot's (Standard adds one only if asked).
+    autopilot = [
+        {"key": k, "value": x, "effect": "NoSchedule"}
+        for k, x in v["spot_node_selector"].items()
+        if k == "cloud.google.com/gke-spot"
+    ]
+    spot_node["taints"] = [*spot_node["taints"], *v["spot_node_taints"], *autopilot]
     assert scheduling.why_not(worker, spot_node) == []
+    # A reclaim's terms (the podman runner plays them): the provider's notice, and what the
+    # pods get of it (null: their own terminationGracePeriodSeconds).
+    terms = v["spot_reclaim"]
+    assert terms["notice_s"] > 0 and (
+        terms["grace_s"] is None or terms["grace_s"] <= terms["notice_s"]
+    )
 
 
 def _admits(policy: dict[str, Any], address: str, port: int, protocol: str) -> bool:
