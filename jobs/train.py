@@ -33,7 +33,7 @@ from jobs.core.resources import (
     wants_gpu,
 )
 from jobs.core.search import random_search
-from jobs.core.settings import MIB, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
+from jobs.core.settings import MIB, SPOT_RETRIES, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
 from jobs.core.training_spec import TrainingSpec, training_spec
 from jobs.core.tune_trial import peak_rss_mib
@@ -96,6 +96,7 @@ class RunSpec:
     accelerator_type: str
     cuda: bool  # GPU workers have working CUDA (NCCL); false on fake GPUs
     storage_path: str
+    max_failures: int = TRAIN_MAX_FAILURES  # restarts from its checkpoint (more under Spot)
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,7 @@ def train_driver(config: dict[str, Any], run: RunSpec) -> None:
             storage_path=run.storage_path,  # Train does not inherit Tune's storage_path
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=TRAIN_MAX_FAILURES),
+            failure_config=ray.train.FailureConfig(max_failures=run.max_failures),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
@@ -179,6 +180,9 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
         accelerator_type=settings.accelerator_type,
         cuda=cuda,
         storage_path=str(settings.experiment_dir / "ray_train"),
+        # A Train worker's lost node restarts the run from its checkpoint: under Spot that
+        # is not the run's fault, as for a Tune trial (SPOT_RETRIES).
+        max_failures=TRAIN_MAX_FAILURES + (SPOT_RETRIES if settings.spot else 0),
     )
     return tune.with_parameters(train_driver, run=run)
 

@@ -61,6 +61,13 @@ TRIAL_MEMORY_MIB = 1984
 # The same for the `train` stage's trial, which only drives its Train workers.
 TRAIN_DRIVER_MEMORY_MIB = 1088
 
+# Under Spot (SPOT=true), the retries a trial gets on top of its stage's own: Tune 2.60's
+# FailureConfig counts a trial's failures without telling a lost node from the trial's own
+# error, so the budget for reclaims is added to what the stage allows for errors (0 for
+# tune and asha, 2 for checkpoint, 1 for train's trial). A retry resumes from the trial's
+# last checkpoint (saved every epoch under Spot): a reclaim costs at most the epoch in flight.
+SPOT_RETRIES = 3
+
 
 class Scope(Enum):
     """Which stages read a setting. A stage declares the scopes it has (`Stage.scopes`)."""
@@ -272,6 +279,16 @@ class Settings:
         shown="none (the cloud manifests set their values file's)",
         help='USD per node-hour that results.json prices the run at, as JSON: {"gpu_node": '
         '{"on_demand": .., "spot": ..}, "head_node": {..}, "source": ".."}; null where unknown',
+    )
+    spot: bool = setting(
+        False,
+        env="SPOT",
+        parse=flag,
+        scope=Scope.TUNE,
+        shown="false (the cloud manifests set their values file's `spot`)",
+        help="the trials run on Spot nodes, which the provider may take back: every Tune "
+        "stage then saves a checkpoint each epoch (the latest kept) and each trial may be "
+        f"retried from it {SPOT_RETRIES} more times than the stage allows for its own failures",
     )
     fail_at_epoch: int | None = setting(
         None,

@@ -29,7 +29,7 @@ from jobs.core.oom import tolerate_memory_kills
 from jobs.core.outputs import archive, finish
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.search import search_space
-from jobs.core.settings import Settings
+from jobs.core.settings import SPOT_RETRIES, Settings
 from jobs.core.tensorboard import load_tensorboardx
 from jobs.core.training_spec import training_spec
 from jobs.core.tune_trial import train_trial
@@ -90,10 +90,25 @@ class TuneRun:
     def preflight(self, settings: Settings) -> None:
         preflight(settings)
 
+    def saves_checkpoints(self, settings: Settings) -> bool:
+        """The stage's own choice, or every epoch where a node may be reclaimed (SPOT)."""
+        return self.checkpoints or settings.spot
+
     def make_trainable(self, settings: Settings, plan: TrialPlan) -> Any:
         if self.trainable is not None:
             return self.trainable(settings, plan)
-        return trial_trainable(settings, plan, checkpoint=self.checkpoints)
+        return trial_trainable(settings, plan, checkpoint=self.saves_checkpoints(settings))
+
+    def make_run_config(self, settings: Settings) -> dict[str, Any]:
+        """The stage's RunConfig fields; under Spot, SPOT_RETRIES more retries per trial
+        and, where the stage keeps no checkpoints of its own, only the latest one."""
+        config = self.run_config(settings)
+        if not settings.spot:
+            return config
+        own = config.get("failure_config") or tune.FailureConfig()
+        retries = dataclasses.replace(own, max_failures=own.max_failures + SPOT_RETRIES)
+        kept = config.get("checkpoint_config") or tune.CheckpointConfig(num_to_keep=1)
+        return {**config, "failure_config": retries, "checkpoint_config": kept}
 
     def make_tune_config(self, settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
         """The stage's TuneConfig; the shared trial also keeps its process for the next trial
@@ -115,7 +130,7 @@ class TuneRun:
                     f"[experiment] --fresh: moved the previous experiment to {target}", flush=True
                 )
             else:
-                print(resume_message(path, self.checkpoints), flush=True)
+                print(resume_message(path, self.saves_checkpoints(settings)), flush=True)
                 if self.note_on_resume:
                     print(f"[experiment] note: {self.note_on_resume}", flush=True)
                 return tune.Tuner.restore(
@@ -136,7 +151,7 @@ class TuneRun:
                 # the trial's working folder with every checkpoint and at its end).
                 log_to_file=True,
                 sync_config=tune.SyncConfig(sync_artifacts=True),
-                **self.run_config(settings),
+                **self.make_run_config(settings),
             ),
         )
 

@@ -584,17 +584,25 @@ def test_a_t4_selector_that_matches_no_node_fails_the_gpu_wait(image: str, tmp_p
     assert outcome["seconds"] < 600
 
 
+# The stages a reclaim test runs: checkpoint saves every epoch of its own; asha only
+# because the render says Spot (SPOT=true). asha tries lr 0.1 first, which diverges, so the
+# second trial (lr 1e-3) passes ASHA's rung at epoch 2 and is in flight when the node goes.
+SPOT_STAGES = {"checkpoint": {}, "asha": {"TUNE_LR_POINTS": "0.1,0.001"}}
+
+
+@pytest.mark.parametrize("stage", SPOT_STAGES)
 def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_attempt(
-    image: str, tmp_path: Path
+    stage: str, image: str, tmp_path: Path
 ) -> None:
-    """The default cloud's checkpoint RayJob as `spot: true` renders it (T4 workers on Spot
-    nodes only), on a Spot pool with GKE's reclaim terms (values spot_reclaim: the VM ends
-    30 s after the notice, pods get 15 s). One trial at a time, so the one T4 node in use
-    holds the trial in flight: once the first trial finished and the second reported epoch
-    2 or 3 of 5 with its checkpoint, the test freezes the worker (so the trial cannot finish
-    during the grace period, however fast the machine) and the provider reclaims its node."""
-    text, spot_values = spot_render("gke", "checkpoint")
-    manifest, values = tmp_path / "rayjob-checkpoint.yaml", tmp_path / "gke-spot.yaml"
+    """The default cloud's RayJob as `spot: true` renders it (T4 workers on Spot nodes only,
+    SPOT=true for the driver), on a Spot pool with GKE's reclaim terms (values spot_reclaim:
+    the VM ends 30 s after the notice, pods get 15 s). One trial at a time, so the one T4
+    node in use holds the trial in flight: once the first trial finished and the second
+    reported epoch 2 or 3 of 5 with its checkpoint, the test freezes the worker (so the
+    trial cannot finish during the grace period, however fast the machine) and the provider
+    reclaims its node."""
+    text, spot_values = spot_render("gke", stage)
+    manifest, values = tmp_path / f"rayjob-{stage}.yaml", tmp_path / "gke-spot.yaml"
     manifest.write_text(text)
     values.write_text(yaml.safe_dump(spot_values))
     reclaim_now, epochs = tmp_path / "reclaim-now", 5
@@ -607,10 +615,11 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
         TUNE_NUM_SAMPLES="2",
         TUNE_NUM_EPOCHS=str(epochs),
         TUNE_MAX_CONCURRENT="1",
+        **SPOT_STAGES[stage],
     )
 
     def epochs_now() -> dict[str, list[int]]:
-        return trial_epochs(run, "checkpoint")
+        return trial_epochs(run, stage)
 
     def finished(seen: dict[str, list[int]]) -> list[str]:
         return [name for name, e in seen.items() if e == list(range(1, epochs + 1))]
@@ -618,7 +627,7 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
     def second_trial_mid_way() -> bool:
         seen = epochs_now()
         going = [n for n, e in seen.items() if n not in finished(seen) and e and 2 <= e[-1] <= 3]
-        trial = experiment(run, "checkpoint") / going[0] if len(going) == 1 else None
+        trial = experiment(run, stage) / going[0] if len(going) == 1 else None
         return len(finished(seen)) == 1 and trial is not None and tune_files.has_checkpoint(trial)
 
     wait_until(second_trial_mid_way, run)
@@ -644,7 +653,7 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
     assert replaced and replaced.group(1) != pod and replaced.group(2) != reclaim["node"], after
     # Every trial TERMINATED; the one that finished before never reported again; the one hit
     # resumed from its last checkpoint, the epoch in flight (frozen) redone from there.
-    summary = json.loads((experiment(run, "checkpoint") / "results.json").read_text())
+    summary = json.loads((experiment(run, stage) / "results.json").read_text())
     assert summary["counts"] == {"completed": 2, "early_stopped": 0, "errored": 0}, summary
     after_run = epochs_now()
     assert after_run[first] == list(range(1, epochs + 1)), after_run
@@ -652,4 +661,4 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
     assert after_run[hit_dir] == [*before[hit_dir], *range(last_saved + 1, epochs + 1)], after_run
     (hit,) = [t for t in summary["trials"] if t["metrics"]["start_epoch"] > 0]
     assert hit["metrics"]["start_epoch"] == last_saved, hit
-    assert len(list(experiment(run, "checkpoint").glob("train_trial_*/error.txt"))) == 1
+    assert len(list(experiment(run, stage).glob("train_trial_*/error.txt"))) == 1

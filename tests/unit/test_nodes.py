@@ -111,6 +111,11 @@ def test_a_spot_render_schedules_only_on_a_spot_pool(variant: str) -> None:
     worker = cluster_pods(doc)["worker-t4"]["spec"]
     for key, value in spot_values["spot_node_selector"].items():
         assert worker["nodeSelector"][key] == value  # the render asks for Spot nodes
+    # ... and tells the driver and trials so (SPOT: a checkpoint every epoch, more retries).
+    env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
+    assert env["SPOT"] == "true"
+    committed = pods(variant, "checkpoint")["worker-t4"]["containers"][0]["env"]
+    assert "SPOT" not in {e["name"] for e in committed}  # spot: false as committed
     on_demand = cluster(variant, Clock(), [])
     node, reason = on_demand.place("w1", worker)
     assert node is None and "scale-up" not in reason  # an on-demand pool never fits it

@@ -16,6 +16,7 @@ from jobs import tune as tune_stage
 from jobs.core import records as results
 from jobs.core.resources import ClusterView, plan_trials
 from jobs.core.search import search_space
+from jobs.core.settings import SPOT_RETRIES
 from tests.support.runs import settings as resolve
 
 CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
@@ -239,3 +240,37 @@ def test_a_trial_killed_for_memory_says_so_in_one_line_with_what_to_raise() -> N
 def test_status_uses_the_trials_own_epoch_count(planned: int) -> None:
     record = results.record_from_result(_result("aaaaaaaa", 3, 0.4, num_epochs=planned), 99)
     assert record.status == ("completed" if planned == 3 else "early_stopped")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "own"),
+    [
+        (tune_stage, "tune", 0),
+        (asha, "asha", 0),
+        (checkpoint, "checkpoint", 2),
+        (train, "train", 1),
+    ],
+)
+def test_spot_makes_every_tune_stage_save_each_epoch_and_retry_past_reclaims(
+    module, name: str, own: int, monkeypatch
+) -> None:
+    """SPOT=true (a values file's spot: true): the trial checkpoints every epoch, keeping
+    the latest where the stage keeps none of its own, and may fail SPOT_RETRIES more times
+    than the stage's own allowance (a reclaim is not the trial's fault)."""
+    run = module.STAGE.run
+    off, on = resolve(name), resolve(name, env={"SPOT": "true"})
+    assert off.spot is False and on.spot is True
+    assert (
+        run.make_run_config(off).get("failure_config") or tune.FailureConfig()
+    ).max_failures == own
+    spot = run.make_run_config(on)
+    assert spot["failure_config"].max_failures == own + SPOT_RETRIES
+    assert spot["checkpoint_config"].num_to_keep == 1
+    assert run.saves_checkpoints(on)
+    assert run.saves_checkpoints(off) == (name in ("checkpoint", "train"))
+    if name == "checkpoint":  # its own checkpoint config (best by the metric) stays
+        assert spot["checkpoint_config"].checkpoint_score_attribute == "val_loss"
+    if name == "train":  # the Train run inside the trial gets the same allowance
+        monkeypatch.setattr(train.tune, "with_parameters", lambda fn, **kw: kw["run"])
+        spec = run.trainable(on, run.plan(on, CPU_2))
+        assert spec.max_failures == train.TRAIN_MAX_FAILURES + SPOT_RETRIES
