@@ -45,6 +45,11 @@ def measured(
         "trial_epochs_saved": saved_epochs,
         "accelerator_hours_saved": {accelerator: round(saved_hours, 5)},
     }
+    if "retries" in compute:  # at the run's mean accelerator-hours per trial-epoch
+        redone = int(compute["retries"]["trial_epochs_redone"])
+        out["accelerator_hours_redone"] = {
+            accelerator: round(hours / spent * redone if spent else 0.0, 5)
+        }
     if nodes is not None:
         node_hours, _, count = nodes
         out["attempts"] = count
@@ -68,10 +73,15 @@ def money(measure: Mapping[str, Any], accelerator: str, prices: Mapping[str, Any
         # No total where a price it needs is not known (the head runs on demand either way).
         if price is None or head_price is None or accelerator == CPU:
             out[f"{kind}_usd"] = out[f"saved_{kind}_usd"] = None
+            if "accelerator_hours_redone" in measure:
+                out[f"redone_{kind}_usd"] = None
             continue
         total = gpu_node_hours * price + node_hours.get(HEAD, 0.0) * head_price
         out[f"{kind}_usd"] = round(total, 4)
         out[f"saved_{kind}_usd"] = round(measure["accelerator_hours_saved"][accelerator] * price, 4)
+        if "accelerator_hours_redone" in measure:
+            redone = measure["accelerator_hours_redone"][accelerator]
+            out[f"redone_{kind}_usd"] = round(redone * price, 4)
     out["gpu_node_hours"] = round(gpu_node_hours, 5)
     return out
 
@@ -110,6 +120,9 @@ def report_lines(compute: Mapping[str, Any]) -> list[str]:
             f"{compute['attempts']} attempt(s), while each node's Ray ran (Ray's node table, "
             "every 5 s): a lower bound of what the nodes were billed"
         )
+    retried = compute.get("retries")
+    if retried and retried["failures"]:
+        lines.append(retry_line(compute))
     cost = compute.get("cost")
     if cost:
         parts = []
@@ -123,3 +136,26 @@ def report_lines(compute: Mapping[str, Any]) -> list[str]:
                 f"and the head; prices: {cost['source']}"
             )
     return lines
+
+
+def retry_line(compute: Mapping[str, Any]) -> str:
+    """`retries: ...`: the failures Tune retried and what training them again cost."""
+    retried = compute["retries"]
+    fails = retried["failures"]
+    accel = compute["accelerator_hours"]
+    unit = "CPU core-hours" if CPU in accel else "accelerator-hours"
+    redone = compute.get("accelerator_hours_redone") or {}
+    first = f"{fails[0]['at']}: {fails[0]['error'][:120]}"
+    line = (
+        f"retries: {len(fails)} failure(s) in {retried['trials_hit']} trial(s) (first at "
+        f"{first}); {retried['trial_epochs_redone']} trial-epoch(s) trained again "
+        f"({retried['trial_epochs_reported_twice']} reported twice, {len(fails)} in flight), "
+        f"{unit} {hours_text(redone, CPU if CPU in accel else '')}"
+    )
+    cost = compute.get("cost") or {}
+    money_parts = [
+        f"{label} {usd(cost[f'redone_{kind}_usd'])}"
+        for kind, label in (("on_demand", "on demand"), ("spot", "Spot"))
+        if cost.get(f"redone_{kind}_usd") is not None
+    ]
+    return line + (f" ({', '.join(money_parts)})" if money_parts else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from jobs.core import attempts, cost, plots, records
 from jobs.core.resources import TrialPlan
@@ -38,6 +39,7 @@ def finish(
     plan: TrialPlan,
     rungs: tuple[int, ...] = (),
     extra: list[Path] | None = None,
+    retried: dict[str, Any] | None = None,
 ) -> None:
     """What every stage leaves and prints: the compute used, results.json, results.csv and
     learning_curves.png; the table, the best trial, and the files written (with `extra`)."""
@@ -52,6 +54,7 @@ def finish(
         accelerator=cost.accelerator_key(plan.use_gpu, settings.accelerator_type),
         nodes=attempts.node_hours(attempts.logs_dir(folder)) if running is not None else None,
         prices=settings.node_prices,
+        retries=retried,
     )
     written = [
         *records.write(folder, summary),

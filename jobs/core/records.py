@@ -426,9 +426,11 @@ def compute_used(
     accelerator: str | None = None,
     nodes: tuple[dict[str, float], float, int] | None = None,
     prices: Mapping[str, Any] | None = None,
+    retries: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trial-epochs and device-seconds spent, against running every trial to the end; with
-    `accelerator`, what jobs.core.cost measures from them, the nodes and the prices.
+    `accelerator`, what jobs.core.cost measures from them, the nodes and the prices, and
+    what the trials' retries (jobs.core.retries) trained again.
 
     Device-seconds are trial wall time times the GPUs (or CPUs) a trial held: what a cloud
     bill counts.
@@ -445,6 +447,8 @@ def compute_used(
         "trial_epoch_saving": round(full / spent, 3) if spent else None,
         "device_seconds": round(seconds, 2),
     }
+    if retries is not None:
+        compute["retries"] = dict(retries)
     if accelerator is not None:
         compute |= cost.measured(compute, accelerator, nodes, prices)
     return compute

@@ -23,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from jobs.core import records
+from jobs.core import records, retries
 from jobs.core.connection import connect_and_plan
 from jobs.core.oom import tolerate_memory_kills
 from jobs.core.outputs import archive, finish
@@ -172,8 +172,11 @@ class TuneRun:
             settings.stage, settings.metric, settings.mode, trials, time.monotonic() - started
         )
         by_id = {rec.trial_id: h for rec, h in zip(trials, histories, strict=True)}
+        retried = retries.summarize(
+            retries.from_result(rec.trial_id, r) for rec, r in zip(trials, grid, strict=True)
+        )
         extra = self.after_fit(settings, grid, summary) if self.after_fit is not None else []
-        finish(settings, summary, by_id, plan, self.rungs(settings), extra)
+        finish(settings, summary, by_id, plan, self.rungs(settings), extra, retried)
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"[experiment] driver peak RSS: {peak_mib:.0f} MiB", flush=True)
         return summary

@@ -662,3 +662,11 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
     (hit,) = [t for t in summary["trials"] if t["metrics"]["start_epoch"] > 0]
     assert hit["metrics"]["start_epoch"] == last_saved, hit
     assert len(list(experiment(run, stage).glob("train_trial_*/error.txt"))) == 1
+    # What the reclaim cost, kept: one failure of that trial, the epoch in flight trained
+    # again (none reported twice), its accelerator-hours and money at the GKE prices.
+    compute = summary["compute"]
+    retried = compute["retries"]
+    assert [f["trial_id"] for f in retried["failures"]] == [hit["trial_id"]], retried
+    assert (retried["trial_epochs_reported_twice"], retried["trial_epochs_redone"]) == (0, 1)
+    assert compute["accelerator_hours_redone"]["T4"] > 0, compute
+    assert compute["cost"]["redone_spot_usd"] < compute["cost"]["redone_on_demand_usd"]

@@ -14,7 +14,7 @@ import yaml
 
 from jobs import results as results_cli
 from jobs import submit
-from jobs.core import cost
+from jobs.core import cost, retries
 from jobs.core import records as results
 from jobs.core.values import ConfigError, node_prices
 from tests.support.runs import REPO
@@ -207,3 +207,60 @@ def test_results_all_prints_a_line_per_stage_that_has_results(
     monkeypatch.setenv("STORAGE_PATH", str(tmp_path / "empty"))
     assert results_cli.main(["all"]) == 2
     assert "error: no results for any of the stages" in capsys.readouterr().err
+
+
+# A trial's error.txt as Tune 2.60 writes it: every failure appended, the error below it
+# (this one from the podman runner's reclaim test: the trial's node went away).
+ERROR_TXT = """Failure # 1 (occurred at 2026-12-07_21-53-28)
+The actor 9722ca54 is unavailable: The actor is temporarily unavailable: RpcError: Socket closed
+Failure # 2 (occurred at 2026-12-07_22-10-02)
+ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.
+"""
+
+
+def test_retries_count_tunes_failures_and_the_epochs_trained_again(tmp_path: Path) -> None:
+    hit, clean = tmp_path / "hit", tmp_path / "clean"
+    hit.mkdir()
+    clean.mkdir()
+    (hit / retries.ERROR_FILE).write_text(ERROR_TXT)
+    # The hit trial resumed once from its epoch-2 checkpoint after reporting epoch 3 (the
+    # first failure), once from epoch 3 before reporting anything more (the second).
+    retried = retries.summarize([("a", hit, [1, 2, 3, 3, 4]), ("b", clean, [1, 2, 3, 4])])
+    assert retried["trials_hit"] == 1 and [f["at"] for f in retried["failures"]] == [
+        "2026-12-07_21-53-28",
+        "2026-12-07_22-10-02",
+    ]
+    assert retried["failures"][0]["error"].startswith("The actor 9722ca54 is unavailable")
+    assert retried["trial_epochs_reported_twice"] == 1
+    assert retried["trial_epochs_redone"] == 3  # 1 reported twice + 2 in flight
+    assert retries.summarize([("b", clean, [1, 2])])["failures"] == []
+
+
+def test_what_the_retries_trained_again_is_priced_and_printed() -> None:
+    retried = {
+        "failures": [{"trial_id": "a", "at": "2026-12-07_21-53-28", "error": "node lost"}],
+        "trials_hit": 1,
+        "trial_epochs_reported_twice": 0,
+        "trial_epochs_redone": 1,
+    }
+    compute = results.compute_used(
+        _summary(), "gpu", 1.0, accelerator="T4", nodes=NODES, prices=PRICES, retries=retried
+    )
+    per_epoch = 53 / 11 / 3600  # the run's accelerator-hours per trial-epoch
+    assert compute["accelerator_hours_redone"]["T4"] == pytest.approx(per_epoch, abs=1e-5)
+    redone = compute["accelerator_hours_redone"]["T4"]
+    assert compute["cost"]["redone_on_demand_usd"] == pytest.approx(redone * 0.54, abs=1e-4)
+    assert compute["cost"]["redone_spot_usd"] == pytest.approx(redone * 0.15, abs=1e-4)
+    (line,) = [x for x in cost.report_lines(compute) if x.startswith("retries:")]
+    assert "1 failure(s) in 1 trial(s) (first at 2026-12-07_21-53-28: node lost)" in line
+    assert "1 trial-epoch(s) trained again (0 reported twice, 1 in flight)" in line
+    assert f"T4 {redone:.3f}" in line and "on demand $" in line and "Spot $" in line
+    # No failure, no line; an older results.json without `retries` prints as before.
+    quiet = results.compute_used(
+        _summary(),
+        "gpu",
+        1.0,
+        accelerator="T4",
+        retries=retried | {"failures": [], "trials_hit": 0, "trial_epochs_redone": 0},
+    )
+    assert not any(x.startswith("retries:") for x in cost.report_lines(quiet))
