@@ -11,6 +11,9 @@ as a node autoscaler (GKE's, Cluster Autoscaler, Karpenter) would grow and shrin
   The head's pool holds one node from the start and never scales (the walk makes it so);
   the GPU pool starts at zero.
 - Scale down: a node of the GPU pool with no pod for `idle_s` is removed.
+- Stockout: `stockout_s` seconds from the start (inf: for ever) the GPU pool adds no node,
+  as when the zone has no T4 left (GCE's ZONE_RESOURCE_POOL_EXHAUSTED, EC2's
+  InsufficientInstanceCapacity); a pending pod stays Pending, saying so, until it lifts.
 - Spot: with `spot: true` the GPU pool is a Spot pool, its nodes carrying the values'
   `spot_node_selector` labels and `spot_node_taints`. `reclaim` is the provider's notice for
   one of its nodes: cordoned at once (no new pod lands there), removed by `remove` when the
@@ -64,6 +67,7 @@ class Cluster:
         *,
         boot_s: float = 5.0,
         idle_s: float = 10.0,
+        stockout_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         log: Callable[[str], None] = print,
     ) -> None:
@@ -89,6 +93,8 @@ class Cluster:
         self.reclaimed: list[str] = []  # nodes the provider took back
         self.max_nodes_seen: dict[str, int] = {}
         now = clock()
+        self.stockout_until = now + stockout_s
+        self.refused = 0  # scale-ups the stockout refused
         self.nodes.append(self._node(self.pools[0], ready_at=now))
 
     def _node(self, pool: Pool, ready_at: float) -> Node:
@@ -130,6 +136,19 @@ class Cluster:
             count = sum(1 for n in self.nodes if n.pool == pool.name and n.reclaimed_at is None)
             empty = Node("template", pool.name, pool.shape, 0.0)
             if pool.scales and count < pool.max_nodes and self._fits_empty(spec, empty):
+                if now < self.stockout_until:
+                    self.refused += 1
+                    if self.refused == 1:
+                        self.log(
+                            f"node autoscaler: scale-up of pool {pool.name} for pod {pod_name} "
+                            "failed: no capacity in the zone (a stockout), "
+                            + (
+                                "for ever"
+                                if self.stockout_until == float("inf")
+                                else f"for {self.stockout_until - now:.0f}s more"
+                            )
+                        )
+                    return None, message + f"; scale-up of pool {pool.name} failed: no capacity"
                 node = self._node(pool, ready_at=now + self.boot_s)
                 node.nominated = pod_name
                 self.nodes.append(node)

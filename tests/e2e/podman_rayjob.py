@@ -31,6 +31,11 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
   CrashLoopBackOff, not as running; a worker pod that is gone (its container removed: a
   node lost) is no longer listed, and the next reconcile creates a new pod under a new name
   (reconcilePods' diff; tests/support/kuberay/reconcile.py);
+- a stockout (--stockout-s S): the GPU pool adds no node for S seconds (inf: never), each
+  pending pod saying why; the sidecar runs Ray's autoscaler v1 (no autoscalerOptions.version,
+  no RAY_enable_autoscaler_v2), which keeps the worker it asked for Pending with no timeout
+  of its own (StandardAutoscaler.terminate_unhealthy_nodes skips a node not up-to-date):
+  the driver's GPU_WAIT_S decides;
 - Spot (a values file with `spot: true`: the T4 pool's nodes carry its Spot labels and
   taints): --reclaim-when FILE reclaims one T4 node that holds a pod, once, when FILE exists
   while the Ray job runs, on the values' spot_reclaim terms: the node is cordoned, its pods'
@@ -312,6 +317,7 @@ class Options:
     idle_timeout_s: int | None = None  # replaces autoscalerOptions.idleTimeoutSeconds
     node_boot_s: float = 5.0
     node_idle_s: float = 10.0
+    stockout_s: float = 0.0  # the GPU pool adds no node this long from the start (inf: never)
     status_check_timeout_s: float = STATUS_CHECK_TIMEOUT_S
     grace_s: int = GRACE_S  # terminationGracePeriodSeconds of a deleted cluster's pods
     restart_delay_s: float = RESTART_DELAY_S  # the kubelet's and the Job controller's back-off
@@ -371,7 +377,11 @@ class RayJobRun:
         self.work = work
         self.podman = Podman(run_id)
         self.nodes = Nodes(
-            options.values, boot_s=options.node_boot_s, idle_s=options.node_idle_s, log=log
+            options.values,
+            boot_s=options.node_boot_s,
+            idle_s=options.node_idle_s,
+            stockout_s=options.stockout_s,
+            log=log,
         )
         auth = self.cluster_spec.get("authOptions", {}).get("mode", "disabled") == "token"
         self.token = secrets.token_urlsafe(32) if auth else None
@@ -1477,6 +1487,13 @@ def main(argv: list[str] | None = None) -> int:
         "--node-idle-s", type=float, default=10.0, help="how long an empty GPU node is kept"
     )
     parser.add_argument(
+        "--stockout-s",
+        type=float,
+        default=0.0,
+        help="the GPU pool adds no node for this many seconds from the start, as in a zone "
+        "out of T4s (a stockout); inf: never (default 0)",
+    )
+    parser.add_argument(
         "--grace-s",
         type=int,
         default=GRACE_S,
@@ -1601,6 +1618,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout_s=args.idle_timeout_s,
         node_boot_s=args.node_boot_s,
         node_idle_s=args.node_idle_s,
+        stockout_s=args.stockout_s,
         status_check_timeout_s=args.status_check_timeout_s,
         grace_s=args.grace_s,
         restart_delay_s=args.restart_delay_s,
@@ -1675,6 +1693,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_workers": job.max_workers,
                 "nodes_added": job.nodes.added,
                 "nodes_removed": job.nodes.removed,
+                "scale_ups_refused": job.nodes.refused,
                 "scale_up_s": None if job.scale_up_s is None else round(job.scale_up_s, 1),
                 "refused_api_calls": job.refused,
             }

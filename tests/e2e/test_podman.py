@@ -24,7 +24,7 @@ import yaml
 from jobs import registry
 from tests.e2e.podman_rayjob import CONTAINERS_CONF, RUN_LABEL
 from tests.support import tune_files
-from tests.support.manifests import spot_render
+from tests.support.manifests import docs, spot_render
 from tests.support.runs import CI_SIZE, REPO
 
 KIND = REPO / "k8s" / "kind"
@@ -561,27 +561,70 @@ def test_a_head_that_fits_no_node_fails_by_the_pre_running_deadline(
     assert _leftovers(run) == []
 
 
-def test_a_t4_selector_that_matches_no_node_fails_the_gpu_wait(image: str, tmp_path: Path) -> None:
+def wrong_label(doc: dict[str, Any]) -> None:
+    """A T4 selector no pool's nodes carry (an L4 label)."""
+    group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group["template"]["spec"]["nodeSelector"] = {
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-l4"
+    }
+
+
+# Two ways no T4 node ever comes: a selector that matches no pool, and a pool that has no
+# capacity for the whole run (a permanent stockout).
+NO_NODE = {
+    "selector": (wrong_label, (), "didn't match Pod's node affinity/selector"),
+    "stockout": (lambda doc: None, ("--stockout-s", "inf"), "(a stockout), for ever"),
+}
+
+
+@pytest.mark.parametrize("cause", NO_NODE)
+def test_a_t4_node_that_never_comes_fails_the_gpu_wait(
+    cause: str, image: str, tmp_path: Path
+) -> None:
     # KubeRay calls a cluster with zero workers Ready: the job starts, the autoscaler asks
-    # for a worker, the worker's pod stays Pending, and the driver's GPU_WAIT_S ends the job.
-    def wrong_label(doc: dict[str, Any]) -> None:
-        group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
-        group["template"]["spec"]["nodeSelector"] = {
-            "cloud.google.com/gke-accelerator": "nvidia-tesla-l4"
-        }
+    # for a worker, the worker's pod stays Pending (Ray's autoscaler v1 sets no timeout on
+    # it), and the driver's GPU_WAIT_S ends the job, long before activeDeadlineSeconds.
+    change, flags, said = NO_NODE[cause]
+
+    def no_retry(doc: dict[str, Any]) -> None:
+        change(doc)
         doc["spec"]["backoffLimit"] = 0
 
-    run = cloud_run(cloud_variant(tmp_path, wrong_label), tmp_path / "run", image, GPU_WAIT_S="30")
+    manifest = cloud_variant(tmp_path, no_retry)
+    run = cloud_run(manifest, tmp_path / "run", image, *flags, GPU_WAIT_S="30")
     outcome = run.wait()
     assert outcome.get("status") == "FAILED" and outcome["reason"] == "AppFailed", run.explain()
-    log = run.log.read_text()
-    assert "didn't match Pod's node affinity/selector" in log
-    assert outcome["nodes_added"] == 0, "no pool holds nodes with that label"
+    assert said in run.log.read_text()
+    assert outcome["nodes_added"] == 0, "no T4 node joined"
+    assert (outcome["scale_ups_refused"] > 0) == (cause == "stockout"), outcome
     driver_logs = "".join(
         p.read_text(errors="replace") for p in (run.work / "ray-logs-1").rglob("job-driver-*.log")
     )
     assert "no node with accelerator_type:T4 joined within GPU_WAIT_S=30s" in driver_logs
-    assert outcome["seconds"] < 600
+    (doc,) = docs(manifest)
+    assert outcome["seconds"] < 600 < doc["spec"]["activeDeadlineSeconds"]
+
+
+def test_asha_waits_out_a_stockout_that_lifts_and_succeeds(image: str, tmp_path: Path) -> None:
+    """The pool has no T4 for the run's first 60 s: the worker Ray's autoscaler asked for
+    stays Pending, saying why, then lands on the node the pool adds once capacity is back;
+    the driver was waiting for it (GPU_WAIT_S, 1800 s in the committed manifest)."""
+    run = cloud_run(
+        K8S / "rayjob-asha.yaml",
+        tmp_path / "run",
+        image,
+        "--stockout-s",
+        "60",
+        TUNE_NUM_SAMPLES="1",
+    )
+    outcome = run.wait()
+    assert outcome.get("status") == "SUCCEEDED" and outcome["attempts"] == 1, run.explain()
+    log = run.log.read_text()
+    refused = log.index("(a stockout), for ")
+    assert refused < log.index("triggered scale-up of pool t4") < log.index("scheduled on t4-node")
+    assert outcome["scale_ups_refused"] > 0 and outcome["nodes_added"] >= 1, outcome
+    summary = json.loads((run.volume / "asha" / "results.json").read_text())
+    assert summary["counts"]["completed"] == 1, summary["counts"]
 
 
 # The stages a reclaim test runs: checkpoint saves every epoch of its own; asha only

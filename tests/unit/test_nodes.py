@@ -168,3 +168,29 @@ def test_an_on_demand_pool_has_nothing_to_reclaim() -> None:
     nodes.place("w1", worker)
     clock.now = 31
     assert nodes.place("w1", worker)[0] is not None and nodes.reclaimable() is None
+
+
+def test_a_stockout_keeps_the_pod_pending_until_it_lifts() -> None:
+    clock, lines = Clock(), []
+    nodes = Cluster(
+        VALUES["gke"], boot_s=30, idle_s=60, stockout_s=60, clock=clock, log=lines.append
+    )
+    worker = pods("gke")["worker-t4"]
+    for now in (0, 20, 59):
+        clock.now = now
+        node, reason = nodes.place("w1", worker)
+        assert node is None and reason.endswith("scale-up of pool t4 failed: no capacity")
+    assert nodes.count("t4") == 0 and nodes.refused == 3
+    assert len([x for x in lines if "(a stockout), for 60s more" in x]) == 1  # said once
+    clock.now = 60  # lifted: the pool adds the node, Ready after boot_s
+    assert "triggered scale-up of pool t4" in nodes.place("w1", worker)[1]
+    clock.now = 91
+    assert nodes.place("w1", worker)[0] is not None and nodes.added == 1
+
+
+def test_a_permanent_stockout_never_adds_a_node() -> None:
+    clock, lines = Clock(), []
+    nodes = Cluster(VALUES["gke"], stockout_s=float("inf"), clock=clock, log=lines.append)
+    clock.now = 1e6
+    assert nodes.place("w1", pods("gke")["worker-t4"])[0] is None and nodes.added == 0
+    assert "(a stockout), for ever" in lines[-1]
