@@ -9,7 +9,8 @@ TIME)", then the error), whether or not the trial ended errored. A retry trains 
 the trial had done since its last checkpoint: the epochs it reports a second time (from
 its result rows, restored runs included), plus the epoch in flight at the failure, which
 no row records and is counted as one whole epoch (at most one, with a checkpoint every
-epoch: SPOT=true or the checkpoint stage).
+epoch: SPOT=true or the checkpoint stage). The last failure of a trial that ended errored
+was not retried: it is not counted.
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ def reported_twice(epochs: Sequence[int]) -> int:
     return len(epochs) - len(set(epochs))
 
 
-def summarize(trials: Iterable[tuple[str, Path, Sequence[int]]]) -> dict[str, Any]:
-    """`compute.retries` from (trial id, trial folder, the epochs of its result rows)."""
+Trial = tuple[str, Path, Sequence[int], bool]  # id, folder, its rows' epochs, ended errored
+
+
+def summarize(trials: Iterable[Trial]) -> dict[str, Any]:
+    """`compute.retries`: the failures Tune retried, and what they trained again."""
     seen: list[Failure] = []
     twice = 0
-    for trial_id, trial_dir, epochs in trials:
-        seen += failures(trial_id, trial_dir)
+    for trial_id, trial_dir, epochs, errored in trials:
+        recorded = failures(trial_id, trial_dir)
+        seen += recorded[:-1] if errored else recorded  # an errored trial's last: no retry
         twice += reported_twice(epochs)
     return {
         "failures": [asdict(f) for f in seen],
@@ -66,8 +71,8 @@ def summarize(trials: Iterable[tuple[str, Path, Sequence[int]]]) -> dict[str, An
     }
 
 
-def from_result(trial_id: str, result: Any) -> tuple[str, Path, list[int]]:
-    """The summarize() entry of a ray.tune.Result (its folder and every result row's epoch)."""
+def from_result(trial_id: str, result: Any) -> Trial:
+    """The summarize() entry of a ray.tune.Result."""
     frame = getattr(result, "metrics_dataframe", None)
     epochs = [] if frame is None or "epoch" not in frame else frame["epoch"].dropna().tolist()
-    return trial_id, Path(str(result.path)), [int(e) for e in epochs]
+    return trial_id, Path(str(result.path)), [int(e) for e in epochs], result.error is not None

@@ -106,9 +106,9 @@ class TuneRun:
         if not settings.spot:
             return config
         own = config.get("failure_config") or tune.FailureConfig()
-        retries = dataclasses.replace(own, max_failures=own.max_failures + SPOT_RETRIES)
+        allowed = dataclasses.replace(own, max_failures=own.max_failures + SPOT_RETRIES)
         kept = config.get("checkpoint_config") or tune.CheckpointConfig(num_to_keep=1)
-        return {**config, "failure_config": retries, "checkpoint_config": kept}
+        return {**config, "failure_config": allowed, "checkpoint_config": kept}
 
     def make_tune_config(self, settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
         """The stage's TuneConfig; the shared trial also keeps its process for the next trial

@@ -225,7 +225,9 @@ def test_retries_count_tunes_failures_and_the_epochs_trained_again(tmp_path: Pat
     (hit / retries.ERROR_FILE).write_text(ERROR_TXT)
     # The hit trial resumed once from its epoch-2 checkpoint after reporting epoch 3 (the
     # first failure), once from epoch 3 before reporting anything more (the second).
-    retried = retries.summarize([("a", hit, [1, 2, 3, 3, 4]), ("b", clean, [1, 2, 3, 4])])
+    retried = retries.summarize(
+        [("a", hit, [1, 2, 3, 3, 4], False), ("b", clean, [1, 2, 3, 4], False)]
+    )
     assert retried["trials_hit"] == 1 and [f["at"] for f in retried["failures"]] == [
         "2026-12-07_21-53-28",
         "2026-12-07_22-10-02",
@@ -233,7 +235,11 @@ def test_retries_count_tunes_failures_and_the_epochs_trained_again(tmp_path: Pat
     assert retried["failures"][0]["error"].startswith("The actor 9722ca54 is unavailable")
     assert retried["trial_epochs_reported_twice"] == 1
     assert retried["trial_epochs_redone"] == 3  # 1 reported twice + 2 in flight
-    assert retries.summarize([("b", clean, [1, 2])])["failures"] == []
+    assert retries.summarize([("b", clean, [1, 2], False)])["failures"] == []
+    # A trial that ended errored: its last failure was not retried, so it redid nothing.
+    errored = retries.summarize([("a", hit, [1, 2, 3, 3, 4], True)])
+    assert [f["at"] for f in errored["failures"]] == ["2026-12-07_21-53-28"]
+    assert errored["trial_epochs_redone"] == 1 + 1  # 1 reported twice + the 1 retried
 
 
 def test_what_the_retries_trained_again_is_priced_and_printed() -> None:
