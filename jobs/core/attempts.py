@@ -8,7 +8,9 @@ another). Each writes, beside its experiment, in `<STORAGE_PATH>/<stage>.logs/`:
 - `<UTC start>_<attempt id>.json`: the attempt's record: id, start, last update, exit
   code (none when the attempt was killed, e.g. with its cluster), and every Ray node seen
   alive with its type and how long it was up (sampled every NODE_SAMPLE_S from Ray's node
-  table; on Kubernetes a worker node is a worker pod).
+  table; on Kubernetes a worker node is a worker pod), and every worker node that left
+  while the attempt ran, with when and Ray's reason (a reclaimed Spot node, a deleted pod,
+  an idle node the autoscaler gave back).
 
 The attempt id is the Ray job's submission id (a RayJob's `status.jobId`), else
 `local-<pid>`. File names sort in start order. `--fresh` moves the previous experiment's
@@ -81,6 +83,13 @@ class NodeSpan:
 
 
 @dataclass
+class NodeLeft:
+    type: str
+    at: float  # the first sample that found it dead
+    reason: str  # Ray's DeathReasonMessage
+
+
+@dataclass
 class Record:
     """One attempt, as its `.json` file holds it."""
 
@@ -89,6 +98,7 @@ class Record:
     updated: float
     exit_code: int | None = None
     nodes: dict[str, NodeSpan] = field(default_factory=dict)
+    left: dict[str, NodeLeft] = field(default_factory=dict)  # worker nodes that went away
 
     def node_hours(self) -> dict[str, float]:
         hours: dict[str, float] = {}
@@ -103,12 +113,14 @@ class Record:
     def from_json(cls, text: str) -> Record:
         data = json.loads(text)
         nodes = {k: NodeSpan(**v) for k, v in (data.get("nodes") or {}).items()}
+        left = {k: NodeLeft(**v) for k, v in (data.get("left") or {}).items()}
         return cls(
             str(data["attempt_id"]),
             float(data["started"]),
             float(data["updated"]),
             data.get("exit_code"),
             nodes,
+            left,
         )
 
 
@@ -202,8 +214,12 @@ class _Tee(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
-def _alive_nodes() -> dict[str, dict[str, float]] | None:
-    """Ray's node table (alive nodes and their resources) once this process is connected."""
+NodeTable = tuple[dict[str, dict[str, float]], dict[str, str]]
+
+
+def _node_table() -> NodeTable | None:
+    """Ray's node table once this process is connected: the alive nodes' resources, and
+    the dead nodes' reasons (DeathReasonMessage)."""
     try:
         import ray
     except ImportError:
@@ -211,9 +227,14 @@ def _alive_nodes() -> dict[str, dict[str, float]] | None:
     if not ray.is_initialized():
         return None
     try:
-        return {n["NodeID"]: n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")}
+        nodes = ray.nodes()
     except Exception:  # a head going away mid-call: the next sample tries again
         return None
+    alive = {n["NodeID"]: n.get("Resources") or {} for n in nodes if n.get("Alive")}
+    dead = {
+        n["NodeID"]: str(n.get("DeathReasonMessage") or "") for n in nodes if not n.get("Alive")
+    }
+    return alive, dead
 
 
 class Attempt:
@@ -233,16 +254,21 @@ class Attempt:
         self._thread: threading.Thread | None = None
 
     def sample(self) -> None:
-        """Extend the span of every alive node to now; write the record."""
-        alive = _alive_nodes()
+        """Extend the span of every alive node to now, note the worker nodes seen before
+        that Ray now lists dead; write the record."""
+        alive, dead = _node_table() or ({}, {})
         now = time.time()
         with self._lock:
-            for node_id, resources in (alive or {}).items():
+            for node_id, resources in alive.items():
                 span = self.record.nodes.get(node_id)
                 if span is None:
                     self.record.nodes[node_id] = NodeSpan(node_type(resources), now, now)
                 else:
                     span.last_seen = now
+            for node_id, reason in dead.items():
+                span = self.record.nodes.get(node_id)
+                if span is not None and span.type != "head" and node_id not in self.record.left:
+                    self.record.left[node_id] = NodeLeft(span.type, now, reason)
             self.record.updated = now
             self._write()
 
@@ -331,4 +357,5 @@ def describe(files: AttemptFiles, number: int) -> str:
     )
     workers = cost.hours_text({k: v for k, v in rec.node_hours().items() if k != "head"}, empty="")
     nodes = f", worker node-hours {workers}" if workers else ""
-    return f"{number:>3}  {files.name}  {took}, {ended}{nodes}"
+    left = f", {len(rec.left)} worker node(s) left while it ran" if rec.left else ""
+    return f"{number:>3}  {files.name}  {took}, {ended}{nodes}{left}"

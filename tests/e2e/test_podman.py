@@ -713,3 +713,7 @@ def test_a_reclaimed_spot_node_is_replaced_and_its_trial_resumes_in_the_same_att
     assert (retried["trial_epochs_reported_twice"], retried["trial_epochs_redone"]) == (0, 1)
     assert compute["accelerator_hours_redone"]["T4"] > 0, compute
     assert compute["cost"]["redone_spot_usd"] < compute["cost"]["redone_on_demand_usd"]
+    # The attempt's record on the volume keeps the T4 node that left, with Ray's reason.
+    (record,) = [json.loads(p.read_text()) for p in (run.volume / f"{stage}.logs").glob("*.json")]
+    (left,) = record["left"].values()
+    assert left["type"] == "T4" and left["at"] > record["started"], record

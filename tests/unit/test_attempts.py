@@ -221,3 +221,30 @@ def test_the_node_sampler_keeps_a_killed_attempts_record_current(tmp_path: Path)
     later = attempts.read_record(attempt.files)
     assert first is not None and later is not None
     assert later.updated > first.updated and later.exit_code is None
+
+
+def test_a_worker_node_that_leaves_while_the_attempt_runs_is_recorded_with_rays_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reclaimed Spot node (or an idle one given back) is listed dead by Ray's node
+    table: the record keeps its type, when it was first seen gone, and Ray's reason; the
+    list of attempts says how many left. The head is never among them."""
+    head, t4 = {attempts.HEAD_RESOURCE: 1.0}, {"GPU": 1.0, "accelerator_type:T4": 1.0}
+    tables = [
+        ({"h": head, "w": t4}, {}),
+        ({"h": head}, {"w": "health check failed", "old": "idle"}),
+        ({}, {"w": "health check failed", "h": "head gone"}),
+    ]
+    monkeypatch.setattr(
+        attempts, "_node_table", lambda: tables.pop(0) if len(tables) > 1 else tables[0]
+    )
+    attempt = attempts.Attempt(tmp_path / "tune", env={})
+    attempt.folder.mkdir(parents=True)
+    for _ in range(3):
+        attempt.sample()
+    record = attempts.read_record(attempt.files)
+    assert record is not None and list(record.left) == ["w"]  # never seen alive: not ours
+    assert (record.left["w"].type, record.left["w"].reason) == ("T4", "health check failed")
+    assert record.nodes["w"].last_seen <= record.left["w"].at
+    attempt.finish(0)
+    assert "1 worker node(s) left while it ran" in attempts.describe(attempt.files, 1)
