@@ -69,7 +69,7 @@ class TrialRecord:
 
     @property
     def killed_for_memory(self) -> bool:
-        return self.error is not None and self.error.startswith(MEMORY_KILLED)
+        return self.error is not None and self.error.startswith((MEMORY_KILLED, OOM_KILLED))
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -173,6 +173,10 @@ def _finite(values: Iterable[Any]) -> list[float]:
 
 
 MEMORY_KILLED = "killed by Ray's memory monitor"
+# A worker process that died without a word (SIGKILL): Ray names the OOM killer first among
+# the causes. Beside a memory limit (a pod's) that is the kernel's answer to a trial whose
+# memory grew faster than Ray's memory monitor samples (every 250 ms).
+OOM_KILLED = "killed, most likely by the out-of-memory killer at its container's memory limit"
 
 
 def error_line(error: str) -> str:
@@ -185,6 +189,8 @@ def error_line(error: str) -> str:
         if node:
             parts.append(f"its node had {node.group(1)} of {node.group(2)} in use")
         return "; ".join(parts)
+    if "Worker exit type: SYSTEM_ERROR" in error and "OOM killer" in error:
+        return f"{OOM_KILLED} (Ray: its worker process died, exit type SYSTEM_ERROR)"
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else "unknown error"
     return last if len(last) <= 300 else last[:297] + "..."

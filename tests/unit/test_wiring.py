@@ -216,6 +216,24 @@ OOM = (
 )
 
 
+# Ray's message for an actor whose worker process died by SIGKILL (Ray 2.60), trimmed: what
+# a trial killed by its container's memory limit ends with.
+DIED = (
+    "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+    "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of "
+    "file. There are some potential root causes. (1) The process is killed by SIGKILL by OOM "
+    "killer due to high memory usage. (2) ray stop --force is called."
+)
+
+
+def test_a_trial_killed_at_its_containers_memory_limit_says_so_too() -> None:
+    killed = results.record_from_result(_result("dddddddd", 0, None, error=DIED), 3)
+    assert killed.killed_for_memory and killed.error.startswith(results.OOM_KILLED)
+    summary = results.Summary("tune", "val_loss", "min", [killed], 1.0)
+    (line,) = results.error_report(summary, 256)
+    assert "raise TRIAL_MEMORY_MIB" in line and "\n" not in line
+
+
 def test_a_trial_killed_for_memory_says_so_in_one_line_with_what_to_raise() -> None:
     killed = results.record_from_result(_result("aaaaaaaa", 0, None, error=OOM), 3)
     failed = results.record_from_result(_result("bbbbbbbb", 0, None, error="a\nValueError: b"), 3)
