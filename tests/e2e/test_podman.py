@@ -423,9 +423,12 @@ def test_a_worker_smaller_than_a_trial_errors_it_for_memory_not_the_run(
     )
     assert f"error: trial {trial['trial_id']} errored: " in submitter, submitter[-3000:]
     assert "TRIAL_MEMORY_MIB" in submitter
-    # Not Tune's own ending for this (ray 2.60 raises out of fit()): no driver traceback.
+    # Not Tune's own ending for this (ray 2.60 raises out of fit()): the driver ran to its
+    # end, its summary and the errored count printed. (Tune's log of the trial's death may
+    # hold a traceback: it prints one for an actor that died, the kernel's kill; not for the
+    # memory monitor's.)
     assert "Caught unexpected exception" not in submitter
-    assert "Traceback" not in submitter
+    assert "[tune] summary: " in submitter and "error: 1 of 1 trials errored" in submitter
 
 
 # --- The variant users apply: the default cloud's T4 manifests, autoscaling from zero ---------
