@@ -141,11 +141,9 @@ def test_an_empty_dir_is_a_folder_on_disk_unless_its_medium_is_memory(tmp_path) 
     assert not folder.exists()
 
 
-def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkeypatch) -> None:
-    """A worker whose container vanished (its node reclaimed) is no longer listed; the next
-    reconcile creates a new pod for the group's replicas, under a new name."""
+def replacing(tmp_path, monkeypatch) -> tuple[runner.RayJobRun, list[str]]:
+    """The kind checkpoint RayJob's run whose new worker pods are only named (new-0, ...)."""
     run = job(tmp_path, manifest=K8S / "kind" / "rayjob-checkpoint.yaml")
-    a = attempt()
     created: list[str] = []
 
     def new_pod(attempt: runner.Attempt, group: dict, head: bool) -> None:
@@ -153,6 +151,14 @@ def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkey
         attempt.ray.append(runner.Container(created[-1], "worker", group=group["groupName"]))
 
     monkeypatch.setattr(run, "_ray_pod", new_pod)
+    return run, created
+
+
+def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkeypatch) -> None:
+    """A worker whose container vanished (its node reclaimed) is no longer listed; the next
+    reconcile creates a new pod for the group's replicas, under a new name."""
+    run, created = replacing(tmp_path, monkeypatch)
+    a = attempt()
     group = run.cluster_spec["workerGroupSpecs"][0]
     old = runner.Container("old-worker", "worker", group=group["groupName"], phase="Running")
     a.ray.append(old)
@@ -171,19 +177,13 @@ def test_a_failed_worker_pod_is_deleted_and_replaced_a_terminating_one_is_not(
     """shouldDeletePod: a pod the kubelet's graceful node shutdown left Failed is deleted by
     the next reconcile and replaced under a new name; one still in its grace period
     (Terminating, phase Running) is kept, and is served to Ray's autoscaler as running."""
-    run = job(tmp_path, manifest=K8S / "kind" / "rayjob-checkpoint.yaml")
+    run, created = replacing(tmp_path, monkeypatch)
     a = attempt()
-    created: list[str] = []
-
-    def new_pod(attempt: runner.Attempt, group: dict, head: bool) -> None:
-        created.append(f"new-{len(created)}")
-        attempt.ray.append(runner.Container(created[-1], "worker", group=group["groupName"]))
 
     def delete(attempt: runner.Attempt, victims: list, wait: bool) -> None:
         for c in victims:
             attempt.ray.remove(c)
 
-    monkeypatch.setattr(run, "_ray_pod", new_pod)
     monkeypatch.setattr(run, "_delete_pods", delete)
     group = run.cluster_spec["workerGroupSpecs"][0]
     old = runner.Container("old", "worker", group=group["groupName"], phase="Terminating")
