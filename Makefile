@@ -315,7 +315,8 @@ cloud-up: check-cloud ## Create CLOUD's cluster, pools, registry, file system, o
 .PHONY: cloud-down
 cloud-down: check-cloud ## Delete what cloud-up made, the volume before the cluster (DELETE_REGISTRY=1: the registry too; DRY_RUN=1 prints it).
 	@[[ -f $(K8S_DIR)/cloud.sh ]] || { echo "error: CLOUD=$(CLOUD) has no cloud-down (kind: make kind-down)" >&2; exit 2; }
-	DRY_RUN=$(DRY_RUN) PROJECT=$(GCP_PROJECT) DELETE_REGISTRY=$(DELETE_REGISTRY) MAKE="$(MAKE)" bash $(K8S_DIR)/cloud.sh down
+	DRY_RUN=$(DRY_RUN) PROJECT=$(GCP_PROJECT) DELETE_REGISTRY=$(DELETE_REGISTRY) MAKE="$(MAKE)" \
+	  PY=$(if $(wildcard $(CLIENT_PY)),$(CLIENT_PY),python3) bash $(K8S_DIR)/cloud.sh down
 
 .PHONY: operator
 operator: ## Install or upgrade the KubeRay operator (helm chart KUBERAY_VERSION).

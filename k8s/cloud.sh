@@ -20,8 +20,12 @@ fi
 at="--project $PROJECT --zone us-central1-a"
 
 up() {
-  step "the APIs: GKE, Artifact Registry, Filestore" "" \
-    "gcloud services enable container.googleapis.com artifactregistry.googleapis.com file.googleapis.com --project $PROJECT"
+  step "the APIs: Compute Engine, GKE, Artifact Registry, Filestore" "" \
+    "gcloud services enable compute.googleapis.com container.googleapis.com artifactregistry.googleapis.com file.googleapis.com --project $PROJECT"
+
+  quota "the T4 quota NVIDIA_T4_GPUS in us-central1" 4 \
+    "ask for 4 in the console (IAM & Admin > Quotas: NVIDIA_T4_GPUS, us-central1; and GPUS_ALL_REGIONS) or: gcloud quotas preferences create --service=compute.googleapis.com --quota-id=NVIDIA-T4-GPUS-per-project-region --dimensions=region=us-central1 --preferred-value=4 --project=$PROJECT (Free Trial accounts cannot)" \
+    "gcloud compute regions describe us-central1 --project $PROJECT --flatten=quotas --filter=quotas.metric=NVIDIA_T4_GPUS --format='value(quotas.limit)'"
   step "the image registry us-central1-docker.pkg.dev/$PROJECT/ray-tune" \
     "gcloud artifacts repositories describe ray-tune --location us-central1 --project $PROJECT" \
     "gcloud artifacts repositories create ray-tune --repository-format=docker --location=us-central1 --project $PROJECT"
@@ -32,8 +36,7 @@ up() {
   # Organisations made after 2024-05-03 give the nodes' default service account no role.
   step "the nodes' right to pull from it" "" \
     "gcloud projects add-iam-policy-binding $PROJECT --member=serviceAccount:$NUMBER-compute@developer.gserviceaccount.com --role=roles/artifactregistry.reader --condition=None"
-  # The CPU pool: the head (1 CPU) and its autoscaler sidecar, the submitter, the
-  # results reader and the cluster's own pods (800m) on one e2-standard-4 (3920m allocatable).
+  note "the CPU node, one e2-standard-4, holds at once: head 1000m + autoscaler sidecar 200m + submitter 200m + results reader 50m + the cluster's own pods 800m = 2250m of 3920m allocatable"
   step "the cluster ray-tune, with one e2-standard-4 node for the head" \
     "gcloud container clusters describe ray-tune $at" \
     "gcloud container clusters create ray-tune $at --machine-type e2-standard-4 --num-nodes 1 --enable-dataplane-v2 --addons GcpFilestoreCsiDriver --image-type COS_CONTAINERD --enable-image-streaming"
@@ -49,23 +52,28 @@ up() {
 }
 
 down() {
-  # The claim first: its Filestore instance goes with it; deleting the cluster first leaves
-  # the instance billing with nothing left to delete it.
-  capture PV "the volume behind the claim, if there is one" \
-    "kubectl get pvc ray-tune-cluster-storage -o jsonpath='{.spec.volumeName}' 2>/dev/null || true"
-  step "the RayJobs, RayCluster, pods, policies and the claim" "" \
-    "$MAKE teardown DELETE_VOLUME=1 CLOUD=gke"
-  step "the Filestore instance, deleted with its volume (minutes)" "" \
-    "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
-  step "the cluster ray-tune and its node pools" \
-    "! gcloud container clusters describe ray-tune $at" \
-    "gcloud container clusters delete ray-tune $at --quiet"
+  if exists "gcloud container clusters describe ray-tune $at"; then
+    # kubectl on this cluster, not on whatever context was current.
+    step "kubectl's credentials for ray-tune" "" \
+      "gcloud container clusters get-credentials ray-tune $at"
+    # The claim first: its Filestore instance goes with it; deleting the cluster first leaves
+    # the instance billing with nothing left to delete it.
+    capture PV "the volume behind the claim, if there is one" \
+      "kubectl get pvc ray-tune-cluster-storage -o jsonpath='{.spec.volumeName}' 2>/dev/null || true"
+    step "the RayJobs, RayCluster, pods, policies and the claim" "" \
+      "$MAKE teardown DELETE_VOLUME=1 CLOUD=gke"
+    step "the Filestore instance, deleted with its volume (minutes)" "" \
+      "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
+    step "the cluster ray-tune and its node pools" "" \
+      "gcloud container clusters delete ray-tune $at --quiet"
+  else
+    note "the cluster ray-tune is gone already"
+  fi
   if [[ ${DELETE_REGISTRY:-0} == 1 ]]; then
     step "the registry ray-tune and every image in it" "" \
       "gcloud artifacts repositories delete ray-tune --location us-central1 --project $PROJECT --quiet"
-  else
-    note "kept, still billing its stored GBs: the registry ray-tune (DELETE_REGISTRY=1 deletes it and its images)"
   fi
+  still_billing gke
 }
 
 dispatch "$@"

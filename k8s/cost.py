@@ -5,6 +5,7 @@ The estimate comes from the settings and the values files.
     python k8s/cost.py                  # the table, as the README shows it
     python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
     python k8s/cost.py --still-billing CLOUD   # what bills after `make teardown` (it prints it)
+    python k8s/cost.py --after-cloud-down CLOUD [--registry-deleted]   # after `make cloud-down`
 
 Per stage and cloud (k8s/values/<variant>.yaml), for one attempt at the stage's defaults:
 - GPU nodes: every T4 the stage can hold at once (render.gpus_at_once: its trials at once
@@ -109,6 +110,18 @@ def _per_month(hourly: float | None) -> float | None:
     return None if hourly is None else hourly * 730
 
 
+def _fixed_price(item: dict) -> tuple[str, str]:
+    """A fixed item's price per hour and per month (730 h), as the tables print them: a
+    flat price, or one by the GBs stored (usd_per_gb_month), or n/a where none was found."""
+    hourly, per_gb = item["usd_per_hour"], item.get("usd_per_gb_month")
+    if hourly is None and per_gb is not None:
+        return "n/a", f"${per_gb:.2f} per GB stored"
+    month = _money(_per_month(hourly))
+    if hourly and item.get("covered"):
+        month += f" ({item['covered']})"
+    return ("n/a" if hourly is None else f"${hourly:g}"), month
+
+
 def fixed_table() -> str:
     """What bills per hour while each cluster exists, whatever runs on it."""
     rows = [
@@ -119,11 +132,10 @@ def fixed_table() -> str:
     ]
     for variant in clouds():
         for item in render.values(variant)["prices"]["fixed"]:
-            hourly = item["usd_per_hour"]
+            hourly, month = _fixed_price(item)
             rows.append(
-                f"| {render.values(variant)['title']} | {item['what']} | "
-                f"{'n/a' if hourly is None else f'${hourly:.3f}'} | "
-                f"{_money(_per_month(hourly))} | {item['source']} |"
+                f"| {render.values(variant)['title']} | {item['what']} | {hourly} | {month} | "
+                f"{item['source']} |"
             )
     return "\n".join(rows)
 
@@ -136,25 +148,42 @@ def still_billing(variant: str) -> str:
     head = _per_month(v["prices"]["head_node"]["on_demand"])
     lines = [
         f"Still billing on {v['title']} until you delete them (per month of 730 h; README: "
-        "Teardown):",
+        "Teardown; make cloud-down deletes them all but the registry):",
         f"- the head's CPU node pool, {v['nodes']['head']['machine'].split(' #')[0]}: "
         f"{_money(head)} per node; a T4 pool at zero nodes: $0",
     ]
     for item in v["prices"]["fixed"]:
-        lines.append(f"- {item['what']}: {_money(_per_month(item['usd_per_hour']))}")
+        lines.append(f"- {item['what']}: {_fixed_price(item)[1]}")
     lines.append(f"- the volume: {v['storage']['billing']}")
     return "\n".join(lines)
+
+
+def after_cloud_down(variant: str, registry_deleted: bool) -> str:
+    """cloud-down's last lines: what it kept and what that bills per month (730 h)."""
+    v = render.values(variant)
+    kept = [i for i in v["prices"]["fixed"] if i.get("after_cloud_down")]
+    if registry_deleted or not kept:
+        return f"Still billing on {v['title']} from what cloud-up made: nothing."
+    lines = [f"Still billing on {v['title']} from what cloud-up made (per month of 730 h):"]
+    lines += [f"- {i['what']}: {_fixed_price(i)[1]} (DELETE_REGISTRY=1 deletes it)" for i in kept]
+    return "\n".join(lines)
+
+
+def _refuse_cloud(name: str) -> int:
+    print(f"error: no cloud {name!r}; choose one of: {', '.join(clouds())}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "--still-billing":
         if argv[1] not in clouds():
-            print(
-                f"error: no cloud {argv[1]!r}; choose one of: {', '.join(clouds())}",
-                file=sys.stderr,
-            )
-            return 2
+            return _refuse_cloud(argv[1])
         print(still_billing(argv[1]))
+        return 0
+    if argv[:1] == ["--after-cloud-down"] and argv[2:] in ([], ["--registry-deleted"]):
+        if len(argv) < 2 or argv[1] not in clouds():
+            return _refuse_cloud(argv[1] if len(argv) > 1 else "")
+        print(after_cloud_down(argv[1], registry_deleted=len(argv) == 3))
         return 0
     if argv not in ([], ["--readme-table"]):
         print(__doc__, file=sys.stderr)

@@ -318,6 +318,41 @@ def helm_values() -> dict[Path, str]:
     }
 
 
+# Image streaming where the cloud streams what the manifests pull: GKE streams Artifact
+# Registry images by digest too. AKS's artifact streaming resolves tags only (learn.microsoft
+# .com/azure/aks/artifact-streaming-overview), and make manifests names the image by digest;
+# EKS's SOCI needs a snapshotter on the AMI and an index pushed with the image.
+IMAGE_STREAMING = {"gke"}
+
+
+def _millicores(q: Any) -> int:
+    text = str(q)
+    return int(text[:-1]) if text.endswith("m") else round(float(text) * 1000)
+
+
+def head_node_budget(variant: str, v: dict[str, Any]) -> list[tuple[str, int]]:
+    """What the one CPU node holds at once, in millicores of CPU requested: the head and its
+    autoscaler sidecar, the submitter, the results reader (from the rendered manifests of the
+    stage with the most there, every stage's head being the same) and the cluster's own pods
+    (values nodes.head.system_pods). cloud-up prints it beside the node's allocatable."""
+    files = render_variant(variant)
+    (job,) = yaml.safe_load_all(files[folder(variant) / "rayjob-asha.yaml"])
+    (reader,) = yaml.safe_load_all(files[folder(variant) / "results-reader.yaml"])
+
+    def asked(containers: list[dict[str, Any]]) -> int:
+        return sum(_millicores(c["resources"]["requests"]["cpu"]) for c in containers)
+
+    cluster = job["spec"]["rayClusterSpec"]
+    sidecar = (cluster.get("autoscalerOptions") or {}).get("resources", {}).get("requests", {})
+    return [
+        ("head", asked(cluster["headGroupSpec"]["template"]["spec"]["containers"])),
+        ("autoscaler sidecar", _millicores(sidecar.get("cpu", 0))),
+        ("submitter", asked(job["spec"]["submitterPodTemplate"]["spec"]["containers"])),
+        ("results reader", asked(reader["spec"]["containers"])),
+        ("the cluster's own pods", _millicores(v["nodes"]["head"]["system_pods"]["cpu"])),
+    ]
+
+
 def cloud_scripts() -> dict[Path, str]:
     """Per cloud (a values file with a `cloud` section): `make cloud-up`/`cloud-down`'s script,
     k8s/<variant>/cloud.sh from k8s/templates/cloud-<variant>.sh.j2, and EKS's eksctl config."""
@@ -326,11 +361,21 @@ def cloud_scripts() -> dict[Path, str]:
         v = values(variant)
         if not v.get("cloud"):
             continue
+        if v["cloud"].get("image_streaming") and variant not in IMAGE_STREAMING:
+            raise RenderError(
+                f"k8s/values/{variant}.yaml: cloud.image_streaming: true is not offered for "
+                f"{v['title']} here (its streaming would not apply to the digest-pinned image, "
+                "or needs set-up cloud-up does not do); set it false"
+            )
         out = folder(variant)
+        budget = head_node_budget(variant, v)
         context = _context(v) | {
             "c": v["cloud"],
             "folder": str(out.relative_to(REPO)),
             "lib": os.path.relpath(K8S / "bin" / "cloud-lib.sh", out),
+            "head_budget": " + ".join(f"{what} {m}m" for what, m in budget)
+            + f" = {sum(m for _, m in budget)}m of {v['nodes']['head']['allocatable']['cpu']}"
+            " allocatable",
         }
         files[out / "cloud.sh"] = _render(f"cloud-{variant}.sh.j2", context)
         for name in v["cloud"].get("configs", []):  # e.g. eksctl's ClusterConfig

@@ -12,6 +12,10 @@ rg="--resource-group ray-tune"
 up() {
   step "the resource provider for AKS" "" \
     "az provider register --namespace Microsoft.ContainerService --wait"
+
+  quota "the T4 quota standardNCASv3_T4Family in eastus, in vCPUs" 16 \
+    "ask for 16 vCPUs in the portal: Quotas > Compute, eastus, New Quota Request" \
+    "az vm list-usage --location eastus --query \"[?name.value=='standardNCASv3_T4Family'].limit\" --output tsv"
   step "the resource group ray-tune (eastus)" \
     "az group show --name ray-tune" \
     "az group create --name ray-tune --location eastus"
@@ -20,8 +24,7 @@ up() {
     "az acr create --name raytunek8s $rg --sku Basic"
   step "docker's login to it (make push)" "" "az acr login --name raytunek8s"
   # --attach-acr gives the nodes' identity AcrPull on the registry (needs Owner on it).
-  # The CPU pool: the head (1 CPU) and its sidecar, the submitter, the results reader and
-  # the cluster's own pods (800m) on one Standard_D4s_v5 (3860m allocatable).
+  note "the CPU node, one Standard_D4s_v5, holds at once: head 1000m + autoscaler sidecar 200m + submitter 200m + results reader 50m + the cluster's own pods 800m = 2250m of 3860m allocatable"
   step "the cluster ray-tune, with one Standard_D4s_v5 node for the head; Cilium enforces the NetworkPolicy" \
     "az aks show --name ray-tune $rg" \
     "az aks create --name ray-tune $rg --node-count 1 --node-vm-size Standard_D4s_v5 --network-plugin azure --network-plugin-mode overlay --network-dataplane cilium --attach-acr raytunek8s --generate-ssh-keys"
@@ -40,23 +43,28 @@ up() {
 }
 
 down() {
-  # The claim first: its Azure Files share goes with it; deleting the cluster first leaves
-  # the share billing.
-  capture PV "the volume behind the claim, if there is one" \
-    "kubectl get pvc ray-tune-cluster-storage -o jsonpath='{.spec.volumeName}' 2>/dev/null || true"
-  step "the RayJobs, RayCluster, pods, policies and the claim" "" \
-    "$MAKE teardown DELETE_VOLUME=1 CLOUD=aks"
-  step "the Azure Files share, deleted with its volume" "" \
-    "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
-  step "the cluster ray-tune, its node pools and its node resource group" \
-    "! az aks show --name ray-tune $rg" \
-    "az aks delete --name ray-tune $rg --yes"
+  if exists "az aks show --name ray-tune $rg"; then
+    # kubectl on this cluster, not on whatever context was current.
+    step "kubectl's credentials for ray-tune" "" \
+      "az aks get-credentials --name ray-tune $rg --overwrite-existing"
+    # The claim first: its Azure Files share goes with it; deleting the cluster first leaves
+    # the share billing.
+    capture PV "the volume behind the claim, if there is one" \
+      "kubectl get pvc ray-tune-cluster-storage -o jsonpath='{.spec.volumeName}' 2>/dev/null || true"
+    step "the RayJobs, RayCluster, pods, policies and the claim" "" \
+      "$MAKE teardown DELETE_VOLUME=1 CLOUD=aks"
+    step "the Azure Files share, deleted with its volume" "" \
+      "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
+    step "the cluster ray-tune, its node pools and its node resource group" "" \
+      "az aks delete --name ray-tune $rg --yes"
+  else
+    note "the cluster ray-tune is gone already"
+  fi
   if [[ ${DELETE_REGISTRY:-0} == 1 ]]; then
     step "the resource group ray-tune, with the registry raytunek8s and its images" "" \
       "az group delete --name ray-tune --yes"
-  else
-    note "kept, still billing: the registry raytunek8s in ray-tune (DELETE_REGISTRY=1 deletes the group with it)"
   fi
+  still_billing aks
 }
 
 dispatch "$@"

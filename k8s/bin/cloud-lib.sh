@@ -5,6 +5,9 @@
 #   step WHAT CHECK COMMAND   run COMMAND unless CHECK succeeds (it exists already): idempotent
 #   capture VAR WHAT COMMAND  VAR=$(COMMAND), for the commands after it
 #   note TEXT                 a line for the reader
+#   exists CHECK              true when CHECK succeeds, or in a dry run (it prints every step)
+#   quota WHAT NEED FIX COMMAND   the quota COMMAND reads; a problem line when under NEED
+#   still_billing CLOUD       cloud-down's last lines: what it kept, per month (k8s/cost.py)
 #
 # CHECK and COMMAND are shell text, printed as they run. DRY_RUN=1 prints every command and
 # runs none (no cloud CLI needed): a captured VAR then stands as the text "$VAR".
@@ -44,6 +47,34 @@ capture() { # VAR WHAT COMMAND
   value=$(eval "$command")
   printf -v "$var" '%s' "$value"
   echo "#    $var=$value"
+}
+
+exists() { # CHECK
+  [[ $DRY_RUN == 1 ]] && return 0
+  eval "$1" >/dev/null 2>&1
+}
+
+quota() { # WHAT NEED FIX COMMAND
+  local what=$1 need=$2 fix=$3 command=$4
+  capture QUOTA "$what: the T4 pool needs $need" "$command"
+  [[ $DRY_RUN == 1 ]] && return 0
+  # Not a stop: the rest can be made while a quota request waits (hours to days).
+  if [[ ! $QUOTA =~ ^[0-9]+(\.[0-9]+)?$ ]] || ((${QUOTA%.*} < need)); then
+    echo "problem: $what is ${QUOTA:-unknown}, under the $need the T4 pool can use: no T4 node will start (fix: $fix)"
+  else
+    echo "#    ok: $QUOTA"
+  fi
+}
+
+still_billing() { # CLOUD
+  local args=(--after-cloud-down "$1")
+  [[ ${DELETE_REGISTRY:-0} == 1 ]] && args+=(--registry-deleted)
+  local lines
+  if lines=$("${PY:-python3}" "$(dirname "${BASH_SOURCE[0]}")/../cost.py" "${args[@]}" 2>/dev/null); then
+    while IFS= read -r line; do echo "# $line"; done <<<"$lines"
+  else
+    note "what still bills: python k8s/cost.py ${args[*]}"
+  fi
 }
 
 dispatch() { # ACTION: up or down, the functions of the script that sourced this file

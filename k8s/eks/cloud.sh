@@ -10,6 +10,10 @@ MAKE=${MAKE:-make}
 region="--region us-east-1"
 
 up() {
+
+  quota "the T4 quota L-DB2E81BA in us-east-1, in vCPUs" 16 \
+    "aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-DB2E81BA --desired-value 16 $region" \
+    "aws service-quotas get-service-quota --service-code ec2 --quota-code L-DB2E81BA $region --query Quota.Value --output text"
   step "the image registry (ECR) ray-tune-k8s" \
     "aws ecr describe-repositories --repository-names ray-tune-k8s $region" \
     "aws ecr create-repository --repository-name ray-tune-k8s $region"
@@ -18,6 +22,7 @@ up() {
   step "docker's login to it for 12 h (make push)" "" \
     "aws ecr get-login-password $region | docker login --username AWS --password-stdin $ACCOUNT.dkr.ecr.us-east-1.amazonaws.com"
   # Node groups pull from ECR with their instance role (eksctl attaches the ECR pull policy).
+  note "the CPU node, one m5.xlarge, holds at once: head 1000m + autoscaler sidecar 200m + submitter 200m + results reader 50m + the cluster's own pods 550m = 2000m of 3920m allocatable"
   step "the cluster ray-tune: head group, T4 group from zero, the autoscaler's IAM role, VPC CNI and EFS CSI add-ons" \
     "eksctl get cluster --name ray-tune $region" \
     "eksctl create cluster -f k8s/eks/eksctl-cluster.yaml"
@@ -63,8 +68,19 @@ up() {
 down() {
   # The claim first (its access point), then the file system, which outlives the claim, then
   # the cluster: deleting the cluster first leaves the file system billing.
-  step "the RayJobs, RayCluster, pods, policies and the claim" "" \
-    "$MAKE teardown DELETE_VOLUME=1 CLOUD=eks"
+  local cluster=0
+  if exists "eksctl get cluster --name ray-tune $region"; then
+    cluster=1
+    # kubectl on this cluster, not on whatever context was current.
+    step "kubectl's credentials for ray-tune" "" \
+      "aws eks update-kubeconfig --name ray-tune $region"
+    step "the RayJobs, RayCluster, pods, policies and the claim" "" \
+      "$MAKE teardown DELETE_VOLUME=1 CLOUD=eks"
+    capture VPC "the cluster's VPC" \
+      "aws eks describe-cluster --name ray-tune $region --query cluster.resourcesVpcConfig.vpcId --output text"
+  else
+    note "the cluster ray-tune is gone already"
+  fi
   capture FS "the EFS file system" \
     "aws efs describe-file-systems --creation-token ray-tune $region --query 'FileSystems[0].FileSystemId' --output text"
   if [[ $FS == fs-* || $DRY_RUN == 1 ]]; then
@@ -77,18 +93,19 @@ down() {
       "until [[ -z \$(aws efs describe-mount-targets --file-system-id $FS $region --query 'MountTargets[]' --output text) ]]; do sleep 10; done"
     step "the file system $FS and every byte on it" "" "aws efs delete-file-system --file-system-id $FS $region"
   fi
-  capture SG "the NFS security group" \
-    "aws ec2 describe-security-groups $region --filters Name=group-name,Values=ray-tune-efs --query 'SecurityGroups[0].GroupId' --output text"
-  step "the security group $SG" "[[ $SG != sg-* ]]" "aws ec2 delete-security-group --group-id $SG $region"
-  step "the cluster ray-tune, its node groups, IAM roles and VPC (and its NAT gateway)" \
-    "! eksctl get cluster --name ray-tune $region" \
-    "eksctl delete cluster -f k8s/eks/eksctl-cluster.yaml --wait"
+  if ((cluster)); then
+    # The group in the cluster's VPC only: another VPC may hold one of the same name.
+    capture SG "the NFS security group" \
+      "aws ec2 describe-security-groups $region --filters Name=vpc-id,Values=$VPC Name=group-name,Values=ray-tune-efs --query 'SecurityGroups[0].GroupId' --output text"
+    step "the security group $SG" "[[ $SG != sg-* ]]" "aws ec2 delete-security-group --group-id $SG $region"
+    step "the cluster ray-tune, its node groups, IAM roles and VPC (and its NAT gateway)" "" \
+      "eksctl delete cluster -f k8s/eks/eksctl-cluster.yaml --wait"
+  fi
   if [[ ${DELETE_REGISTRY:-0} == 1 ]]; then
     step "the registry ray-tune-k8s and every image in it" "" \
       "aws ecr delete-repository --repository-name ray-tune-k8s --force $region"
-  else
-    note "kept, still billing its stored GBs: the registry ray-tune-k8s (DELETE_REGISTRY=1 deletes it and its images)"
   fi
+  still_billing eks
 }
 
 dispatch "$@"

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,13 @@ def run(path: Path, action: str, tmp_path: Path, **env: str) -> subprocess.Compl
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": bare_path(tmp_path), "HOME": str(tmp_path), "MAKE": "make", **env},
+        env={
+            "PATH": bare_path(tmp_path),
+            "HOME": str(tmp_path),
+            "MAKE": "make",
+            "PY": sys.executable,  # k8s/cost.py's, for cloud-down's last lines
+            **env,
+        },
     )
 
 
@@ -124,7 +131,9 @@ def test_cloud_down_deletes_the_volume_before_the_cluster(cloud: str, tmp_path: 
     lines = commands(proc.stdout)
     claim = index(lines, rf"^make teardown DELETE_VOLUME=1 CLOUD={cloud}$")
     cluster = index(lines, r"(clusters delete|delete cluster|aks delete)")
-    assert claim < cluster
+    # kubectl is pointed at this cluster before anything is deleted through it.
+    credentials = index(lines, r"(get-credentials|update-kubeconfig)")
+    assert credentials < claim < cluster
     if cloud == "eks":  # the file system outlives the claim: its targets, then it, then the group
         order = [
             claim,
@@ -140,10 +149,51 @@ def test_cloud_down_deletes_the_volume_before_the_cluster(cloud: str, tmp_path: 
     # The registry stays unless asked, and the run says it still bills.
     registry = r"(repositories delete|delete-repository|group delete)"
     assert not any(re.search(registry, line) for line in lines)
-    assert "kept, still billing" in proc.stdout
+    # Its last lines: what it kept, and what that costs a month (or by the GBs stored).
+    title = values(cloud)["title"]
+    tail = proc.stdout.split(f"# Still billing on {title} from what cloud-up made")[1]
+    assert re.search(r"registry.*: \$\d+\.\d\d.*DELETE_REGISTRY=1 deletes it", tail, re.I), tail
     asked = run(script(cloud), "down", tmp_path, DRY_RUN="1", DELETE_REGISTRY="1")
     last = commands(asked.stdout)[-1]
     assert re.search(registry, last), last
+    assert f"Still billing on {title} from what cloud-up made: nothing." in asked.stdout
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_cloud_up_states_what_the_cpu_node_holds_within_its_allocatable(
+    cloud: str, tmp_path: Path
+) -> None:
+    """The head, its sidecar, the submitter, the reader and the cluster's own pods, summed
+    from the rendered manifests and the values file, beside the node's allocatable CPU; a
+    heavier system_pods entry moves the sum."""
+
+    def budget(out: str) -> tuple[list[int], int, int]:
+        line = re.search(r"holds at once: (.*) = (\d+)m of (\d+)m allocatable", out)
+        assert line, out
+        parts = [int(m) for m in re.findall(r"(\d+)m", line.group(1))]
+        return parts, int(line.group(2)), int(line.group(3))
+
+    parts, total, allocatable = budget(run(script(cloud), "up", tmp_path, DRY_RUN="1").stdout)
+    assert len(parts) == 5 and sum(parts) == total <= allocatable, (parts, total)
+    heavier = rendered(cloud, lambda v: v["nodes"]["head"]["system_pods"].update(cpu="1500m"), tmp_path)
+    _, total_after, _ = budget(run(heavier, "up", tmp_path, DRY_RUN="1").stdout)
+    assert total_after == total - parts[-1] + 1500
+
+
+@pytest.mark.parametrize("cloud", ["eks", "aks"])
+def test_image_streaming_is_refused_where_it_would_not_stream_the_image(cloud: str) -> None:
+    sys.path.insert(0, str(K8S))
+    import render
+
+    changed = copy.deepcopy(values(cloud))
+    changed["cloud"]["image_streaming"] = True
+    real = render.values
+    render.values = lambda variant: changed if variant == cloud else real(variant)
+    try:
+        with pytest.raises(render.RenderError, match="image_streaming: true is not offered"):
+            render.cloud_scripts()
+    finally:
+        render.values = real
 
 
 def rendered(cloud: str, change: Any, tmp_path: Path) -> Path:
@@ -179,6 +229,10 @@ def rendered(cloud: str, change: Any, tmp_path: Path) -> Path:
         ("gke", lambda v: v["nodes"]["t4"].update(max_nodes=8), "--max-nodes 8"),
         ("gke", lambda v: v.update(spot=True), "--num-nodes 0 --spot"),
         ("gke", lambda v: v["cloud"].update(image_streaming=False), None),
+        # A Spot pool's quota is another one: GKE's preemptible GPUs, AWS's Spot requests.
+        ("gke", lambda v: v.update(spot=True), "quotas.metric=PREEMPTIBLE_NVIDIA_T4_GPUS"),
+        ("eks", lambda v: v.update(spot=True), "--quota-code L-3819A6DF"),
+        ("aks", lambda v: v.update(spot=True), "name.value=='lowPriorityCores'"),
         ("aks", lambda v: v.update(spot=True), "--priority Spot --eviction-policy Delete"),
         ("aks", lambda v: v["cloud"].update(registry="myacr"), "--attach-acr myacr"),
         ("eks", lambda v: v["cloud"].update(region="eu-west-1"), "--region eu-west-1"),
@@ -208,8 +262,9 @@ def test_eks_spot_renders_a_spot_group_in_the_eksctl_config(tmp_path: Path) -> N
     assert group["spot"] is True and group["instanceTypes"] == ["g4dn.xlarge"]
 
 
-def stand_in_clis(tmp_path: Path, found: bool) -> tuple[str, Path]:
-    """gcloud and make that log their calls; every `describe` answers found (exit 0) or not."""
+def stand_in_clis(tmp_path: Path, found: bool, quota: str = "16") -> tuple[str, Path]:
+    """gcloud and make that log their calls; every `describe` answers found (exit 0) or not,
+    and the T4 quota as `quota`."""
     bin_dir = Path(bare_path(tmp_path))
     log = tmp_path / "calls"
     for tool in ("gcloud", "make", "kubectl"):
@@ -218,6 +273,7 @@ def stand_in_clis(tmp_path: Path, found: bool) -> tuple[str, Path]:
             "#!/bin/bash\n"
             f'echo "{tool} $*" >> {log}\n'
             'if [[ " $* " == *" --format=value(projectNumber) "* ]]; then echo 123; exit; fi\n'
+            f'if [[ " $* " == *"quotas.limit"* ]]; then echo {quota}; exit; fi\n'
             f'if [[ " $* " == *" describe "* ]]; then exit {0 if found else 1}; fi\n'
         )
         stub.chmod(0o755)
@@ -256,3 +312,44 @@ def test_an_unknown_action_is_an_error_line_and_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("usage:")
     assert os.access(K8S / "bin" / "cloud-lib.sh", os.R_OK)
+
+
+@pytest.mark.parametrize(("quota", "said"), [("0", "problem: the T4 quota"), ("8", "ok: 8")])
+def test_cloud_up_reads_the_t4_quota_first_and_says_when_it_is_short(
+    quota: str, said: str, tmp_path: Path
+) -> None:
+    """A new project often has no T4 quota: cloud-up reads it before creating anything and
+    prints a problem line with the request to make, then goes on (a request takes days)."""
+    path, log = stand_in_clis(tmp_path, found=False, quota=quota)
+    proc = subprocess.run(
+        ["/bin/bash", str(script("gke")), "up"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert said in proc.stdout
+    if quota == "0":
+        assert "is 0, under the 4 the T4 pool can use" in proc.stdout
+        assert "--quota-id=NVIDIA-T4-GPUS-per-project-region" in proc.stdout  # the fix
+    calls = log.read_text().splitlines()
+    read = next(i for i, c in enumerate(calls) if "quotas.limit" in c)
+    assert read < next(i for i, c in enumerate(calls) if " create " in c)
+
+
+def test_cloud_down_of_a_cluster_that_is_gone_touches_no_kubectl_context(tmp_path: Path) -> None:
+    """Without the cluster there is nothing to point kubectl at: cloud-down must not run
+    teardown against whatever cluster the current context names."""
+    path, log = stand_in_clis(tmp_path, found=False)
+    proc = subprocess.run(
+        ["/bin/bash", str(script("gke")), "down"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = log.read_text().splitlines()
+    assert not [c for c in calls if c.startswith(("kubectl", "make"))], calls
+    assert "the cluster ray-tune is gone already" in proc.stdout

@@ -160,7 +160,8 @@ def test_teardown_ends_with_what_still_bills_on_the_cloud_and_its_monthly_price(
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     start = lines.index(
-        "Still billing on EKS until you delete them (per month of 730 h; README: Teardown):"
+        "Still billing on EKS until you delete them (per month of 730 h; README: Teardown; "
+        "make cloud-down deletes them all but the registry):"
     )
     billing = lines[start + 1 :]
     assert billing[0] == (
@@ -168,6 +169,7 @@ def test_teardown_ends_with_what_still_bills_on_the_cloud_and_its_monthly_price(
     )
     assert "- EKS control plane, standard support (extended: $0.60): $73.00" in billing
     assert any(line.startswith("- NAT gateway") and line.endswith("$32.85") for line in billing)
+    assert "- ECR registry, the image's GBs: $0.10 per GB stored" in billing
     assert billing[-1].startswith("Delete the claim (DELETE_VOLUME=1) before the cluster")
 
 
