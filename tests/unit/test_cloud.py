@@ -175,7 +175,9 @@ def test_cloud_up_states_what_the_cpu_node_holds_within_its_allocatable(
 
     parts, total, allocatable = budget(run(script(cloud), "up", tmp_path, DRY_RUN="1").stdout)
     assert len(parts) == 5 and sum(parts) == total <= allocatable, (parts, total)
-    heavier = rendered(cloud, lambda v: v["nodes"]["head"]["system_pods"].update(cpu="1500m"), tmp_path)
+    heavier = rendered(
+        cloud, lambda v: v["nodes"]["head"]["system_pods"].update(cpu="1500m"), tmp_path
+    )
     _, total_after, _ = budget(run(heavier, "up", tmp_path, DRY_RUN="1").stdout)
     assert total_after == total - parts[-1] + 1500
 
