@@ -45,6 +45,8 @@ CHECKS = ("gpu_worker", "cuda", "volume", "gcs_service", "network_policy")
 API_SERVER = ("kubernetes.default.svc", 443)
 CONNECT_TIMEOUT_S = 3.0
 MATMUL_N = 1024
+# The uid every Ray pod runs as (the manifests' runAsUser: rayproject/ray's `ray` user).
+POD_UID = 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Probe:
     cuda: bool = False
     device_name: str = ""
     matmul_error: float | None = None  # max |GPU - CPU| of a MATMUL_N matmul
+    gpu_ready: float | None = None  # time.time() when the first CUDA matmul came back
     cuda_error: str = ""
     volume_file: str = ""
     token: str = ""
@@ -141,6 +144,7 @@ def probe_worker(storage_dir: str, env: Mapping[str, str] | None = None) -> Prob
             probe.device_name = torch.cuda.get_device_name(0)
             a = torch.randn(MATMUL_N, MATMUL_N)
             on_gpu = (a.cuda() @ a.cuda()).cpu()
+            probe.gpu_ready = time.time()
             probe.matmul_error = float((on_gpu - a @ a).abs().max())
     except Exception as err:  # a broken driver raises here: it is the finding
         probe.cuda_error = f"{type(err).__name__}: {err}"
@@ -216,6 +220,9 @@ def _cuda(probe: Probe, model: str) -> Check:
 
 def _volume(probe: Probe, seen_back: tuple[str, int] | None) -> Check:
     fix = "a ReadWriteMany claim mounted on every pod (make storage); fsGroup 100"
+    if probe.uid != POD_UID:  # what every other pod writes as: files owned by mixed users
+        ran = f"the worker runs as uid {probe.uid}, not the pods' {POD_UID}"
+        return Check("volume", "problem", ran, "the pod template's securityContext.runAsUser")
     if probe.volume_error:
         return Check("volume", "problem", f"the worker could not write: {probe.volume_error}", fix)
     if seen_back is None or seen_back[0] != probe.token:
@@ -311,6 +318,7 @@ def run(settings: SmokeSettings) -> Report:
     report.timeline = {
         "gpu_worker_joined": joined_s,
         "probe_started_on_worker": probe and probe.started - report.started,
+        "gpu_ready": probe and probe.gpu_ready and probe.gpu_ready - report.started,
         "first_result": probe and probe.finished - report.started,
     }
     return report

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The cold-start timeline of a smoke RayJob from what only the cluster sees (make smoke).
 
-    python k8s/bin/smoke_events.py [RAYJOB]    # default ray-tune-smoke; KUBECTL=kubectl
+    python k8s/bin/smoke_events.py [RAYJOB] [--into SMOKE_JSON]   # RAYJOB: ray-tune-smoke
+
+--into adds the rows to a copy of the job's smoke.json (make smoke copies it to
+results/k8s/smoke/ first) under "cold_start", so the report holds both sides.
 
 jobs/smoke.py times what a pod can see (a GPU worker joining Ray, the probe's first result);
 the node's creation and readiness, the pod's scheduling and its image pull are the cluster's
@@ -16,6 +19,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 Row = tuple[str, "float | None", str]  # what, seconds from the RayJob's creation, detail
@@ -92,10 +96,25 @@ def _kubectl(*args: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def merge_into(path: Path, rows: list[Row]) -> None:
+    """The rows, as {what: seconds}, under "cold_start" in the smoke report at `path`."""
+    report = json.loads(path.read_text())
+    report["cold_start"] = {what: seconds for what, seconds, _ in rows}
+    path.write_text(json.dumps(report, indent=2))
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]) or len(argv) > 1:
-        print(__doc__, file=sys.stderr if len(argv) > 1 else sys.stdout)
-        return 0 if len(argv) <= 1 else 2
+    into = None
+    if "--into" in argv[:-1]:
+        at = argv.index("--into")
+        into, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
+    if argv[:1] in (["-h"], ["--help"]) or len(argv) > 1 or (into and not into.is_file()):
+        bad = len(argv) > 1 or (into is not None and not into.is_file())
+        if into is not None and not into.is_file():
+            print(f"error: --into {into}: no such smoke report", file=sys.stderr)
+        else:
+            print(__doc__, file=sys.stderr if bad else sys.stdout)
+        return 2 if bad else 0
     name = argv[0] if argv else "ray-tune-smoke"
     try:
         rayjob = _kubectl("get", "rayjob", name)
@@ -111,7 +130,11 @@ def main(argv: list[str]) -> int:
     except (RuntimeError, ValueError, KeyError) as err:
         print(f"error: cannot read the smoke RayJob's cluster: {err}", file=sys.stderr)
         return 1
-    print(render(timeline(rayjob, worker, node, events)))
+    rows = timeline(rayjob, worker, node, events)
+    print(render(rows))
+    if into is not None:
+        merge_into(into, rows)
+        print(f"cold start added to {into}")
     return 0
 
 

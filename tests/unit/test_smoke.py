@@ -61,6 +61,8 @@ def test_a_sound_cluster_passes_every_check() -> None:
         ("volume", SOUND, None),  # the head does not see the file: not the same volume
         ("volume", SOUND, ("stale", 1000)),
         ("volume", SOUND, ("cafe", 65534)),  # the volume maps the worker's uid to nobody
+        # The worker ran as root (say a pod template without runAsUser): its files are root's.
+        ("volume", dataclasses.replace(SOUND, uid=0), ("cafe", 0)),
         ("network_policy", dataclasses.replace(SOUND, api_error=""), ("cafe", 1000)),
     ],
 )

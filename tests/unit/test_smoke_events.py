@@ -67,3 +67,22 @@ def test_a_worker_that_never_came_shows_dashes_not_zeros() -> None:
     seen = {what: s for what, s, _ in rows}
     assert seen["worker pod created"] is None and seen["image pulled"] is None
     assert "  gpu node ready                 -" in smoke_events.render(rows)
+
+
+def test_into_adds_the_cluster_side_to_the_smoke_report_beside_the_pods_side(tmp_path) -> None:
+    """make smoke copies the job's smoke.json, then adds what only the cluster saw to it."""
+    report = tmp_path / "smoke.json"
+    report.write_text('{"ok": true, "timeline": {"gpu_worker_joined": 391.0}}')
+    smoke_events.merge_into(report, smoke_events.timeline(RAYJOB, WORKER, NODE, EVENTS))
+    import json
+
+    merged = json.loads(report.read_text())
+    assert merged["timeline"] == {"gpu_worker_joined": 391.0} and merged["ok"] is True
+    assert merged["cold_start"]["gpu node ready"] == 215
+    assert merged["cold_start"]["image pulled"] == 370
+
+
+def test_into_a_report_that_is_not_there_is_an_error_line_and_exit_2(tmp_path, capsys) -> None:
+    assert smoke_events.main(["--into", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --into") and len(err.splitlines()) == 1
