@@ -24,6 +24,7 @@ Only the runner's own bookkeeping: nothing here talks to podman.
 from __future__ import annotations
 
 import itertools
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -221,3 +222,17 @@ class Cluster:
         """The notice is over: the VM is gone, and with it the node and whatever ran there."""
         self.nodes.remove(node)
         self.reclaimed.append(node.name)
+
+
+def reclaim_schedule(seed: int, mean_s: float, count: int) -> list[float]:
+    """A seeded schedule of Spot reclaims: `count` times, in seconds from the Ray job's start,
+    the gaps between them drawn from an exponential of mean `mean_s` (reclaims as a Poisson
+    process, the usual model of preemptions). The same seed gives the same schedule."""
+    if mean_s <= 0 or count < 1:
+        raise ValueError("a reclaim schedule needs a mean above 0 s and a count of 1 or more")
+    rng = random.Random(seed)
+    times, at = [], 0.0
+    for _ in range(count):
+        at += rng.expovariate(1.0 / mean_s)
+        times.append(round(at, 3))
+    return times

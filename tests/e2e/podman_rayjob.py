@@ -38,7 +38,8 @@ What happens, with the KubeRay function each step follows (tests/support/kuberay
   the driver's GPU_WAIT_S decides;
 - Spot (a values file with `spot: true`: the T4 pool's nodes carry its Spot labels and
   taints): --reclaim-when FILE reclaims one T4 node that holds a pod, once, when FILE exists
-  while the Ray job runs, on the values' spot_reclaim terms: the node is cordoned, its pods'
+  while the Ray job runs (or --reclaim-schedule SEED:MEAN_S:COUNT: at seeded times, gaps
+  exponential with that mean), on the values' spot_reclaim terms: the node is cordoned, its pods'
   containers get SIGTERM and SIGKILL after grace_s (a paused one too), the pods are left
   Failed (Terminated), KubeRay deletes them (shouldDeletePod) and reconcilePods creates new
   ones, which wait Pending until the pool adds a node; the VM is gone after notice_s. The
@@ -111,6 +112,7 @@ import yaml
 
 from tests.e2e.kube_api import KubeApi, pod_object, raycluster_for_rayjob
 from tests.e2e.nodes import Cluster as Nodes
+from tests.e2e.nodes import reclaim_schedule
 from tests.support import kueue
 from tests.support.kuberay import pods, submitter
 from tests.support.kuberay.reconcile import (
@@ -325,9 +327,19 @@ class Options:
     preempt_after_s: float | None = None  # Kueue: preempt once, this long after RUNNING
     preempt_when: Path | None = None  # Kueue: preempt once, when this file exists
     reclaim_when: Path | None = None  # Spot: reclaim one T4 node once, when this file exists
+    # Spot: reclaim a T4 node at each of these seconds from the Ray job's start (seeded)
+    reclaim_at: tuple[float, ...] = ()
     linger_s: float = 0.0  # keep a finished job's cluster (ttlSecondsAfterFinished) this long
     kueue_elastic_gate: bool = False  # Kueue's ElasticJobsViaWorkloadSlices gate is on
     keep_logs: bool = False  # every attempt's logs, not only failed and suspended ones'
+
+
+def boot_seconds(flag: float | None, values: dict[str, Any]) -> float:
+    """How long a new node takes to be Ready here: --node-boot-s, else the values file's
+    nodes.t4.boot_s (null in every committed file: no provider states one), else 5 s."""
+    if flag is not None:
+        return flag
+    return float((values.get("nodes", {}).get("t4") or {}).get("boot_s") or 5.0)
 
 
 # The smoke RayJob's checks this runner cannot make real (jobs/smoke.py: SMOKE_SKIP): they
@@ -402,6 +414,8 @@ class RayJobRun:
         self.deleting: list[threading.Thread] = []
         self.released: list[str] = []  # pods whose background deletion ended
         self.reclaims: list[Reclaim] = []
+        self.reclaim_event_done = False  # --reclaim-when's one reclaim happened
+        self.reclaims_due = list(options.reclaim_at)  # the seeded schedule's still to come
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
@@ -1024,6 +1038,18 @@ class RayJobRun:
         self._kubelet(attempt)
         self._spot(attempt)
 
+    def _reclaim_due(self, attempt: Attempt, now: float) -> str | None:
+        """Why a reclaim is due now, while the Ray job runs: "event" (--reclaim-when's file
+        exists, once) or "schedule" (the next of --reclaim-schedule's times has passed)."""
+        if attempt.job_running_at is None:
+            return None
+        when = self.options.reclaim_when
+        if when is not None and not self.reclaim_event_done and when.exists():
+            return "event"
+        if self.reclaims_due and now - attempt.job_running_at >= self.reclaims_due[0]:
+            return "schedule"
+        return None
+
     def _spot(self, attempt: Attempt) -> None:
         """The provider's side of a Spot pool (values: spot_reclaim). Once --reclaim-when's
         file exists while the job runs, one T4 node that holds a pod gets the notice: it is
@@ -1038,12 +1064,16 @@ class RayJobRun:
                 self.nodes.remove(node)
                 r.gone_at = now
                 log(f"cloud: Spot node {r.node} is gone ({r.notice_s:g}s after the notice)")
-        when = self.options.reclaim_when
-        if when is None or self.reclaims or attempt.job_running_at is None or not when.exists():
+        due = self._reclaim_due(attempt, now)
+        if due is None:
             return
         node = self.nodes.reclaimable()
         if node is None:
-            return  # no Spot node holds a pod yet
+            return  # no Spot node holds a pod yet: it is due again next tick
+        if due == "event":
+            self.reclaim_event_done = True
+        else:
+            self.reclaims_due.pop(0)
         victims = [
             c for c in attempt.ray if c.node == node.name and c.phase in ("Initializing", "Running")
         ]
@@ -1481,7 +1511,10 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-timeout-s", type=int, help="replace autoscalerOptions.idleTimeoutSeconds"
     )
     parser.add_argument(
-        "--node-boot-s", type=float, default=5.0, help="how long a new node takes to be Ready"
+        "--node-boot-s",
+        type=float,
+        help="how long a new node takes to be Ready (default: the values file's "
+        "nodes.t4.boot_s where set, else 5)",
     )
     parser.add_argument(
         "--node-idle-s", type=float, default=10.0, help="how long an empty GPU node is kept"
@@ -1541,6 +1574,13 @@ def main(argv: list[str] | None = None) -> int:
         "values file's spot_reclaim gives the notice and grace (needs spot: true)",
     )
     parser.add_argument(
+        "--reclaim-schedule",
+        metavar="SEED:MEAN_S:COUNT",
+        help="Spot: reclaim a T4 node that holds a pod COUNT times, at seeded times from the "
+        "Ray job's start, the gaps exponential with mean MEAN_S (nodes.reclaim_schedule; "
+        "the same seed, the same times); needs spot: true",
+    )
+    parser.add_argument(
         "--linger-s",
         type=float,
         default=0.0,
@@ -1592,13 +1632,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no values file {values_path}: name one with --values", file=sys.stderr)
         return 2
     values = yaml.safe_load(values_path.read_text())
-    if args.reclaim_when is not None and not (values.get("spot") and values.get("spot_reclaim")):
+    reclaiming = args.reclaim_when is not None or args.reclaim_schedule is not None
+    if reclaiming and not (values.get("spot") and values.get("spot_reclaim")):
         print(
-            f"error: --reclaim-when needs a Spot pool: {values_path} must say spot: true "
-            "and give spot_reclaim",
+            f"error: --reclaim-when and --reclaim-schedule need a Spot pool: {values_path} "
+            "must say spot: true and give spot_reclaim",
             file=sys.stderr,
         )
         return 2
+    reclaim_at: list[float] = []
+    if args.reclaim_schedule is not None:
+        try:
+            seed, mean_s, count = args.reclaim_schedule.split(":")
+            reclaim_at = reclaim_schedule(int(seed), float(mean_s), int(count))
+        except ValueError as err:
+            print(f"error: --reclaim-schedule {args.reclaim_schedule}: {err}", file=sys.stderr)
+            return 2
     if args.dry_run:  # validate only: nothing is created
         refused = kueue.webhook_errors(found[0], elastic_gate=args.kueue_elastic_gate)
         error = "; ".join(refused) if refused else validate_rayjob(kueue.defaulted(found[0]))
@@ -1616,7 +1665,7 @@ def main(argv: list[str] | None = None) -> int:
         image=args.image,
         env=dict(e.split("=", 1) for e in args.env),
         idle_timeout_s=args.idle_timeout_s,
-        node_boot_s=args.node_boot_s,
+        node_boot_s=boot_seconds(args.node_boot_s, values),
         node_idle_s=args.node_idle_s,
         stockout_s=args.stockout_s,
         status_check_timeout_s=args.status_check_timeout_s,
@@ -1626,6 +1675,7 @@ def main(argv: list[str] | None = None) -> int:
         preempt_after_s=args.preempt_after_s,
         preempt_when=args.preempt_when,
         reclaim_when=args.reclaim_when,
+        reclaim_at=tuple(reclaim_at),
         linger_s=args.linger_s,
         kueue_elastic_gate=args.kueue_elastic_gate,
         keep_logs=args.keep_logs,

@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from tests.e2e.nodes import Cluster
+from tests.e2e.nodes import Cluster, reclaim_schedule
 from tests.support.kuberay.pods import cluster_pods
 from tests.support.manifests import CLOUDS, VALUES, docs, folder, spot_render
 
@@ -194,3 +194,14 @@ def test_a_permanent_stockout_never_adds_a_node() -> None:
     clock.now = 1e6
     assert nodes.place("w1", pods("gke")["worker-t4"])[0] is None and nodes.added == 0
     assert "(a stockout), for ever" in lines[-1]
+
+
+def test_a_seeded_reclaim_schedule_is_the_same_for_the_same_seed() -> None:
+    """--reclaim-schedule SEED:MEAN_S:COUNT: reclaims as a Poisson process, reproducible."""
+    first = reclaim_schedule(7, 60.0, 50)
+    assert first == reclaim_schedule(7, 60.0, 50) != reclaim_schedule(8, 60.0, 50)
+    assert first == sorted(first) and first[0] > 0 and len(first) == 50
+    gaps = [b - a for a, b in zip([0.0, *first], first, strict=False)]
+    assert 30 < sum(gaps) / len(gaps) < 120  # about the mean asked for (seed 7: fixed)
+    with pytest.raises(ValueError, match="mean above 0"):
+        reclaim_schedule(7, 0.0, 3)

@@ -5,6 +5,7 @@ file found from a manifest's folder."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.e2e import podman_rayjob as runner
@@ -198,11 +199,40 @@ def test_a_failed_worker_pod_is_deleted_and_replaced_a_terminating_one_is_not(
     assert [c.name for c in a.ray] == ["new-0"]
 
 
-def test_a_reclaim_needs_a_spot_pool(tmp_path, capsys) -> None:
-    """--reclaim-when against a values file without spot: true is refused: exit 2, one line."""
+@pytest.mark.parametrize(
+    "flags", [("--reclaim-when", "now"), ("--reclaim-schedule", "7:60:2")], ids=["when", "schedule"]
+)
+def test_a_reclaim_needs_a_spot_pool(flags, tmp_path, capsys) -> None:
+    """A reclaim against a values file without spot: true is refused: exit 2, one line."""
+    flag, value = flags
+    value = str(tmp_path / value) if flag == "--reclaim-when" else value
+    code = runner.main([str(K8S / "rayjob-checkpoint.yaml"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --reclaim-when and --reclaim-schedule need a Spot pool")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_reclaim_schedule_is_one_error_line(tmp_path, capsys) -> None:
+    values = tmp_path / "spot.yaml"
+    values.write_text(yaml.safe_dump({**VALUES["gke"], "spot": True}))
     code = runner.main(
-        [str(K8S / "rayjob-checkpoint.yaml"), "--reclaim-when", str(tmp_path / "now")]
+        [
+            str(K8S / "rayjob-checkpoint.yaml"),
+            "--values",
+            str(values),
+            "--reclaim-schedule",
+            "7:0:2",
+        ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --reclaim-when needs")
-    assert not (tmp_path / "now").exists() and list(tmp_path.iterdir()) == []
+    assert code == 2 and err.count("\n") == 1 and "mean above 0" in err
+
+
+def test_a_new_nodes_boot_time_comes_from_the_flag_then_the_values_file() -> None:
+    booting = {**VALUES["gke"], "nodes": {**VALUES["gke"]["nodes"]}}
+    booting["nodes"]["t4"] = {**VALUES["gke"]["nodes"]["t4"], "boot_s": 120}
+    assert runner.boot_seconds(None, booting) == 120.0
+    assert runner.boot_seconds(3.0, booting) == 3.0
+    assert VALUES["gke"]["nodes"]["t4"]["boot_s"] is None  # no provider states one
+    assert runner.boot_seconds(None, VALUES["gke"]) == 5.0
