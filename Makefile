@@ -19,7 +19,7 @@ DEPS_HASH := $(shell $(PYTHON) .ci/deps.py --hash)
 LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --custom-compile-command "make lock" --quiet
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
-# Where `make data` stages the dataset for local runs (see README: Settings).
+# Where `make data` stages the dataset for local runs (jobs/README.md: Settings).
 DATA_DIR ?= $(CURDIR)/data
 DATASET ?= mnist
 PYTEST_ARGS ?=
@@ -38,7 +38,7 @@ CLIENT_PY := $(CLIENT_VENV)/bin/python
 CLIENT_STAMP = $(CLIENT_VENV)/.installed-$(shell sha256sum .ci/lock/client.txt | cut -c1-12)
 # A pull secret for a private registry, rendered into every pod (make manifests).
 IMAGE_PULL_SECRET ?=
-# A Kueue LocalQueue: make manifests labels every RayJob for it (README: Kueue).
+# A Kueue LocalQueue: make manifests labels every RayJob for it (k8s/README.md: Kueue).
 QUEUE ?=
 # EKS only: the EFS file system `make storage CLOUD=eks` names in its storage class.
 EFS_FILE_SYSTEM_ID ?=

@@ -1,6 +1,6 @@
-"""The README's settings table, generated from the declarations of every registered stage.
+"""jobs/README.md's settings table, generated from the declarations of every registered stage.
 
-`python -m jobs.settings_table` prints it; tests/unit/test_settings.py keeps the README in step.
+`python -m jobs.settings_table` prints it; tests/unit/test_settings.py keeps jobs/README.md in step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def readme_table(stages: Sequence[Stage]) -> str:
-    """The settings of every stage as a Markdown table (the README's, kept in step by a test)."""
+    """The settings of every stage as a Markdown table (jobs/README.md's, kept in step by a test)."""
     rows = ["| Variable | Flag | Default | Stages | Meaning |", "|---|---|---|---|---|"]
     seen: set[str] = set()
     for cls in [Settings, *(s.options for s in stages if s.options is not None)]:

@@ -2,7 +2,7 @@
 
 The estimate comes from the settings and the values files.
 
-    python k8s/cost.py                  # the table, as the README shows it
+    python k8s/cost.py                  # the table, as k8s/README.md shows it
     python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
     python k8s/cost.py --still-billing CLOUD   # what bills after `make teardown` (it prints it)
     python k8s/cost.py --after-cloud-down CLOUD [--registry-deleted]   # after `make cloud-down`
@@ -147,7 +147,7 @@ def still_billing(variant: str) -> str:
     v = render.values(variant)
     head = _per_month(v["prices"]["head_node"]["on_demand"])
     lines = [
-        f"Still billing on {v['title']} until you delete them (per month of 730 h; README: "
+        f"Still billing on {v['title']} until you delete them (per month of 730 h; k8s/README.md: "
         "Teardown; make cloud-down deletes them all but the registry):",
         f"- the head's CPU node pool, {v['nodes']['head']['machine'].split(' #')[0]}: "
         f"{_money(head)} per node; a T4 pool at zero nodes: $0",

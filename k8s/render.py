@@ -18,7 +18,7 @@ IMAGE_PULL_SECRET=<name> adds that pull secret to every pod (values: image_pull_
 COLD_START=<smoke.json> puts the T4 cold start `make smoke` measured, doubled, in place of the
 values file's assumed one (cold_start_s.t4), for the variant it ran on.
 QUEUE=<local queue> labels every RayJob for Kueue (kueue.x-k8s.io/queue-name); each values
-file's `kueue` says what else changes then (README: Kueue). Empty: no label, as committed.
+file's `kueue` says what else changes then (k8s/README.md: Kueue). Empty: no label, as committed.
 The stages and their facts (deadline, fixed workers) come from the registry, read from the
 stage files without importing them (no Ray, no torch); the Ray version from the pins.
 """

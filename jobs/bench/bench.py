@@ -1,7 +1,7 @@
 """Benchmarks (`make bench`, `BENCH_QUICK=1 make bench`): measured side by side in one run.
 
 Writes jobs/bench/results/latest.json and a dated copy; prints a table. `--readme-table`
-prints the README's Performance table from the newest full and quick results. Every timing is
+prints jobs/bench/README.md's Performance table from the newest full and quick results. Every timing is
 min/median/max over repeats after one warm-up; every ratio divides two medians measured in
 this run. Sides of a ratio are measured alternately (A B C, C A B, ...; the loaders A B,
 B A, ...), so a slow minute on a shared machine hits every side.
@@ -500,7 +500,7 @@ def submit_to_first_result() -> tuple[float, float]:
     return first, driver_rss
 
 
-# --- the README's Performance table, from the newest full and quick results ----------------
+# --- jobs/bench/README.md's Performance table, from the newest full and quick results ----------------
 
 README_ROWS = (  # key, what, goal
     ("trial_vs_plain_loop", "one trial in Tune / same loop in a plain process (img/s)", ">= 0.95"),
@@ -626,7 +626,7 @@ def readme_findings() -> str:
 
 
 def readme_section() -> str:
-    """What the README's Performance section shows between its markers."""
+    """What jobs/bench/README.md's Performance section shows between its markers."""
     return f"{readme_table()}\n\n{readme_findings()}"
 
 

@@ -62,7 +62,7 @@ def prepare(
 def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
     """`python -m jobs.<stage>`: exit 0 when every trial finished, 1 when some errored,
     2 on bad input (one `error:` line; nothing written when found before the run starts,
-    only the lock files and the attempt's log when found once connected: README, Exit
+    only the lock files and the attempt's log when found once connected: jobs/README.md, Exit
     codes)."""
     try:
         settings = prepare(stage, sys.argv[1:] if argv is None else list(argv))

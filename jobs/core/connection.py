@@ -12,7 +12,7 @@ from jobs.core.resources import ClusterView, TrialPlan, check_placeable, gpu_bun
 from jobs.core.settings import MIB, Settings
 from jobs.core.values import ConfigError
 
-# Read by the Tune driver. Each is a measured fix (see README).
+# Read by the Tune driver. Each is a measured fix (see jobs/README.md).
 DRIVER_ENV = {
     # Snapshot the experiment state at least every second, so a killed driver's restore
     # does not re-run finished trials (the "auto" period is >= 10 s).

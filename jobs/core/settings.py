@@ -5,7 +5,7 @@ A keyword-only field whose metadata gives the environment variable, the flag, th
 
 The environment variable names are the project's interface: the README, the KubeRay
 manifests and the tests use them. Flags override the environment. `--help`, `--dry-run`,
-the environment `make submit` forwards (`jobs.core.reading`) and the README's settings table
+the environment `make submit` forwards (`jobs.core.reading`) and jobs/README.md's settings table
 (`python -m jobs.settings_table`) are all generated from these fields. Every value is parsed
 and validated before any cluster work or any write; a bad one ends the run with one `error:`
 line (see `jobs.core.cli`).

@@ -358,7 +358,7 @@ def check_node_autoscaler(report: Report, variant: Variant) -> None:
             f"the node autoscaler cannot scale the T4 pool ({' | '.join(found)})",
             "give the autoscaler's service account the cloud's scaling permissions (EKS: "
             "iam.serviceAccounts with wellKnownPolicies.autoScaler and the chart's "
-            "rbac.serviceAccount.name, README: The walk), then kubectl rollout restart it",
+            "rbac.serviceAccount.name, k8s/README.md: The walk), then kubectl rollout restart it",
         )
 
 
@@ -744,14 +744,14 @@ def check_write(report: Report, variant: Variant, fs_group: int) -> None:
                 "not 1000: the volume maps owners",
                 "EFS: access points with uid/gid 1000/100 (the class's uid and gid); Azure "
                 "Files: mount options uid=1000,gid=100; NFS: no root_squash/all_squash to "
-                "another uid (README: Storage)",
+                "another uid (k8s/README.md: The walk)",
             )
         else:
             report.problem(
                 f"a pod of the image could not write to the volume as uid 1000 "
                 f"(phase {phase}: {logs[-300:]})",
                 "EFS: an access point with uid/gid 1000/100; NFS: export it writable for "
-                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch (README: Storage)",
+                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch (k8s/README.md: The walk)",
             )
     finally:
         kubectl("delete", "pod", POD, "--wait=false")

@@ -4,7 +4,7 @@
 # with them), the RayCluster, the results reader and preflight pods, the NetworkPolicies.
 # The shared volume stays unless DELETE_VOLUME=1 (every result and checkpoint is on it).
 # What bills outside the namespace (node pools, the cluster, a Filestore instance or EFS
-# file system behind the claim) is listed at the end: the README's teardown section.
+# file system behind the claim) is listed at the end: k8s/README.md's teardown section.
 set -euo pipefail
 kubectl=${KUBECTL:-kubectl}
 label=app.kubernetes.io/name=ray-tune-k8s
@@ -36,7 +36,7 @@ if [[ -n ${CLOUD:-} ]] && "${PY:-python3}" "$(dirname "$0")/../cost.py" --still-
   :
 else
   cat <<'NOTE'
-Still billing until you delete them (README: Teardown): the node pools (a T4 pool at zero
+Still billing until you delete them (k8s/README.md: Teardown): the node pools (a T4 pool at zero
 nodes costs nothing; the head's CPU pool does), the cluster itself, and the storage behind
 the claim while it exists (EKS: the EFS file system outlives the claim too).
 NOTE

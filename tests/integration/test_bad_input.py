@@ -283,5 +283,5 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(
 
 def test_the_battery_covers_at_least_30_cases_and_the_readme_says_how_many() -> None:
     assert len(CASES) >= 30 and len({c.name for c in CASES}) == len(CASES)
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "tests" / "README.md").read_text()
     assert f"`test_bad_input.py`: {len(CASES)} cases" in readme

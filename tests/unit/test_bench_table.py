@@ -1,4 +1,4 @@
-"""The README's Performance table comes from the newest full and quick benchmark results."""
+"""jobs/bench/README.md's Performance table comes from the newest full and quick benchmark results."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def test_table_takes_the_newest_result_of_each_size(
 
 
 def test_readme_performance_section_is_generated_from_the_committed_results() -> None:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "jobs" / "bench" / "README.md").read_text()
     begin, end = readme.index("<!-- bench:begin"), readme.index("<!-- bench:end -->")
     shown = readme[readme.index("\n", begin) + 1 : end].strip()
     assert shown == bench.readme_section().strip(), (
-        "README's Performance section is stale: python -m jobs.bench.bench --readme-table"
+        "jobs/bench/README.md's Performance section is stale: python -m jobs.bench.bench --readme-table"
     )
 
 

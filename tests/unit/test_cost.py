@@ -1,4 +1,4 @@
-"""k8s/cost.py: the README's cost table is generated from the values files and the stages'
+"""k8s/cost.py: k8s/README.md's cost table is generated from the values files and the stages'
 declarations, and its figures follow from them."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import cost  # k8s/cost.py
 
 
 def test_readme_cost_table_is_generated() -> None:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "k8s" / "README.md").read_text()
     begin, end = readme.index("<!-- cost:begin"), readme.index("<!-- cost:end -->")
     shown = readme[readme.index("\n", begin) + 1 : end].strip()
-    assert shown == cost.table().strip(), "README's cost table is stale: python k8s/cost.py"
+    assert shown == cost.table().strip(), "k8s/README.md's cost table is stale: python k8s/cost.py"
 
 
 @pytest.mark.parametrize("variant", CLOUDS)

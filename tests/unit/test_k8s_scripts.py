@@ -160,7 +160,7 @@ def test_teardown_ends_with_what_still_bills_on_the_cloud_and_its_monthly_price(
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     start = lines.index(
-        "Still billing on EKS until you delete them (per month of 730 h; README: Teardown; "
+        "Still billing on EKS until you delete them (per month of 730 h; k8s/README.md: Teardown; "
         "make cloud-down deletes them all but the registry):"
     )
     billing = lines[start + 1 :]

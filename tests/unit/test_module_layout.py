@@ -1,5 +1,5 @@
 """The tree a newcomer navigates: no import circle between the project's modules, each module
-opening with a one-line summary, and the README's layout naming every module of jobs/core."""
+opening with a one-line summary, and jobs/README.md's layout naming every module of jobs/core."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_each_module_opens_with_a_one_line_summary(path: Path) -> None:
 
 
 def test_the_readme_layout_names_every_core_module() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "jobs" / "README.md").read_text(encoding="utf-8")
     layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
     core = {p.name for p in (REPO / "jobs/core").glob("*.py") if p.name != "__init__.py"}

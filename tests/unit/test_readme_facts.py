@@ -1,8 +1,8 @@
-"""The README's numbers, each rebuilt here from the code, lock or manifest that decides it.
+"""The documentation's numbers (the README and the pages beside what they describe), each rebuilt here from the code, lock or manifest that decides it.
 
 Generated parts (the settings table, the bench and cost tables) have their own tests; the
 per-cloud node figures are in test_variants.py and the memory figures in test_resources.py.
-Each fact below is the README's wording with the number filled in from its source, so a
+Each fact below is the docs' wording with the number filled in from its source, so a
 change on either side fails here until the two agree again.
 """
 
@@ -19,7 +19,9 @@ from tests.support import runs
 from tests.support.manifests import VALUES
 from tests.support.runs import CI_SIZE, REPO
 
-README = (REPO / "README.md").read_text()
+# The front page and the pages beside what they describe: a fact is checked wherever it is.
+DOCS = ("README.md", "jobs/README.md", "k8s/README.md", "tests/README.md", "jobs/bench/README.md")
+README = "\n".join((REPO / doc).read_text() for doc in DOCS)
 FLAT = re.sub(r"\s+", " ", README)  # facts may wrap across lines
 
 

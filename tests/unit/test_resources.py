@@ -98,7 +98,7 @@ def test_reservations_are_the_measured_peaks_plus_headroom() -> None:
     assert TRIAL_MEMORY_MIB == reservation_mib(biggest) == measured["trial_memory_mib"]
     driver = measured["train_driver_peak_rss_mib"]
     assert TRAIN_DRIVER_MEMORY_MIB == reservation_mib(driver) == measured["train_driver_memory_mib"]
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "jobs" / "README.md").read_text()
     for key in ("tune_trial", "train_worker", "train_driver"):
         assert f"{round(measured[f'{key}_peak_rss_mib']):,} MiB" in readme, key
     for mib in (TRIAL_MEMORY_MIB, TRAIN_DRIVER_MEMORY_MIB):

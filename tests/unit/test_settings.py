@@ -128,8 +128,8 @@ def test_every_setting_is_declared_once_with_its_reading() -> None:
 
 def test_readme_settings_table_is_generated_from_the_declarations() -> None:
     table = readme_table([registry.load(n) for n in registry.names()])
-    readme = (REPO / "README.md").read_text()
-    assert table in readme, "README's settings table is stale: python -m jobs.settings_table"
+    readme = (REPO / "jobs" / "README.md").read_text()
+    assert table in readme, "jobs/README.md's settings table is stale: python -m jobs.settings_table"
     assert re.search(r"\| `STOP_ALL_AT` \| `--stop-all-at` \| off \| checkpoint \|", table)
     assert re.search(r"\| `LR` \| `--lr` \| 0.001 \| baseline \|", table)
 

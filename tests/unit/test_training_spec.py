@@ -4,7 +4,7 @@
 The throwaway test adds a per-trial setting (weight decay) to a copy of the package by editing
 three places (its declaration, the spec and its builder, the loop that uses it) and shows it
 reaching the optimizer of the baseline task, the Tune trial, a Ray Train worker and the CPU
-benchmark, plus `--help`, the forwarded environment and the README's table, with nothing
+benchmark, plus `--help`, the forwarded environment and jobs/README.md's table, with nothing
 else edited."""
 
 from __future__ import annotations

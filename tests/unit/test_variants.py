@@ -284,8 +284,8 @@ def test_every_claim_mount_names_the_claim_the_storage_file_creates() -> None:
 
 
 def test_the_readme_cloud_table_states_each_nodes_allocatable() -> None:
-    # README's per-cloud table: "<cpu>, <memory in GiB> GiB" for the T4 and the head node.
-    readme = (K8S.parent / "README.md").read_text()
+    # k8s/README.md's per-cloud table: "<cpu>, <memory in GiB> GiB" for the T4 and the head node.
+    readme = (K8S / "README.md").read_text()
     rows = {row.split("|")[1].strip(): row for row in readme.splitlines() if row.startswith("| ")}
     for role, row_name in (("t4", "T4 node"), ("head", "Head node")):
         cells = [c.strip() for c in rows[row_name].split("|")[2:5]]
