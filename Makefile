@@ -108,7 +108,7 @@ install: $(STAMP) ## Create the virtualenv with exactly the locked versions (.ci
 client: $(CLIENT_STAMP) ## The small workstation venv for the Kubernetes targets (.ci/lock/client.txt; Linux, macOS).
 
 $(CLIENT_VENV)/.installed-%: .ci/lock/client.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and f"error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with tomllib); $(PYTHON) is {sys.version.split()[0]}: pass PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11) and f"error: the client needs Python 3.11 or newer (jobs/kube/render.py reads TOML with tomllib); $(PYTHON) is {sys.version.split()[0]}: pass PYTHON=python3.11")'
 	@test -x $(CLIENT_PY) || $(PYTHON) -m venv $(CLIENT_VENV)
 	$(CLIENT_PY) -m pip install -qq --require-hashes --no-deps -r .ci/lock/client.txt
 	@rm -f $(CLIENT_VENV)/.installed-*
@@ -300,7 +300,7 @@ push-cpu: ## Push the CPU image `make image-cpu` built (CPU-only clusters); reco
 .PHONY: manifests
 manifests: $(CLIENT_STAMP) ## Render every variant's manifests from k8s/templates/ and k8s/values/ (IMAGE_REPO, IMAGE_PULL_SECRET, DIGESTS, QUEUE, COLD_START).
 	IMAGE_REPO=$(IMAGE_REPO) DIGESTS=$(DIGESTS) IMAGE_PULL_SECRET=$(IMAGE_PULL_SECRET) \
-	  QUEUE=$(QUEUE) COLD_START=$(COLD_START) $(CLIENT_PY) k8s/render.py
+	  QUEUE=$(QUEUE) COLD_START=$(COLD_START) $(CLIENT_PY) -m jobs.kube.render
 
 .PHONY: check-cloud
 check-cloud:
@@ -339,7 +339,7 @@ network-policy: check-cloud ## Let only this project's pods (and the operator) r
 .PHONY: preflight
 ifeq ($(TARGET),k8s)
 preflight: check-cloud $(CLIENT_STAMP) ## Before GPU hours: operator, head node, T4 pool, volume, image pull and a write as uid 1000 (TARGET=k8s).
-	CLOUD=$(CLOUD) KUBECTL=$(KUBECTL) KUBERAY_VERSION=$(KUBERAY_VERSION) $(CLIENT_PY) k8s/bin/preflight.py
+	CLOUD=$(CLOUD) KUBECTL=$(KUBECTL) KUBERAY_VERSION=$(KUBERAY_VERSION) $(CLIENT_PY) -m jobs.kube.preflight
 else
 preflight:
 	@echo "error: preflight checks a Kubernetes cluster: make preflight TARGET=k8s" >&2; exit 2
@@ -363,7 +363,7 @@ smoke: check-cloud $(CLIENT_STAMP) ## Prove CLOUD's cluster in minutes and cents
 	@rc=0; k8s/bin/rayjob.sh $(K8S_DIR)/rayjob-smoke.yaml $(RAYJOB_TIMEOUT_S) || rc=$$?; \
 	  READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh smoke $(RESULTS_DIR) >/dev/null || true; \
 	  into=$$([[ -f $(RESULTS_DIR)/smoke/smoke.json ]] && echo "--into $(RESULTS_DIR)/smoke/smoke.json"); \
-	  $(CLIENT_PY) k8s/bin/smoke_events.py ray-tune-smoke $$into || true; exit $$rc
+	  $(CLIENT_PY) -m jobs.kube.smoke_events ray-tune-smoke $$into || true; exit $$rc
 
 .PHONY: teardown
 teardown: ## Delete what the walk created in the namespace: RayJobs, RayCluster, pods, policies (DELETE_VOLUME=1: the volume too).

@@ -18,11 +18,11 @@ from ray import tune
 
 from jobs.core import cli, tune_run
 from jobs.core.export import export_best_model
+from jobs.core.parsers import integer, optional, positive_float
 from jobs.core.resources import TrialPlan
 from jobs.core.search import random_search
 from jobs.core.settings import Settings, setting
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.values import integer, optional, positive_float
 
 MAX_FAILURES = 2
 # Kept per trial: its best checkpoint by the tuned metric and mode (what best_model.pt

@@ -16,10 +16,10 @@ from jobs import registry
 from jobs.core.checkpoints import load_file
 from jobs.core.data import Split, batches, load_split
 from jobs.core.model import build_model
+from jobs.core.parsers import ConfigError
 from jobs.core.reading import Parser, resolve
 from jobs.core.settings import DATASETS
 from jobs.core.trainer import VAL_BATCH_SIZE
-from jobs.core.values import ConfigError
 
 MODEL_KEYS = ("model", "trial_id", "config", "epoch", "dataset")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from jobs import registry
 from jobs.core import attempts
+from jobs.core.parsers import ConfigError
 from jobs.core.reading import Parser
 from jobs.core.settings import experiment_dir
-from jobs.core.values import ConfigError
 
 
 def folder_of(source: str) -> Path:

@@ -1,7 +1,7 @@
 """The stages, in walkthrough order: one line each, naming the module that defines it.
 
 Everything that lists stages reads this: the settings (`--help`, README table), the
-manifest renderer (k8s/render.py), the Makefile (`python3 -m jobs.registry`), `make submit`
+manifest renderer (jobs/kube/render.py), the Makefile (`python3 -m jobs.registry`), `make submit`
 and the tests. Adding a stage is a new file jobs/<name>.py defining `STAGE = Stage(...)`
 plus one line here. Standard library only: the Makefile runs it with the system Python.
 """
@@ -17,7 +17,7 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.core.values import ConfigError  # standard library only, like this file
+from jobs.core.parsers import ConfigError  # standard library only, like this file
 
 if TYPE_CHECKING:
     from jobs.core.stage import Stage
@@ -56,7 +56,7 @@ def load(name: str) -> Stage:
 # reads (not `run` or `preflight`: the job runs them, in the image), and the modules besides
 # the standard library that what they use may import (no Ray, no torch).
 DECLARED_ARGS = ("name", "part", "defaults", "scopes", "options", "kubernetes")
-DECLARATION_IMPORTS = ("jobs.core.settings", "jobs.core.stage", "jobs.core.values")
+DECLARATION_IMPORTS = ("jobs.core.settings", "jobs.core.stage", "jobs.core.parsers")
 
 
 def declared(name: str) -> Stage:
@@ -146,7 +146,7 @@ def _runs_in_the_job(settings: object) -> None:
 
 
 def kubernetes_facts(name: str) -> dict[str, Any]:
-    """The stage's facts for its manifests (k8s/render.py), from its declaration: no Ray,
+    """The stage's facts for its manifests (jobs/kube/render.py), from its declaration: no Ray,
     no torch imported to read two integers."""
     return dataclasses.asdict(declared(name).kubernetes)
 

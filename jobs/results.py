@@ -17,9 +17,9 @@ from pathlib import Path
 
 from jobs import registry, smoke
 from jobs.core import attempts, cost, records
+from jobs.core.parsers import ConfigError
 from jobs.core.reading import Parser
 from jobs.core.settings import experiment_dir
-from jobs.core.values import ConfigError
 
 FORMATS = ("table", "json", "csv")
 ALL = "all"

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def readme_table(stages: Sequence[Stage]) -> str:
-    """The settings of every stage as a Markdown table (jobs/README.md's, kept in step by a test)."""
+    """The settings of every stage as a Markdown table (jobs/README.md's, kept in step by a
+    test)."""
     rows = ["| Variable | Flag | Default | Stages | Meaning |", "|---|---|---|---|---|"]
     seen: set[str] = set()
     for cls in [Settings, *(s.options for s in stages if s.options is not None)]:

@@ -2,7 +2,7 @@
 
 Not a walkthrough stage (not in STAGE=all): the RayJob k8s/<variant>/rayjob-smoke.yaml runs
 it on a new cluster, and `make smoke CLOUD=...` applies that and adds what only the cluster's
-events show (k8s/bin/smoke_events.py). Each check ends `ok`, `problem` (with its fix) or
+events show (jobs/kube/smoke_events.py). Each check ends `ok`, `problem` (with its fix) or
 `skipped` (with why: a check this cluster cannot make real, named in SMOKE_SKIP by the
 podman runner, never by a cloud):
 
@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.core.parsers import ConfigError, accelerator_type, integer
 from jobs.core.reading import Parser
 from jobs.core.settings import experiment_dir
-from jobs.core.values import ConfigError, accelerator_type, integer
 
 NAME = "smoke"
 MODULE = "jobs.smoke"

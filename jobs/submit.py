@@ -33,9 +33,9 @@ from jobs.core import records
 from jobs.core.cli import bad_input, prepare
 from jobs.core.connection import DRIVER_ENV, WORKER_ENV
 from jobs.core.localcluster import LocalCluster, NodeSpec
+from jobs.core.parsers import ConfigError, ray_address
 from jobs.core.reading import Parser, env_names
 from jobs.core.stage import Stage
-from jobs.core.values import ConfigError, ray_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL = "all"  # every stage, in walkthrough order, on one cluster

@@ -1,10 +1,10 @@
 """Benchmarks (`make bench`, `BENCH_QUICK=1 make bench`): measured side by side in one run.
 
 Writes jobs/bench/results/latest.json and a dated copy; prints a table. `--readme-table`
-prints jobs/bench/README.md's Performance table from the newest full and quick results. Every timing is
-min/median/max over repeats after one warm-up; every ratio divides two medians measured in
-this run. Sides of a ratio are measured alternately (A B C, C A B, ...; the loaders A B,
-B A, ...), so a slow minute on a shared machine hits every side.
+prints jobs/bench/README.md's Performance table from the newest full and quick results.
+Every timing is min/median/max over repeats after one warm-up; every ratio divides two
+medians measured in this run. Sides of a ratio are measured alternately (A B C, C A B, ...;
+the loaders A B, B A, ...), so a slow minute on a shared machine hits every side.
 
 Sizes (real Fashion-MNIST from DATA_DIR, batch 128, torch threads = cores):
   quick: 1024 training images, 3 rounds x 3 repeats;
@@ -500,7 +500,7 @@ def submit_to_first_result() -> tuple[float, float]:
     return first, driver_rss
 
 
-# --- jobs/bench/README.md's Performance table, from the newest full and quick results ----------------
+# --- jobs/bench/README.md's Performance table, from the newest full and quick results ---
 
 README_ROWS = (  # key, what, goal
     ("trial_vs_plain_loop", "one trial in Tune / same loop in a plain process (img/s)", ">= 0.95"),

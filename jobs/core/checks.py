@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobs.core.values import ConfigError, host_port
+from jobs.core.parsers import ConfigError, host_port
 
 
 def check_storage_writable(path: str) -> None:

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from jobs.core import attempts
 from jobs.core.checks import check_address_reachable, check_storage_writable
 from jobs.core.lock import exclusive
+from jobs.core.parsers import ConfigError
 from jobs.core.reading import resolve
 from jobs.core.records import error_report
 from jobs.core.settings import Settings
 from jobs.core.stage import Stage
-from jobs.core.values import ConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_TRIALS_FAILED = 1

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 
 from jobs.core.localcluster import API_SERVER_ENV, free_port
+from jobs.core.parsers import ConfigError
 from jobs.core.resources import ClusterView, TrialPlan, check_placeable, gpu_bundle
 from jobs.core.settings import MIB, Settings
-from jobs.core.values import ConfigError
 
 # Read by the Tune driver. Each is a measured fix (see jobs/README.md).
 DRIVER_ENV = {

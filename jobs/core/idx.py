@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.core.values import ConfigError
+from jobs.core.parsers import ConfigError
 
 # Folder names torchvision uses under its root, per dataset.
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}

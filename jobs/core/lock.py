@@ -22,7 +22,7 @@ from pathlib import Path
 
 import filelock
 
-from jobs.core.values import ConfigError
+from jobs.core.parsers import ConfigError
 
 
 def lock_path(experiment_dir: Path) -> Path:

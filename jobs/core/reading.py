@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from jobs.core.parsers import ConfigError
 from jobs.core.settings import Scope, Setting, Settings, settings_fields
-from jobs.core.values import ConfigError
 
 if TYPE_CHECKING:
     from jobs.core.stage import Stage

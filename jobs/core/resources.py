@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jobs.core.parsers import ConfigError
 from jobs.core.settings import MIB, Settings
-from jobs.core.values import ConfigError
 
 if TYPE_CHECKING:
     import torch

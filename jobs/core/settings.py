@@ -1,7 +1,7 @@
 """The settings, each declared once as a dataclass field that says how it is read.
 
 A keyword-only field whose metadata gives the environment variable, the flag, the parser
-(from `jobs.core.values`), what it means, and which stages use it.
+(from `jobs.core.parsers`), what it means, and which stages use it.
 
 The environment variable names are the project's interface: the README, the KubeRay
 manifests and the tests use them. Flags override the environment. `--help`, `--dry-run`,
@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from jobs.core.values import (
+from jobs.core.parsers import (
     ConfigError,
     accelerator_type,
     choice,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Kubernetes:
-    """The stage's facts for its RayJob manifests (k8s/render.py reads them)."""
+    """The stage's facts for its RayJob manifests (jobs/kube/render.py reads them)."""
 
     # activeDeadlineSeconds of one attempt at walkthrough size on T4s, with slack for node
     # scale-up and image pulls. The kind values may override it for CI-sized runs.

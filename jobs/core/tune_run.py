@@ -27,13 +27,13 @@ from jobs.core import records, retries
 from jobs.core.connection import connect_and_plan
 from jobs.core.oom import tolerate_memory_kills
 from jobs.core.outputs import archive, finish
+from jobs.core.parsers import ConfigError
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
 from jobs.core.search import search_space
 from jobs.core.settings import SPOT_RETRIES, Settings
 from jobs.core.tensorboard import load_tensorboardx
 from jobs.core.training_spec import training_spec
 from jobs.core.tune_trial import train_trial
-from jobs.core.values import ConfigError
 
 
 def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = False) -> Any:

@@ -7,7 +7,7 @@
 #   note TEXT                 a line for the reader
 #   exists CHECK              true when CHECK succeeds, or in a dry run (it prints every step)
 #   quota WHAT NEED FIX COMMAND   the quota COMMAND reads; a problem line when under NEED
-#   still_billing CLOUD       cloud-down's last lines: what it kept, per month (k8s/cost.py)
+#   still_billing CLOUD       cloud-down's last lines: what it kept, per month (jobs/kube/estimate.py)
 #
 # CHECK and COMMAND are shell text, printed as they run. DRY_RUN=1 prints every command and
 # runs none (no cloud CLI needed): a captured VAR then stands as the text "$VAR".
@@ -70,10 +70,12 @@ still_billing() { # CLOUD
   local args=(--after-cloud-down "$1")
   [[ ${DELETE_REGISTRY:-0} == 1 ]] && args+=(--registry-deleted)
   local lines
-  if lines=$("${PY:-python3}" "$(dirname "${BASH_SOURCE[0]}")/../cost.py" "${args[@]}" 2>/dev/null); then
+  local repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if lines=$(PYTHONPATH="$repo" "${PY:-python3}" -m jobs.kube.estimate "${args[@]}" 2>/dev/null); then
     while IFS= read -r line; do echo "# $line"; done <<<"$lines"
   else
-    note "what still bills: python k8s/cost.py ${args[*]}"
+    note "what still bills: python -m jobs.kube.estimate ${args[*]}"
   fi
 }
 

@@ -32,7 +32,8 @@ else
     "make teardown DELETE_VOLUME=1 deletes it"
 fi
 # What still bills, with the cloud's prices (k8s/values/<CLOUD>.yaml), when CLOUD is a cloud.
-if [[ -n ${CLOUD:-} ]] && "${PY:-python3}" "$(dirname "$0")/../cost.py" --still-billing "$CLOUD" 2>/dev/null; then
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+if [[ -n ${CLOUD:-} ]] && PYTHONPATH="$repo" "${PY:-python3}" -m jobs.kube.estimate --still-billing "$CLOUD" 2>/dev/null; then
   :
 else
   cat <<'NOTE'

@@ -2,7 +2,7 @@
 runner: a pod runs only where the kube-scheduler would put it, and node pools grow and shrink
 as a node autoscaler (GKE's, Cluster Autoscaler, Karpenter) would grow and shrink them.
 
-- Scheduling: the scheduler's filters (k8s/scheduling.py: requests against what is left of
+- Scheduling: the scheduler's filters (jobs/kube/scheduling.py: requests against what is left of
   a node's allocatable after the system reserve and the pods already there, node selector
   and affinity, taints) on every node; the first node that passes takes the pod. A pod that
   fits nowhere stays Pending with the scheduler's message ("0/2 nodes are available: ...").
@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "k8s"))
-import scheduling  # k8s/scheduling.py
+from jobs.kube import scheduling
 
 
 @dataclass

@@ -1436,7 +1436,7 @@ class RayJobRun:
 
 
 def values_for(manifest: Path) -> Path:
-    """The values file of the variant a rendered manifest belongs to (k8s/render.py's
+    """The values file of the variant a rendered manifest belongs to (jobs/kube/render.py's
     folders): k8s/<variant>/x.yaml is <variant>'s, k8s/x.yaml the default variant's."""
     values = REPO / "k8s" / "values"
     folder = manifest.resolve().parent

@@ -1,4 +1,4 @@
-"""Kueue, executed: a RayJob rendered with QUEUE= (k8s/render.py) run by
+"""Kueue, executed: a RayJob rendered with QUEUE= (jobs/kube/render.py) run by
 tests/e2e/podman_rayjob.py playing Kueue: created suspended, admitted, preempted once while
 its stage runs (KubeRay deletes that cluster and submitter, no failed attempt counted),
 admitted again on a new cluster with a new job id, and the stage resumes its experiment

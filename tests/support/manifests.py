@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ DEFAULT = next(name for name, v in VALUES.items() if v.get("default"))
 
 
 def folder(variant: str) -> Path:
-    """k8s/ for the default variant, k8s/<variant>/ for the others (k8s/render.py)."""
+    """k8s/ for the default variant, k8s/<variant>/ for the others (jobs/kube/render.py)."""
     return K8S if variant == DEFAULT else K8S / variant
 
 
@@ -75,8 +74,7 @@ def all_containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def spot_render(variant: str, stage: str) -> tuple[str, dict[str, Any]]:
     """The variant's RayJob for `stage` as its values file renders it with `spot: true` (the
     T4 workers on Spot nodes only), and those values."""
-    sys.path.insert(0, str(K8S))
-    import render  # k8s/render.py
+    from jobs.kube import render
 
     values = {**VALUES[variant], "spot": True}
     text = render.render_variant(variant, {"spot": True})[folder(variant) / f"rayjob-{stage}.yaml"]

@@ -1,4 +1,5 @@
-"""jobs/bench/README.md's Performance table comes from the newest full and quick benchmark results."""
+"""jobs/bench/README.md's Performance table comes from the newest full and quick benchmark
+results."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def test_readme_performance_section_is_generated_from_the_committed_results() ->
     begin, end = readme.index("<!-- bench:begin"), readme.index("<!-- bench:end -->")
     shown = readme[readme.index("\n", begin) + 1 : end].strip()
     assert shown == bench.readme_section().strip(), (
-        "jobs/bench/README.md's Performance section is stale: python -m jobs.bench.bench --readme-table"
+        "jobs/bench/README.md's Performance section is stale: "
+        "python -m jobs.bench.bench --readme-table"
     )
 
 

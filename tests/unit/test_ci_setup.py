@@ -98,12 +98,12 @@ def fake_python(tmp_path: Path, version: tuple[int, int, int]) -> Path:
             (3, 12, 0),
             "error: the lock is for Python 3.11; {fake} is 3.12.0: pass PYTHON=python3.11",
         ),
-        # The client's k8s/render.py reads TOML with tomllib (3.11): a 3.10 is refused.
+        # The client's jobs/kube/render.py reads TOML with tomllib (3.11): a 3.10 is refused.
         (
             "client",
             "CLIENT_VENV",
             (3, 10, 14),
-            "error: the client needs Python 3.11 or newer (k8s/render.py reads TOML with "
+            "error: the client needs Python 3.11 or newer (jobs/kube/render.py reads TOML with "
             "tomllib); {fake} is 3.10.14: pass PYTHON=python3.11",
         ),
     ],

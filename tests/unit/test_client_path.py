@@ -73,8 +73,8 @@ def heavy_modules(code: str) -> set[str]:
         "import jobs.results",
         "import jobs.logs",
         # The whole rendering, in memory: every variant's every manifest.
-        "import runpy; runpy.run_path('k8s/render.py', run_name='render')['render']()",
-        "import runpy; runpy.run_path('k8s/bin/preflight.py', run_name='preflight')",
+        "import runpy; import jobs.kube.render as r; r.render()",
+        "import runpy; import jobs.kube.preflight",
         # What a submission to a cluster loads besides (settings of every stage).
         "from jobs import registry\nfor n in registry.names(): registry.declared(n)",
         # What every Trainer is built from; pickled to trials, so it loads no torch itself.
@@ -133,18 +133,18 @@ def test_results_from_stdin_without_the_training_stack() -> None:
 
 
 def test_render_without_the_training_stack() -> None:
-    code = f"{WITHOUT_TRAINING_STACK}\nrunpy.run_path('k8s/render.py', run_name='__main__')"
+    code = f"{WITHOUT_TRAINING_STACK}\nrunpy.run_module('jobs.kube.render', run_name='__main__')"
     proc = python(code, "--folder", "gke")
     assert proc.returncode == 0, proc.stderr
     # Every variant's every manifest, in memory (what `make manifests` writes).
-    code = f"{WITHOUT_TRAINING_STACK}\nprint(len(runpy.run_path('k8s/render.py')['render']()))"
+    code = f"{WITHOUT_TRAINING_STACK}\nprint(len(runpy.run_module('jobs.kube.render')['render']()))"
     proc = python(code)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) > 0
 
 
 def test_preflight_help_without_the_training_stack() -> None:
-    code = f"{WITHOUT_TRAINING_STACK}\nrunpy.run_path('k8s/bin/preflight.py', run_name='__main__')"
+    code = f"{WITHOUT_TRAINING_STACK}\nrunpy.run_module('jobs.kube.preflight', run_name='__main__')"
     proc = python(code, "--help")
     assert proc.returncode == 0, proc.stderr
 

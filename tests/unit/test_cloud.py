@@ -52,7 +52,7 @@ def run(path: Path, action: str, tmp_path: Path, **env: str) -> subprocess.Compl
             "PATH": bare_path(tmp_path),
             "HOME": str(tmp_path),
             "MAKE": "make",
-            "PY": sys.executable,  # k8s/cost.py's, for cloud-down's last lines
+            "PY": sys.executable,  # jobs/kube/estimate.py's, for cloud-down's last lines
             **env,
         },
     )
@@ -184,8 +184,7 @@ def test_cloud_up_states_what_the_cpu_node_holds_within_its_allocatable(
 
 @pytest.mark.parametrize("cloud", ["eks", "aks"])
 def test_image_streaming_is_refused_where_it_would_not_stream_the_image(cloud: str) -> None:
-    sys.path.insert(0, str(K8S))
-    import render
+    from jobs.kube import render
 
     changed = copy.deepcopy(values(cloud))
     changed["cloud"]["image_streaming"] = True
@@ -201,10 +200,8 @@ def test_image_streaming_is_refused_where_it_would_not_stream_the_image(cloud: s
 def rendered(cloud: str, change: Any, tmp_path: Path) -> Path:
     """cloud.sh rendered from the values file with one entry changed, beside a copy of the
     library it sources."""
-    import sys
 
-    sys.path.insert(0, str(K8S))
-    import render
+    from jobs.kube import render
 
     changed = copy.deepcopy(values(cloud))
     change(changed)

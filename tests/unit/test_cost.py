@@ -1,25 +1,22 @@
-"""k8s/cost.py: k8s/README.md's cost table is generated from the values files and the stages'
-declarations, and its figures follow from them."""
+"""jobs/kube/estimate.py: k8s/README.md's cost table is generated from the values files and
+the stages' declarations, and its figures follow from them."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 
 from jobs import registry
-from tests.support.manifests import CLOUDS, K8S, VALUES
+from jobs.kube import estimate as cost
+from tests.support.manifests import CLOUDS, VALUES
 from tests.support.runs import REPO
-
-sys.path.insert(0, str(K8S))
-import cost  # k8s/cost.py
 
 
 def test_readme_cost_table_is_generated() -> None:
     readme = (REPO / "k8s" / "README.md").read_text()
     begin, end = readme.index("<!-- cost:begin"), readme.index("<!-- cost:end -->")
     shown = readme[readme.index("\n", begin) + 1 : end].strip()
-    assert shown == cost.table().strip(), "k8s/README.md's cost table is stale: python k8s/cost.py"
+    stale = "k8s/README.md's cost table is stale: python -m jobs.kube.estimate --readme-table"
+    assert shown == cost.table().strip(), stale
 
 
 @pytest.mark.parametrize("variant", CLOUDS)

@@ -14,7 +14,7 @@ import torch
 from jobs.core.data import batches, load_split
 from jobs.core.idx import find_idx_dir, read_idx, require_idx_dir, validate_dataset
 from jobs.core.model import build_model
-from jobs.core.values import ConfigError
+from jobs.core.parsers import ConfigError
 from tests.support.idx import idx_bytes, make_dataset, write_idx
 
 

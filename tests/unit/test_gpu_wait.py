@@ -7,8 +7,8 @@ import pytest
 import ray.autoscaler.sdk
 
 from jobs.core import connection as runtime
+from jobs.core.parsers import ConfigError
 from jobs.core.resources import ClusterView
-from jobs.core.values import ConfigError
 from tests.support.runs import settings
 
 NO_GPU = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})

@@ -17,15 +17,13 @@ import pytest
 import yaml
 
 from jobs import registry
+from jobs.kube import render
 from tests.e2e import podman_rayjob as runner
 from tests.support import kueue
 from tests.support.kuberay.pods import cluster_pods
 from tests.support.kuberay.reconcile import JobInfo
 from tests.support.kuberay.validation import validate_rayjob
 from tests.support.manifests import CLOUDS, K8S, VALUES, VARIANTS
-
-sys.path.insert(0, str(K8S))
-import render
 
 Docs = dict[Path, list[dict[str, Any]]]
 
@@ -201,7 +199,8 @@ def test_elastic_without_an_autoscaler_is_refused(monkeypatch: pytest.MonkeyPatc
 
 def test_an_empty_queue_renders_the_committed_manifests() -> None:
     proc = subprocess.run(
-        [sys.executable, str(K8S / "render.py"), "--check"],
+        [sys.executable, "-m", "jobs.kube.render", "--check"],
+        cwd=K8S.parent,
         capture_output=True,
         text=True,
         env={**render.os.environ, "QUEUE": ""},
@@ -227,7 +226,8 @@ def test_a_bad_queue_is_one_error_line_and_nothing_is_written(
 
 def test_a_bad_queue_exits_2_from_the_command_line() -> None:
     proc = subprocess.run(
-        [sys.executable, str(K8S / "render.py"), "--check"],  # --check never writes
+        [sys.executable, "-m", "jobs.kube.render", "--check"],
+        cwd=K8S.parent,  # --check never writes
         capture_output=True,
         text=True,
         env={**render.os.environ, "QUEUE": "Team_A"},

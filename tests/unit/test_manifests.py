@@ -300,7 +300,10 @@ def test_security_settings(path: Path) -> None:
 
 def test_manifests_match_their_templates() -> None:
     proc = subprocess.run(
-        [sys.executable, str(K8S / "render.py"), "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "jobs.kube.render", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=K8S.parent,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -332,8 +335,7 @@ def test_templates_leave_every_cloud_fact_to_the_values_files() -> None:
 
 
 def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypatch) -> None:
-    sys.path.insert(0, str(K8S))
-    import render
+    from jobs.kube import render
 
     digests = tmp_path / "digests.yaml"
     gpu = f"{render.IMAGE_REPO}@sha256:" + "a" * 64
@@ -366,8 +368,7 @@ def test_manifests_can_name_images_by_the_pushed_digest(tmp_path: Path, monkeypa
 
 
 def test_a_pull_secret_reaches_every_pod(monkeypatch) -> None:
-    sys.path.insert(0, str(K8S))
-    import render
+    from jobs.kube import render
 
     monkeypatch.setenv("IMAGE_PULL_SECRET", "regcred")
     files = render.render()

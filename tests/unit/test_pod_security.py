@@ -6,7 +6,6 @@ where the API is called; the NetworkPolicy selects exactly those pods."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,8 @@ def kuberay_pods(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def preflight_writer() -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location("preflight", K8S / "bin" / "preflight.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from jobs.kube import preflight as module
+
     # The pod preflight creates: built from the head of the default variant's RayCluster.
     return module._writer_pod(yaml.safe_load((K8S / "raycluster.yaml").read_text()), 100)
 

@@ -1,10 +1,9 @@
-"""k8s/bin/preflight.py (make preflight TARGET=k8s CLOUD=...) against clusters played by the
+"""jobs/kube/preflight.py (make preflight TARGET=k8s CLOUD=...) against clusters played by the
 stand-in kubectl: a healthy one per variant, built from the node shapes its values file
 declares, and one broken thing at a time, each named for what it is, with its fix."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from tests.support.kuberay.fake_kubectl import calls, environment
 from tests.support.pod_security import violations
 from tests.support.runs import REPO
 
-SCRIPT = REPO / "k8s" / "bin" / "preflight.py"
 K8S = REPO / "k8s"
 CLAIM = "ray-tune-cluster-storage"
 POD = "pod/ray-tune-preflight"
@@ -170,7 +168,8 @@ def preflight(
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "objects.json").write_text(json.dumps(objects))
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, "-m", "jobs.kube.preflight", *args],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
@@ -250,11 +249,9 @@ def test_the_write_pod_is_the_head_pod_template_made_small_and_restricted(tmp_pa
 
 
 def _module() -> Any:
-    spec = importlib.util.spec_from_file_location("preflight", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from jobs.kube import preflight
+
+    return preflight
 
 
 @pytest.mark.parametrize("variant", ["gke", "eks", "aks", "kind"])

@@ -1,4 +1,5 @@
-"""The documentation's numbers (the README and the pages beside what they describe), each rebuilt here from the code, lock or manifest that decides it.
+"""The documentation's numbers (the README and the pages beside what they describe), each
+rebuilt here from the code, lock or manifest that decides it.
 
 Generated parts (the settings table, the bench and cost tables) have their own tests; the
 per-cloud node figures are in test_variants.py and the memory figures in test_resources.py.

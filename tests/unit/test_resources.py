@@ -9,9 +9,9 @@ import torch
 
 from jobs import train
 from jobs.core import resources
+from jobs.core.parsers import ConfigError
 from jobs.core.resources import ClusterView, check_placeable, plan_trials
 from jobs.core.settings import TRAIN_DRIVER_MEMORY_MIB, TRIAL_MEMORY_MIB, reservation_mib
-from jobs.core.values import ConfigError
 from tests.support import ray_memory, runs
 from tests.support.kuberay.pods import cluster_pods, start_params
 from tests.support.manifests import VARIANTS, cluster_specs, docs, folder

@@ -16,7 +16,7 @@ from jobs import results as results_cli
 from jobs import submit
 from jobs.core import cost, retries
 from jobs.core import records as results
-from jobs.core.values import ConfigError, node_prices
+from jobs.core.parsers import ConfigError, node_prices
 from tests.support.runs import REPO
 from tests.unit.test_report import _summary  # 3 trials: 11 trial-epochs of 24, 53 s
 

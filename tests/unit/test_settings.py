@@ -12,9 +12,9 @@ import pytest
 from jobs import registry
 from jobs.core import cli
 from jobs.core import settings as settings_module
+from jobs.core.parsers import ConfigError
 from jobs.core.reading import env_names
 from jobs.core.settings import Settings, settings_fields
-from jobs.core.values import ConfigError
 from jobs.settings_table import readme_table
 from jobs.submit import forwarded_env
 from tests.support.runs import REPO, explain, settings
@@ -129,7 +129,8 @@ def test_every_setting_is_declared_once_with_its_reading() -> None:
 def test_readme_settings_table_is_generated_from_the_declarations() -> None:
     table = readme_table([registry.load(n) for n in registry.names()])
     readme = (REPO / "jobs" / "README.md").read_text()
-    assert table in readme, "jobs/README.md's settings table is stale: python -m jobs.settings_table"
+    stale = "jobs/README.md's settings table is stale: python -m jobs.settings_table"
+    assert table in readme, stale
     assert re.search(r"\| `STOP_ALL_AT` \| `--stop-all-at` \| off \| checkpoint \|", table)
     assert re.search(r"\| `LR` \| `--lr` \| 0.001 \| baseline \|", table)
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from jobs import smoke
-from jobs.core.values import ConfigError
+from jobs.core.parsers import ConfigError
 from tests.support.runs import REPO, clean_env
 
 SETTINGS = smoke.SmokeSettings(Path("/mnt/cluster_storage/smoke"), "T4", 600, {})
@@ -156,8 +156,7 @@ def test_help_and_dry_run(tmp_path: Path) -> None:
 
 
 def _render_with(monkeypatch: pytest.MonkeyPatch, report: Path) -> dict[Path, str]:
-    sys.path.insert(0, str(REPO / "k8s"))
-    import render
+    from jobs.kube import render
 
     monkeypatch.setenv("COLD_START", str(report))
     return render.render()
@@ -202,7 +201,7 @@ def test_a_cold_start_that_is_not_a_measurement_is_one_error_line(
     report = tmp_path / "smoke.json"
     report.write_text(content)
     proc = subprocess.run(
-        [sys.executable, "k8s/render.py"],
+        [sys.executable, "-m", "jobs.kube.render"],
         env=clean_env(COLD_START=str(report)),
         cwd=REPO,
         capture_output=True,

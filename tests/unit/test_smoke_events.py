@@ -3,14 +3,7 @@ first worker pod, that pod's node and events (as kubectl returns them)."""
 
 from __future__ import annotations
 
-import importlib.util
-
-from tests.support.runs import REPO
-
-spec = importlib.util.spec_from_file_location("smoke_events", REPO / "k8s/bin/smoke_events.py")
-assert spec is not None and spec.loader is not None
-smoke_events = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(smoke_events)
+from jobs.kube import smoke_events
 
 RAYJOB = {
     "metadata": {"name": "ray-tune-smoke", "creationTimestamp": "2026-12-07T10:00:00Z"},

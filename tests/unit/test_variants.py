@@ -1,5 +1,5 @@
 """Every variant (k8s/values/<variant>.yaml) placed on the nodes it declares, as the
-kube-scheduler's filters would place it (k8s/scheduling.py): each pod, with the containers
+kube-scheduler's filters would place it (jobs/kube/scheduling.py): each pod, with the containers
 KubeRay adds, fits its node shape beside a stated system reserve; the head, the submitter
 and the results reader never land on a T4 node; the workers land only there; the DNS rule
 admits each cloud's resolvers; the claim asks for the variant's class."""
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import sys
 from typing import Any
 
 import pytest
 import yaml
 
+from jobs.kube import scheduling
 from tests.support.kuberay.pods import cluster_pods
 from tests.support.manifests import (
     CLOUDS,
@@ -23,9 +23,6 @@ from tests.support.manifests import (
     docs,
     folder,
 )
-
-sys.path.insert(0, str(K8S))
-import scheduling
 
 REQUIRED = {
     "variant",

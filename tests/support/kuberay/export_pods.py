@@ -3,12 +3,11 @@
     python -m tests.support.kuberay.export_pods OUT_DIR      # make lint runs checkov over OUT_DIR
 
 Every variant's RayCluster and RayJob pods as KubeRay builds them (tests/support/kuberay/pods.py:
-cluster_pods), the results readers and the preflight writer (k8s/bin/preflight.py).
+cluster_pods), the results readers and the preflight writer (jobs/kube/preflight.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,8 @@ from tests.support.manifests import ALL_RAY, K8S, READERS
 
 
 def _preflight_writer(reader: dict[str, Any]) -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location("preflight", K8S / "bin" / "preflight.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from jobs.kube import preflight as module
+
     return module._writer_pod(reader, 100)
 
 

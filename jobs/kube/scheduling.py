@@ -1,6 +1,6 @@
 """Would the kube-scheduler put this pod on that node? Its filters, in plain Python.
 
-Used by `make preflight` (k8s/bin/preflight.py) against a real cluster's nodes and by the
+Used by `make preflight` (jobs/kube/preflight.py) against a real cluster's nodes and by the
 tests against the node shapes each values file declares (k8s/values/<variant>.yaml, `nodes`).
 Ported from Kubernetes' scheduler filter plugins, in our own words:
 - NodeResourcesFit: a pod's request is, per resource, the larger of the sum over its

@@ -4,9 +4,9 @@ One template per kind of document (k8s/templates/) and one values file per varia
 (k8s/values/<variant>.yaml: a cloud, or kind), in the spirit of a Helm chart. Adding a
 variant is a new values file: no code, no template.
 
-    python k8s/render.py            # write the manifests (make manifests)
-    python k8s/render.py --check    # exit 1 if a committed manifest differs (tests, CI)
-    python k8s/render.py --folder VARIANT   # where VARIANT's manifests go (the Makefile)
+    python -m jobs.kube.render            # write the manifests (make manifests)
+    python -m jobs.kube.render --check    # exit 1 if a committed manifest differs (tests, CI)
+    python -m jobs.kube.render --folder VARIANT   # where its manifests go (the Makefile)
 
 Outputs per variant: raycluster.yaml, rayjob-<stage>.yaml, rayjob-smoke.yaml (make smoke),
 storage.yaml, networkpolicy.yaml and results-reader.yaml, into k8s/ for the default variant
@@ -25,7 +25,6 @@ stage files without importing them (no Ray, no torch); the Ray version from the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -38,11 +37,11 @@ from typing import Any
 import jinja2
 import yaml
 
-K8S = Path(__file__).resolve().parent
-REPO = K8S.parent
+from jobs import registry, smoke
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
 VALUES = K8S / "values"
-sys.path.insert(0, str(REPO))
-from jobs import registry, smoke  # noqa: E402  (after the repository is on the path)
 
 IMAGE_REPO = os.environ.get("IMAGE_REPO", "ghcr.io/ray-tune-k8s/ray-tune-k8s")
 DIGESTS = REPO / "image" / "digests.yaml"
@@ -101,13 +100,13 @@ def gpus_at_once(stage: str, v: dict[str, Any]) -> int:
 
 @cache
 def versions() -> dict[str, str]:
-    """The project's version, and Ray's from the one reader of the pins (.ci/deps.py)."""
-    spec = importlib.util.spec_from_file_location("deps", REPO / ".ci" / "deps.py")
-    assert spec is not None and spec.loader is not None
-    deps = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(deps)
+    """The project's version, and Ray's as pyproject.toml pins it (the lock agrees with it:
+    tests/unit/test_dependency_lock.py; .ci/deps.py reads the lock for the installs)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return {"project": project["version"], "ray": deps.pin("ray")}
+    (ray,) = {
+        d.split("==", 1)[1] for d in project["dependencies"] if re.match(r"ray(\[.*\])?==", d)
+    }
+    return {"project": project["version"], "ray": ray}
 
 
 def image(image_variant: str, digests: str | None = None) -> str:
@@ -206,7 +205,7 @@ ENV.filters["combine"] = lambda a, b: {**a, **b}
 
 def node_prices(v: dict[str, Any]) -> str | None:
     """The NODE_PRICES setting (declared in jobs/core/settings.py, parsed by
-    jobs/core/values.py) for the variant's stated prices, or None where it states no GPU
+    jobs/core/parsers.py) for the variant's stated prices, or None where it states no GPU
     node price."""
     prices = v["prices"]
     if all(p is None for p in prices["t4_node"].values()):

@@ -1,9 +1,9 @@
 """Before spending GPU hours: does this Kubernetes cluster have what the RayJobs need?
 
-    CLOUD=eks python k8s/bin/preflight.py       # make preflight TARGET=k8s CLOUD=eks
+    CLOUD=eks python -m jobs.kube.preflight     # make preflight TARGET=k8s CLOUD=eks
 
 The variant comes from CLOUD (k8s/values/<CLOUD>.yaml; unset: the one with `default: true`),
-its manifests from where k8s/render.py writes them (k8s/ for the default, else k8s/<CLOUD>/).
+its manifests from where jobs/kube/render.py writes them (k8s/ for the default, else k8s/<CLOUD>/).
 One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any problem:
 - the KubeRay operator: the RayJob and RayCluster CRDs serve ray.io/v1, and the operator's
   Deployment runs the version the manifests are written for;
@@ -24,7 +24,7 @@ One line per check, `ok: ...` or `problem: ... (fix: ...)`; exit 1 on any proble
   pods' fsGroup: an image that cannot be pulled and a pod that cannot be scheduled are
   named as such. The pod is deleted at the end.
 PREFLIGHT_POD_TIMEOUT_S (default 900: a cold pull of a multi-GB image) bounds the wait for
-that pod. Needs PyYAML and kubectl only (the scheduler's rules: k8s/scheduling.py).
+that pod. Needs PyYAML and kubectl only (the scheduler's rules: jobs/kube/scheduling.py).
 Bad arguments or an unknown CLOUD: one `error:` line, exit 2.
 """
 
@@ -42,9 +42,9 @@ from typing import Any
 
 import yaml
 
-K8S = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(K8S))
-import scheduling  # noqa: E402  (k8s/scheduling.py: the kube-scheduler's filters, stdlib only)
+from jobs.kube import scheduling  # the kube-scheduler's filters, stdlib only
+
+K8S = Path(__file__).resolve().parents[2] / "k8s"
 
 VALUES = K8S / "values"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
@@ -751,7 +751,8 @@ def check_write(report: Report, variant: Variant, fs_group: int) -> None:
                 f"a pod of the image could not write to the volume as uid 1000 "
                 f"(phase {phase}: {logs[-300:]})",
                 "EFS: an access point with uid/gid 1000/100; NFS: export it writable for "
-                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch (k8s/README.md: The walk)",
+                "group 100; Filestore: fsGroupChangePolicy OnRootMismatch "
+                "(k8s/README.md: The walk)",
             )
     finally:
         kubectl("delete", "pod", POD, "--wait=false")

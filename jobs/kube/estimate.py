@@ -2,10 +2,10 @@
 
 The estimate comes from the settings and the values files.
 
-    python k8s/cost.py                  # the table, as k8s/README.md shows it
-    python k8s/cost.py --readme-table   # the same (tests/unit/test_cost.py keeps it in step)
-    python k8s/cost.py --still-billing CLOUD   # what bills after `make teardown` (it prints it)
-    python k8s/cost.py --after-cloud-down CLOUD [--registry-deleted]   # after `make cloud-down`
+    python -m jobs.kube.estimate                  # the table, as k8s/README.md shows it
+    python -m jobs.kube.estimate --readme-table   # the same (tests/unit/test_cost.py keeps it)
+    python -m jobs.kube.estimate --still-billing CLOUD   # what bills after `make teardown`
+    python -m jobs.kube.estimate --after-cloud-down CLOUD [--registry-deleted]   # cloud-down
 
 Per stage and cloud (k8s/values/<variant>.yaml), for one attempt at the stage's defaults:
 - GPU nodes: every T4 the stage can hold at once (render.gpus_at_once: its trials at once
@@ -24,14 +24,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-K8S = Path(__file__).resolve().parent
-sys.path.insert(0, str(K8S.parent))
-sys.path.insert(0, str(K8S))
-import render  # noqa: E402  (k8s/render.py: the variants and their values)
-
-from jobs import registry  # noqa: E402
+from jobs import registry
+from jobs.kube import render
 
 
 @dataclass(frozen=True)

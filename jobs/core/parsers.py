@@ -3,7 +3,7 @@
 Each parser turns the raw string of a flag or environment variable into a checked value, or
 raises ConfigError with one line naming the variable.
 
-Standard library only: the client tools (jobs.submit, jobs.results, k8s/render.py) and the
+Standard library only: the client tools (jobs.submit, jobs.results, jobs/kube/render.py) and the
 Makefile's system Python read settings through these.
 """
 

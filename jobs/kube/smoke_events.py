@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cold-start timeline of a smoke RayJob from what only the cluster sees (make smoke).
 
-    python k8s/bin/smoke_events.py [RAYJOB] [--into SMOKE_JSON]   # RAYJOB: ray-tune-smoke
+    python -m jobs.kube.smoke_events [RAYJOB] [--into SMOKE_JSON]   # RAYJOB: ray-tune-smoke
 
 --into adds the rows to a copy of the job's smoke.json (make smoke copies it to
 results/k8s/smoke/ first) under "cold_start", so the report holds both sides.
