@@ -158,7 +158,7 @@ lint: $(STAMP) $(TOOLS_STAMP) ## Lint: ruff (check, format), hadolint, shellchec
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint image/Dockerfile image/base.Dockerfile
-	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh k8s/cloud.sh k8s/*/cloud.sh image/*.sh tests/e2e/*.sh jobs/bench/*.sh
+	$(VENV)/bin/shellcheck .ci/run k8s/bin/*.sh k8s/cloud.sh k8s/*/cloud.sh image/*.sh tests/support/kind/*.sh jobs/bench/*.sh
 	@rm -rf $(LINT_PODS)
 	$(PY) -m tests.support.kuberay.export_pods $(LINT_PODS)
 	for f in $$(find k8s -name networkpolicy.yaml); do cp "$$f" "$(LINT_PODS)/$$(echo "$$f" | tr / -)"; done
@@ -378,7 +378,7 @@ E2E_ENV ?= TRAIN_LIMIT=1024 VAL_LIMIT=512 TUNE_NUM_SAMPLES=3 TUNE_NUM_EPOCHS=3 G
 
 .PHONY: e2e-podman
 e2e-podman: check-stage-or-smoke $(STAMP) image-offline ## Run MANIFEST (default k8s/kind/rayjob-STAGE.yaml) as KubeRay, a scheduler and the autoscaler would, in podman.
-	$(PY) -m tests.e2e.podman_rayjob $(MANIFEST) --image $(IMAGE_CPU) \
+	$(PY) -m tests.support.runner $(MANIFEST) --image $(IMAGE_CPU) \
 	  $(if $(filter k8s/kind/%,$(MANIFEST)),,$(foreach e,$(E2E_ENV),--env $(e)) \
 	    --idle-timeout-s 10 --node-idle-s 5) \
 	  $(ARGS)
@@ -387,15 +387,15 @@ e2e-podman: check-stage-or-smoke $(STAMP) image-offline ## Run MANIFEST (default
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster with the operator and the shared volume.
-	tests/e2e/kind.sh up
+	tests/support/kind/kind.sh up
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster.
-	tests/e2e/kind.sh down
+	tests/support/kind/kind.sh down
 
 .PHONY: e2e-kind
 e2e-kind: ## End to end on kind: build the CPU image, run k8s/kind/rayjob-tune.yaml, check results.
-	tests/e2e/kind.sh run
+	tests/support/kind/kind.sh run
 
 
 .PHONY: print-image-cpu

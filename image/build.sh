@@ -40,8 +40,8 @@ fi
 engine_name=$(basename "$engine")
 build=("$engine" build)
 if [[ $engine_name == podman ]]; then
-  # runc instead of crun, and rlimits runc accepts (tests/e2e/containers.conf says why).
-  export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/tests/e2e/containers.conf}
+  # runc instead of crun, and rlimits runc accepts (tests/support/runner/containers.conf says why).
+  export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/tests/support/runner/containers.conf}
   # docker format: OCI images drop SHELL, which the Dockerfiles rely on (bash, pipefail).
   build+=(--format docker --ignorefile image/Dockerfile.dockerignore)
 fi

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tests.e2e.podman_rayjob import CONTAINERS_CONF
+from tests.support.runner.podman import CONTAINERS_CONF
 from tests.support.runs import REPO
 
 

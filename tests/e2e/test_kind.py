@@ -1,4 +1,4 @@
-"""The kind end-to-end test (tests/e2e/kind.sh run, what `make e2e-kind` runs) under pytest.
+"""The kind end-to-end test (tests/support/kind/kind.sh run: `make e2e-kind`) under pytest.
 
 It skips only where its tools are absent: docker with a daemon that answers, kind, kubectl
 and helm (the script's own preflight list). Where they are all there, any non-zero exit of
@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.runs import REPO
 
-SCRIPT = REPO / "tests" / "e2e" / "kind.sh"
+SCRIPT = REPO / "tests" / "support" / "kind" / "kind.sh"
 TOOLS = ("docker", "kind", "kubectl", "helm")  # kind.sh preflight()
 REQUIRED = os.environ.get("KIND_E2E_REQUIRED") == "1"
 

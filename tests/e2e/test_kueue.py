@@ -1,5 +1,5 @@
 """Kueue, executed: a RayJob rendered with QUEUE= (jobs/kube/render.py) run by
-tests/e2e/podman_rayjob.py playing Kueue: created suspended, admitted, preempted once while
+tests/support/runner/ playing Kueue: created suspended, admitted, preempted once while
 its stage runs (KubeRay deletes that cluster and submitter, no failed attempt counted),
 admitted again on a new cluster with a new job id, and the stage resumes its experiment
 from the shared volume.
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_podman import Run, experiment, wait_until
 from tests.support import kueue, tune_files
+from tests.support.podman_run import Run, experiment, wait_until
 from tests.support.runs import CI_SIZE, REPO
 
 STAGE = "checkpoint"

@@ -1,5 +1,5 @@
 """What Kueue's RayJob webhook does to a RayJob, and what it counts, for the tests and the
-podman runner (tests/e2e/podman_rayjob.py). Ported in our own words from kubernetes-sigs/kueue
+podman runner (tests/support/runner/). Ported in our own words from kubernetes-sigs/kueue
 (main, read 2026-08; the rules have been stable since the RayJob integration of 0.6):
 
 - pkg/controller/jobs/rayjob/rayjob_webhook.go: Default (ApplyDefaultForSuspend: a job with

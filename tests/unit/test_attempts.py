@@ -13,7 +13,7 @@ import pytest
 
 from jobs import logs as logs_cli
 from jobs.core import attempts
-from tests.unit.test_client_path import ABSENT, python, without
+from tests.support.client_path import ABSENT, python, without
 
 
 def job_env(submission_id: str) -> dict[str, str]:

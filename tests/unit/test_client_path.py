@@ -10,7 +10,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,43 +18,11 @@ from packaging.utils import canonicalize_name
 from jobs import registry
 from jobs.core import records as results
 from jobs.core.reading import build_parser, env_names, resolve
-from tests.support.runs import REPO, TEST_ENV, clean_env
+from tests.support.client_path import HEAVY, RECORD, WITHOUT_TRAINING_STACK, python
+from tests.support.runs import REPO, TEST_ENV
 
 LOCK = REPO / ".ci" / "lock"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)", re.M)
-# The training stack: never imported by the client tools.
-HEAVY = ("torch", "torchvision", "optuna", "matplotlib")
-# Importable here (the dev venv) but not in the client venv: a subprocess that cannot import
-# them is the client venv as far as the project's code can tell.
-ABSENT = (*HEAVY, "triton", "numpy", "pandas", "pyarrow", "fsspec", "tensorboardX", "PIL")
-RECORD = "import json, sys; print(json.dumps(sorted(m for m in sys.modules)), file=sys.stderr)"
-
-
-def without(*absent: str) -> str:
-    """Code that makes a fresh interpreter fail to import `absent`, as if not installed."""
-    return f"""
-import importlib.abc, runpy, sys
-class Absent(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {set(absent)!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (client venv)", name=name)
-sys.meta_path.insert(0, Absent())
-"""
-
-
-WITHOUT_TRAINING_STACK = without(*ABSENT)
-
-
-def python(code: str, *argv: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv],
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(RAY_AUTH_MODE="token", **env),
-    )
 
 
 def heavy_modules(code: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""tests/e2e/kube_api.py, the stand-in Kubernetes API server for KubeRay's autoscaler sidecar:
+"""tests/support/runner/api.py, the stand-in Kubernetes API server for KubeRay's autoscaler sidecar:
 Ray 2.60's own KubeRay client, config producer and node providers (v2, the default under
 KubeRay, and v1) run in this process against it over TLS on 127.0.0.1, with the RayCluster
 KubeRay makes from k8s/rayjob-asha.yaml."""
@@ -21,16 +21,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.kube_api import (
-    JSON_PATCH,
-    KubeApi,
-    PatchError,
-    apply_json_patch,
-    crd_validator,
-    pod_object,
-    raycluster_for_rayjob,
-)
 from tests.support.manifests import CRDS, docs
+from tests.support.runner.api import JSON_PATCH, KubeApi
+from tests.support.runner.json_patch import PatchError, apply_json_patch
+from tests.support.runner.objects import crd_validator, pod_object, raycluster_for_rayjob
 from tests.support.runs import REPO
 
 CLUSTER = "ray-tune-asha-abcde"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,12 @@ import yaml
 
 from jobs import registry
 from jobs.kube import render
-from tests.e2e import podman_rayjob as runner
 from tests.support import kueue
 from tests.support.kuberay.pods import cluster_pods
 from tests.support.kuberay.reconcile import JobInfo
 from tests.support.kuberay.validation import validate_rayjob
 from tests.support.manifests import CLOUDS, K8S, VALUES, VARIANTS
+from tests.support.runner import podman, rayjob, state
 
 Docs = dict[Path, list[dict[str, Any]]]
 
@@ -254,12 +255,12 @@ def test_kueues_webhook_refusals() -> None:
 # --- The podman runner's Kueue, without containers ---------------------------------------
 
 
-def queued_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> runner.RayJobRun:
+def queued_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> rayjob.RayJobRun:
     monkeypatch.setenv("QUEUE", "team-a")
     path = tmp_path / "rayjob-checkpoint.yaml"
     path.write_text(render.render_variant("kind")[K8S / "kind" / "rayjob-checkpoint.yaml"])
-    opts = runner.Options(values=VALUES["kind"], **options)
-    return runner.RayJobRun(path, tmp_path / "volume", tmp_path, "unit", opts)
+    opts = state.Options(values=VALUES["kind"], **options)
+    return rayjob.RayJobRun(path, tmp_path / "volume", tmp_path, "unit", opts)
 
 
 def test_the_runner_preempts_once_after_the_job_has_run_that_long(
@@ -267,9 +268,9 @@ def test_the_runner_preempts_once_after_the_job_has_run_that_long(
 ) -> None:
     run = queued_job(tmp_path, monkeypatch, preempt_after_s=30)
     assert run.queue == "team-a"
-    a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
+    a = state.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
     clock = [1000.0]
-    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     assert not run._preempted(a)  # not RUNNING yet
     monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.FOUND, {"status": "RUNNING"}))
     run._job_status(a)
@@ -288,7 +289,7 @@ def test_the_runner_preempts_once_when_the_tests_file_appears_while_the_job_runs
 ) -> None:
     event = tmp_path / "preempt-now"
     run = queued_job(tmp_path, monkeypatch, preempt_when=event)
-    a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
+    a = state.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
     event.touch()
     assert not run._preempted(a)  # not RUNNING yet
     monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.FOUND, {"status": "RUNNING"}))
@@ -307,37 +308,37 @@ def test_the_runner_keeps_a_finished_jobs_cluster_until_its_workers_are_gone_or_
     # The TTL window (--linger-s): a pass of the controllers every poll, ending once no
     # worker pod is left, at most min(linger_s, ttlSecondsAfterFinished) after the job.
     clock = [0.0]
-    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(runner.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     run = queued_job(tmp_path, monkeypatch, linger_s=120)
     run.spec["ttlSecondsAfterFinished"] = 60
-    a = runner.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
+    a = state.Attempt(1, "ray-tune-checkpoint-abcde", "ray-tune-checkpoint-fghij", "net")
     a.api = object()  # an autoscaling cluster's API stand-in (its calls are the ticks')
-    a.ray = [runner.Container("w1", "worker"), runner.Container("w2", "worker")]
+    a.ray = [state.Container("w1", "worker"), state.Container("w2", "worker")]
 
-    def tick(attempt: runner.Attempt) -> None:  # the autoscaler gives one back per pass
+    def tick(attempt: state.Attempt) -> None:  # the autoscaler gives one back per pass
         if attempt.ray:
             attempt.ray.pop()
 
     monkeypatch.setattr(run, "_tick", tick)
     run._linger(a)
-    assert run.workers_left == 0 and a.ray == [] and clock[0] == runner.POLL_S
+    assert run.workers_left == 0 and a.ray == [] and clock[0] == podman.POLL_S
     # Workers that are never given back: the window ends at the TTL, with them counted.
-    a.ray = [runner.Container("w3", "worker")]
+    a.ray = [state.Container("w3", "worker")]
     monkeypatch.setattr(run, "_tick", lambda attempt: None)
     start = clock[0]
     run._linger(a)
-    assert run.workers_left == 1 and clock[0] - start == pytest.approx(60, abs=runner.POLL_S)
+    assert run.workers_left == 1 and clock[0] - start == pytest.approx(60, abs=podman.POLL_S)
     # No API stand-in (no autoscaler) or no --linger-s: the cluster goes at once.
     a.api = None
     run._linger(a)
-    assert clock[0] - start == pytest.approx(60, abs=runner.POLL_S)
+    assert clock[0] - start == pytest.approx(60, abs=podman.POLL_S)
 
 
 def test_the_runner_admits_a_queued_job_and_leaves_an_unqueued_one_suspended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     run = queued_job(tmp_path, monkeypatch, admit_after_s=5)
     run.spec["suspend"] = True
     assert run._admit() is None and run.spec["suspend"] is False and run.admissions == 1

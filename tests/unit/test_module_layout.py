@@ -115,3 +115,24 @@ def test_k8s_holds_what_a_user_applies_and_the_code_is_a_package() -> None:
         and re.search(r"sys\.path\.insert|spec_from_file_location|run_path\(", p.read_text())
     ]
     assert found == []
+
+
+def test_tests_are_in_layers() -> None:
+    """tests/e2e holds tests only (the runner, the API stand-in, the nodes and their scripts
+    are tests/support/); no test imports another test folder; no test module runs past about
+    600 lines."""
+    e2e = REPO / "tests" / "e2e"
+    assert sorted(p.name for p in e2e.iterdir() if p.name != "__pycache__") == sorted(
+        ["__init__.py", "conftest.py", *(p.name for p in e2e.glob("test_*.py"))]
+    )
+    sources = sorted((REPO / "tests").rglob("*.py"))
+    crossing = [
+        str(p.relative_to(REPO))
+        for p in sources
+        if re.search(r"^\s*(from|import) tests\.(e2e|unit|integration)\b", p.read_text(), re.M)
+    ]
+    assert crossing == []
+    long = {
+        str(p.relative_to(REPO)): n for p in sources if (n := len(p.read_text().splitlines())) > 650
+    }
+    assert long == {}

@@ -1,6 +1,6 @@
-"""tests/e2e/nodes.py, the podman runner's nodes: pods placed as the scheduler would place
-them on a variant's declared shapes, GPU pools grown from zero for pending pods up to their
-max_nodes and shrunk after idle_s; kind's one node holding everything."""
+"""tests/support/runner/nodes.py, the podman runner's nodes: pods placed as the scheduler
+would place them on a variant's declared shapes, GPU pools grown from zero for pending pods
+up to their max_nodes and shrunk after idle_s; kind's one node holding everything."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import copy
 import pytest
 import yaml
 
-from tests.e2e.nodes import Cluster, reclaim_schedule
 from tests.support.kuberay.pods import cluster_pods
 from tests.support.manifests import CLOUDS, VALUES, docs, folder, spot_render
+from tests.support.runner.nodes import Cluster, reclaim_schedule
 
 
 class Clock:

@@ -5,193 +5,34 @@ declares, and one broken thing at a time, each named for what it is, with its fi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.kuberay.fake_kubectl import calls, environment
+from tests.support.kuberay.fake_kubectl import calls
 from tests.support.pod_security import violations
-from tests.support.runs import REPO
-
-K8S = REPO / "k8s"
-CLAIM = "ray-tune-cluster-storage"
-POD = "pod/ray-tune-preflight"
-CRD = {"spec": {"versions": [{"name": "v1", "served": True}]}}
-T4_LABEL = "cloud.google.com/gke-accelerator=nvidia-tesla-t4"
-HEAD_SHAPE = "e2-standard-4 (3920m CPU, 13300Mi allocatable)"
-
-
-def values(variant: str) -> dict[str, Any]:
-    return yaml.safe_load((K8S / "values" / f"{variant}.yaml").read_text())
-
-
-def folder(variant: str) -> Path:
-    return K8S if values(variant).get("default") else K8S / variant
-
-
-def head_template(variant: str) -> dict[str, Any]:
-    cluster = yaml.safe_load((folder(variant) / "raycluster.yaml").read_text())
-    return cluster["spec"]["headGroupSpec"]["template"]
-
-
-def node(variant: str, role: str, name: str, **changes: Any) -> dict[str, Any]:
-    """A node of the shape k8s/values/<variant>.yaml declares for `role` (head or t4)."""
-    shape = values(variant)["nodes"][role]
-    labels = changes.get("labels", shape["labels"])
-    taints = changes.get("taints", shape["taints"])
-    allocatable = shape["allocatable"] | changes.get("allocatable", {})
-    return {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"taints": taints},
-        "status": {"allocatable": allocatable},
-    }
-
-
-def deployment(namespace: str, name: str, image: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": namespace, "name": name, "labels": labels},
-        "spec": {"template": {"spec": {"containers": [{"image": image}]}}},
-    }
-
-
-OPERATOR = deployment(
-    "kuberay-system",
-    "kuberay-operator",
-    "quay.io/kuberay/operator:v1.7.0",
-    {"app.kubernetes.io/name": "kuberay-operator"},
+from tests.support.preflight_cluster import (
+    CLAIM,
+    CRD,
+    HEAD_SHAPE,
+    OPERATOR,
+    PLUGINS,
+    POD,
+    T4_LABEL,
+    applied,
+    changed,
+    deployment,
+    folder,
+    gke_nodes,
+    head_template,
+    healthy,
+    node,
+    preflight,
+    problems,
+    pvc,
 )
-
-
-def pvc(klass: str, phase: str = "Bound", modes: tuple[str, ...] = ("ReadWriteMany",)) -> dict:
-    status: dict[str, Any] = {"phase": phase}
-    if phase == "Bound":
-        status["accessModes"] = list(modes)
-    return {"spec": {"accessModes": list(modes), "storageClassName": klass}, "status": status}
-
-
-def daemonset(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": namespace, "name": name},
-        "spec": {"template": {"spec": spec}},
-    }
-
-
-# NVIDIA's device plugin chart at the version make device-plugin pins (its values.yaml and
-# Chart.yaml kept beside the project, like the CRDs).
-CHART = REPO / "tests" / "support" / "charts" / "nvidia-device-plugin-0.20.0"
-
-
-def helm_merge(base: Any, over: Any) -> Any:
-    """Helm's coalescing of a values file onto a chart's: maps merge key by key, anything
-    else (lists included) is replaced whole."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        return {k: helm_merge(base[k], v) if k in base else v for k, v in over.items()} | {
-            k: v for k, v in base.items() if k not in over
-        }
-    return over
-
-
-def chart_plugin(over: dict[str, Any]) -> dict[str, Any]:
-    """The chart's DaemonSet as installed with `over` (templates/daemonset-device-plugin.yml
-    passes affinity, nodeSelector and tolerations through)."""
-    v = helm_merge(yaml.safe_load((CHART / "values.yaml").read_text()), over)
-    spec = {k: v[k] for k in ("affinity", "nodeSelector", "tolerations") if v.get(k)}
-    return daemonset("nvidia-device-plugin", "nvdp-nvidia-device-plugin", spec)
-
-
-# Each cloud's device plugin as it runs there: GKE's own (container-engine-accelerators
-# cmd/nvidia_gpu/device-plugin.yaml), eksctl's (pkg/addons/assets/nvidia-device-plugin.yaml),
-# and on AKS NVIDIA's chart with the values make device-plugin installs it with.
-PLUGINS = {
-    "gke": daemonset(
-        "kube-system",
-        "nvidia-gpu-device-plugin",
-        {
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": "cloud.google.com/gke-accelerator",
-                                        "operator": "Exists",
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
-            "tolerations": [
-                {"operator": "Exists", "effect": "NoExecute"},
-                {"operator": "Exists", "effect": "NoSchedule"},
-            ],
-        },
-    ),
-    "eks": daemonset(
-        "kube-system",
-        "nvidia-device-plugin-daemonset",
-        {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
-    ),
-    "aks": chart_plugin(yaml.safe_load((K8S / "aks" / "device-plugin.values.yaml").read_text())),
-}
-
-
-def healthy(variant: str = "gke") -> dict[str, Any]:
-    return {
-        "crd/rayjobs.ray.io": CRD,
-        "crd/rayclusters.ray.io": CRD,
-        "deployments": {"items": [OPERATOR]},
-        "daemonsets": {"items": [PLUGINS[variant]] if variant in PLUGINS else []},
-        f"pvc/{CLAIM}": pvc(values(variant)["storage"]["class"]),
-        "nodes": {"items": [node(variant, "head", "cpu-a"), node(variant, "t4", "t4-a")]},
-        POD: {"status": {"phase": "Succeeded"}},
-        "pod_logs": "1000",
-    }
-
-
-def changed(variant: str = "gke", **objects: Any) -> dict[str, Any]:
-    """The healthy cluster with some objects replaced (a key `a__b` stands for `a/b`)."""
-    out = healthy(variant)
-    for key, value in objects.items():
-        out[key.replace("__", "/")] = value
-    return out
-
-
-def preflight(
-    tmp_path: Path, objects: dict[str, Any], *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "objects.json").write_text(json.dumps(objects))
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.kube.preflight", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment(
-            tmp_path,
-            **{
-                "FAKE_KUBECTL_OBJECTS": str(tmp_path / "objects.json"),
-                "PREFLIGHT_POD_TIMEOUT_S": "3",
-            }
-            | env,
-        ),
-    )
-
-
-def problems(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in proc.stdout.splitlines() if line.startswith("problem: ")]
-
-
-def applied(tmp_path: Path) -> dict[str, Any] | None:
-    path = tmp_path / "state.applied"
-    return json.loads(path.read_text()) if path.exists() else None
-
 
 # --- a ready cluster -----------------------------------------------------------------------
 
@@ -354,10 +195,6 @@ UNSCHEDULABLE = {
         ],
     }
 }
-
-
-def gke_nodes(*nodes: dict[str, Any]) -> dict[str, Any]:
-    return {"items": list(nodes)}
 
 
 # case: (objects, the problem's text, its fix)
@@ -689,139 +526,3 @@ def test_the_head_check_honours_every_affinity_operator(tmp_path: Path) -> None:
         "problem: no node is admitted by the head's node affinity "
         "(node.kubernetes.io/instance-type notin (g4dn.xlarge,"
     ), problem
-
-
-# --- the device plugin ---------------------------------------------------------------------
-
-# The walk's AKS install before make device-plugin: the chart's affinity, the pool's taint
-# tolerated.
-WALK_AKS_PLUGIN = chart_plugin(
-    {
-        "tolerations": [
-            {"key": "CriticalAddonsOnly", "operator": "Exists"},
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
-        ]
-    }
-)
-AKS_T4 = "kubernetes.azure.com/accelerator=nvidia"
-
-
-def aks_at_zero(**objects: Any) -> dict[str, Any]:
-    """AKS with no T4 node yet, its autoscaler about (AKS's is in the control plane; the
-    status ConfigMap is what preflight sees)."""
-    return changed(
-        "aks",
-        nodes=gke_nodes(node("aks", "head", "cpu-a")),
-        **{"configmap__cluster-autoscaler-status": {"data": {"status": "Health: Healthy"}}},
-        **objects,
-    )
-
-
-@pytest.mark.parametrize("variant", ["gke", "eks", "aks"])
-@pytest.mark.parametrize("t4_nodes", [1, 0])
-def test_each_clouds_device_plugin_runs_on_its_t4_nodes(
-    tmp_path: Path, variant: str, t4_nodes: int
-) -> None:
-    objects = healthy(variant)
-    objects["configmap/cluster-autoscaler-status"] = {"data": {"status": "Health: Healthy"}}
-    if not t4_nodes:
-        objects["nodes"] = gke_nodes(node(variant, "head", "cpu-a"))
-    proc = preflight(tmp_path, objects, CLOUD=variant)
-    assert proc.returncode == 0, proc.stdout
-    where = (
-        "T4 node(s) t4-a"
-        if t4_nodes
-        else f"the T4 pool's nodes as k8s/values/{variant}.yaml declares them (none yet)"
-    )
-    name = PLUGINS[variant]["metadata"]
-    assert (
-        f"ok: DaemonSet {name['namespace']}/{name['name']} (the device plugin) runs on {where}"
-    ) in proc.stdout.splitlines()
-
-
-@pytest.mark.parametrize("t4_nodes", [1, 0])
-def test_the_charts_own_affinity_never_admits_an_aks_t4_node(tmp_path: Path, t4_nodes: int) -> None:
-    """NVIDIA's chart admits only nodes labelled by Node Feature Discovery or
-    nvidia.com/gpu.present=true; AKS sets neither, so the walk's install never ran there."""
-    objects = aks_at_zero(daemonsets={"items": [WALK_AKS_PLUGIN]})
-    if t4_nodes:
-        objects["nodes"]["items"].append(node("aks", "t4", "t4-a"))
-    proc = preflight(tmp_path, objects, CLOUD="aks")
-    assert proc.returncode == 1
-    (problem,) = problems(proc)
-    assert (
-        "DaemonSet nvidia-device-plugin/nvdp-nvidia-device-plugin: its node affinity needs "
-        "feature.node.kubernetes.io/pci-10de.present in (true) or "
-        "feature.node.kubernetes.io/cpu-model.vendor_id in (NVIDIA) or "
-        f"nvidia.com/gpu.present in (true) (the node's labels: {AKS_T4}, "
-    ) in problem
-    assert "(fix: make device-plugin CLOUD=aks (the pinned chart with " in problem
-
-
-def test_a_device_plugin_that_does_not_tolerate_the_pools_taint_is_named(tmp_path: Path) -> None:
-    values = yaml.safe_load((K8S / "aks" / "device-plugin.values.yaml").read_text())
-    values.pop("tolerations")  # the chart's own: CriticalAddonsOnly, nvidia.com/gpu
-    proc = preflight(
-        tmp_path, aks_at_zero(daemonsets={"items": [chart_plugin(values)]}), CLOUD="aks"
-    )
-    (problem,) = problems(proc)
-    assert "nvdp-nvidia-device-plugin: it does not tolerate sku=gpu:NoSchedule" in problem
-
-
-def test_aks_without_a_device_plugin_is_a_problem_before_any_node(tmp_path: Path) -> None:
-    proc = preflight(tmp_path, aks_at_zero(daemonsets={"items": []}), CLOUD="aks")
-    (problem,) = problems(proc)
-    assert problem.startswith(
-        "problem: no NVIDIA device plugin DaemonSet: AKS installs none, so T4 nodes would "
-        "offer no nvidia.com/gpu (fix: make device-plugin CLOUD=aks"
-    )
-
-
-# --- the node autoscaler -------------------------------------------------------------------
-
-AWS_AUTOSCALER = deployment(
-    "kube-system",
-    "cluster-autoscaler-aws-cluster-autoscaler",
-    "registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.0",
-    {"app.kubernetes.io/name": "aws-cluster-autoscaler"},
-)
-# What Cluster Autoscaler logs when the node's instance role, not its own, is asked to scale
-# (the EKS walk's old withAddonPolicies on the t4 group: the pod runs on the head's node).
-ACCESS_DENIED = (
-    "E1207 09:00:00.000000 1 aws_manager.go:262] Failed to set desired capacity: "
-    "AccessDenied: User: arn:aws:sts::123456789012:assumed-role/eksctl-ray-tune-nodegroup-head-"
-    "NodeInstanceRole/i-0abc is not authorized to perform: autoscaling:SetDesiredCapacity"
-)
-
-
-def test_an_autoscaler_denied_by_the_cloud_is_named_before_any_gpu_hour(tmp_path: Path) -> None:
-    objects = changed(
-        "eks",
-        nodes=gke_nodes(node("eks", "head", "m5-a")),
-        deployments={"items": [OPERATOR, AWS_AUTOSCALER]},
-        **{"logs/deploy/cluster-autoscaler-aws-cluster-autoscaler": ACCESS_DENIED},
-    )
-    proc = preflight(tmp_path, objects, CLOUD="eks")
-    assert proc.returncode == 1
-    (problem,) = problems(proc)
-    assert problem.startswith(
-        "problem: the node autoscaler cannot scale the T4 pool (Deployment "
-        "kube-system/cluster-autoscaler-aws-cluster-autoscaler logs: E1207"
-    )
-    assert "is not authorized to perform: autoscaling:SetDesiredCapacity" in problem
-    assert "wellKnownPolicies.autoScaler" in problem
-    # Its status ConfigMap says so too, where it has one.
-    objects["configmap/cluster-autoscaler-status"] = {
-        "data": {
-            "status": "nodeGroups:\n- name: eks-t4\n  health:\n    status: Unhealthy\n"
-            "  scaleUp:\n    status: Backoff\n"
-        }
-    }
-    (problem,) = problems(preflight(tmp_path, objects, CLOUD="eks"))
-    assert "its status ConfigMap says: status: Unhealthy; status: Backoff" in problem
-    # Once allowed (the log moves on), nothing is said.
-    objects["logs/deploy/cluster-autoscaler-aws-cluster-autoscaler"] = "I1207 scale-up: ok"
-    objects["configmap/cluster-autoscaler-status"] = {"data": {"status": "Health: Healthy"}}
-    proc = preflight(tmp_path, objects, CLOUD="eks")
-    assert proc.returncode == 0, proc.stdout

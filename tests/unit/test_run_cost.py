@@ -18,7 +18,7 @@ from jobs.core import cost, retries
 from jobs.core import records as results
 from jobs.core.parsers import ConfigError, node_prices
 from tests.support.runs import REPO
-from tests.unit.test_report import _summary  # 3 trials: 11 trial-epochs of 24, 53 s
+from tests.support.summaries import _summary  # 3 trials: 11 trial-epochs of 24, 53 s
 
 PRICES = {
     "gpu_node": {"on_demand": 0.54, "spot": 0.15},

@@ -5,21 +5,23 @@ file found from a manifest's folder."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
-from tests.e2e import podman_rayjob as runner
 from tests.support.kuberay.reconcile import NOT_FOUND_AFTER_SUBMITTER, JobInfo
 from tests.support.manifests import K8S, VALUES
+from tests.support.runner import cli, podman, rayjob, state
 
 
-def job(tmp_path, manifest=K8S / "rayjob-asha.yaml", **options) -> runner.RayJobRun:
-    opts = runner.Options(values=VALUES["gke"], **options)
-    return runner.RayJobRun(manifest, tmp_path / "volume", tmp_path, "unit", opts)
+def job(tmp_path, manifest=K8S / "rayjob-asha.yaml", **options) -> rayjob.RayJobRun:
+    opts = state.Options(values=VALUES["gke"], **options)
+    return rayjob.RayJobRun(manifest, tmp_path / "volume", tmp_path, "unit", opts)
 
 
-def attempt() -> runner.Attempt:
-    return runner.Attempt(1, "ray-tune-asha-abcde", "ray-tune-asha-fghij", "net")
+def attempt() -> state.Attempt:
+    return state.Attempt(1, "ray-tune-asha-abcde", "ray-tune-asha-fghij", "net")
 
 
 def test_dashboard_checks_failing_past_the_timeout_end_the_rayjob(tmp_path, monkeypatch) -> None:
@@ -29,7 +31,7 @@ def test_dashboard_checks_failing_past_the_timeout_end_the_rayjob(tmp_path, monk
     answers = [none, running, none, none]
     monkeypatch.setattr(run, "_ask", lambda attempt, path: answers.pop(0))
     clock = [1000.0]
-    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     run._job_status(a)  # fails: the clock starts
     assert a.status_failing_since == 1000.0 and run._status_checks_timed_out(a) is None
     clock[0] = 1030.0
@@ -49,9 +51,9 @@ def test_the_pre_running_deadline_counts_from_the_attempts_start(tmp_path, monke
     run = job(tmp_path)
     a = attempt()
     deadline = run.spec["preRunningDeadlineSeconds"]
-    monkeypatch.setattr(runner.time, "monotonic", lambda: a.started + deadline - 1)
+    monkeypatch.setattr(time, "monotonic", lambda: a.started + deadline - 1)
     assert not run._pre_running_deadline_passed(a)
-    monkeypatch.setattr(runner.time, "monotonic", lambda: a.started + deadline + 1)
+    monkeypatch.setattr(time, "monotonic", lambda: a.started + deadline + 1)
     assert run._pre_running_deadline_passed(a)
     outcome = run._pre_running_deadline(a)
     assert outcome.reason == "PreRunningDeadlineExceeded"
@@ -69,9 +71,9 @@ def test_settings_reach_the_runtime_env_and_the_manifest_stays_as_committed(tmp_
 
 
 def test_a_manifest_names_its_variants_values_by_its_folder() -> None:
-    assert runner.values_for(K8S / "eks" / "rayjob-asha.yaml").name == "eks.yaml"
-    assert runner.values_for(K8S / "kind" / "rayjob-tune.yaml").name == "kind.yaml"
-    assert runner.values_for(K8S / "rayjob-asha.yaml").name == "gke.yaml"  # the default
+    assert cli.values_for(K8S / "eks" / "rayjob-asha.yaml").name == "eks.yaml"
+    assert cli.values_for(K8S / "kind" / "rayjob-tune.yaml").name == "kind.yaml"
+    assert cli.values_for(K8S / "rayjob-asha.yaml").name == "gke.yaml"  # the default
 
 
 def test_a_404_waits_for_the_submitter_and_fails_the_rayjob_once_it_finished(
@@ -82,10 +84,10 @@ def test_a_404_waits_for_the_submitter_and_fails_the_rayjob_once_it_finished(
     run = job(tmp_path, status_check_timeout_s=60)
     a = attempt()
     monkeypatch.setattr(run, "_ask", lambda attempt, path: (JobInfo.NOT_FOUND, None))
-    monkeypatch.setattr(runner.time, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(time, "monotonic", lambda: 1000.0)
     assert run._job_status(a) == "" and a.status_failing_since is None
     assert a.job_not_found and a.job_info_failure is None
-    monkeypatch.setattr(runner.time, "monotonic", lambda: 5000.0)
+    monkeypatch.setattr(time, "monotonic", lambda: 5000.0)
     assert run._status_checks_timed_out(a) is None  # never started
     run._job_status(a, submitter_finished=True)
     assert a.job_info_failure == NOT_FOUND_AFTER_SUBMITTER
@@ -99,8 +101,8 @@ def test_a_404_waits_for_the_submitter_and_fails_the_rayjob_once_it_finished(
 def test_an_exited_ray_container_is_served_as_crash_loop_back_off_not_running(tmp_path) -> None:
     run = job(tmp_path)
     a = attempt()
-    up = runner.Container("w-up", "worker", phase="Running")
-    down = runner.Container("w-down", "worker", phase="Running", exited_at=1.0)
+    up = state.Container("w-up", "worker", phase="Running")
+    down = state.Container("w-down", "worker", phase="Running", exited_at=1.0)
     a.ray += [up, down]
     served = {p["metadata"]["name"]: p["status"] for p in run._pod_objects(a)}
     assert served["w-up"]["containerStatuses"][0]["state"].keys() == {"running"}
@@ -127,7 +129,7 @@ def test_an_empty_dir_is_a_folder_on_disk_unless_its_medium_is_memory(tmp_path) 
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "m", "mountPath": "/m"}]
     }
     flags = run._mounts(pod, "pod-a", container, None)
-    folder = tmp_path / runner.EMPTY_DIRS / "pod-a" / "tmp"
+    folder = tmp_path / podman.EMPTY_DIRS / "pod-a" / "tmp"
     assert flags == [
         "--volume",
         f"{folder}:/tmp",
@@ -142,14 +144,14 @@ def test_an_empty_dir_is_a_folder_on_disk_unless_its_medium_is_memory(tmp_path) 
     assert not folder.exists()
 
 
-def replacing(tmp_path, monkeypatch) -> tuple[runner.RayJobRun, list[str]]:
+def replacing(tmp_path, monkeypatch) -> tuple[rayjob.RayJobRun, list[str]]:
     """The kind checkpoint RayJob's run whose new worker pods are only named (new-0, ...)."""
     run = job(tmp_path, manifest=K8S / "kind" / "rayjob-checkpoint.yaml")
     created: list[str] = []
 
-    def new_pod(attempt: runner.Attempt, group: dict, head: bool) -> None:
+    def new_pod(attempt: state.Attempt, group: dict, head: bool) -> None:
         created.append(f"new-{len(created)}")
-        attempt.ray.append(runner.Container(created[-1], "worker", group=group["groupName"]))
+        attempt.ray.append(state.Container(created[-1], "worker", group=group["groupName"]))
 
     monkeypatch.setattr(run, "_ray_pod", new_pod)
     return run, created
@@ -161,7 +163,7 @@ def test_a_worker_pod_that_is_gone_is_replaced_under_a_new_name(tmp_path, monkey
     run, created = replacing(tmp_path, monkeypatch)
     a = attempt()
     group = run.cluster_spec["workerGroupSpecs"][0]
-    old = runner.Container("old-worker", "worker", group=group["groupName"], phase="Running")
+    old = state.Container("old-worker", "worker", group=group["groupName"], phase="Running")
     a.ray.append(old)
     run._reconcile_workers(a)
     assert group["replicas"] == 1 and created == []  # the group has its pod
@@ -181,13 +183,13 @@ def test_a_failed_worker_pod_is_deleted_and_replaced_a_terminating_one_is_not(
     run, created = replacing(tmp_path, monkeypatch)
     a = attempt()
 
-    def delete(attempt: runner.Attempt, victims: list, wait: bool) -> None:
+    def delete(attempt: state.Attempt, victims: list, wait: bool) -> None:
         for c in victims:
             attempt.ray.remove(c)
 
     monkeypatch.setattr(run, "_delete_pods", delete)
     group = run.cluster_spec["workerGroupSpecs"][0]
-    old = runner.Container("old", "worker", group=group["groupName"], phase="Terminating")
+    old = state.Container("old", "worker", group=group["groupName"], phase="Terminating")
     a.ray.append(old)
     run._reconcile_workers(a)
     assert [c.name for c in a.ray] == ["old"] and created == []
@@ -206,7 +208,7 @@ def test_a_reclaim_needs_a_spot_pool(flags, tmp_path, capsys) -> None:
     """A reclaim against a values file without spot: true is refused: exit 2, one line."""
     flag, value = flags
     value = str(tmp_path / value) if flag == "--reclaim-when" else value
-    code = runner.main([str(K8S / "rayjob-checkpoint.yaml"), flag, value])
+    code = cli.main([str(K8S / "rayjob-checkpoint.yaml"), flag, value])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("error: --reclaim-when and --reclaim-schedule need a Spot pool")
@@ -216,7 +218,7 @@ def test_a_reclaim_needs_a_spot_pool(flags, tmp_path, capsys) -> None:
 def test_a_bad_reclaim_schedule_is_one_error_line(tmp_path, capsys) -> None:
     values = tmp_path / "spot.yaml"
     values.write_text(yaml.safe_dump({**VALUES["gke"], "spot": True}))
-    code = runner.main(
+    code = cli.main(
         [
             str(K8S / "rayjob-checkpoint.yaml"),
             "--values",
@@ -232,7 +234,7 @@ def test_a_bad_reclaim_schedule_is_one_error_line(tmp_path, capsys) -> None:
 def test_a_new_nodes_boot_time_comes_from_the_flag_then_the_values_file() -> None:
     booting = {**VALUES["gke"], "nodes": {**VALUES["gke"]["nodes"]}}
     booting["nodes"]["t4"] = {**VALUES["gke"]["nodes"]["t4"], "boot_s": 120}
-    assert runner.boot_seconds(None, booting) == 120.0
-    assert runner.boot_seconds(3.0, booting) == 3.0
+    assert state.boot_seconds(None, booting) == 120.0
+    assert state.boot_seconds(3.0, booting) == 3.0
     assert VALUES["gke"]["nodes"]["t4"]["boot_s"] is None  # no provider states one
-    assert runner.boot_seconds(None, VALUES["gke"]) == 5.0
+    assert state.boot_seconds(None, VALUES["gke"]) == 5.0

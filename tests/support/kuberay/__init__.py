@@ -2,5 +2,5 @@
 
 Each function names the Go function it follows (`../shared/kuberay-v1.7.0/src/`). The
 tests use these rules to refuse what the controller would refuse, and the podman e2e
-(tests/e2e/podman_rayjob.py) uses them to build containers the way KubeRay builds pods.
+(tests/support/runner/) uses them to build containers the way KubeRay builds pods.
 """

@@ -1,5 +1,5 @@
 """KubeRay v1.7.0's decisions about pods that die and jobs the dashboard can't find, as
-the podman runner (tests/e2e/podman_rayjob.py) applies them. Each function ports one rule,
+the podman runner (tests/support/runner/) applies them. Each function ports one rule,
 named by its Go function; tests/unit/test_reconcile.py checks each against those lines.
 
 - `should_delete_pod` (raycluster_controller.go, shouldDeletePod): a Failed or Succeeded pod

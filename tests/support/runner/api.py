@@ -27,26 +27,26 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
 import hmac
-import ipaddress
 import json
 import re
 import secrets
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.support.runner.certificates import make_certificates
+from tests.support.runner.json_patch import PatchError, apply_json_patch
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # The names the real API server's certificate carries for in-cluster clients.
@@ -58,7 +58,6 @@ DNS_NAMES = (
     "localhost",
 )
 JSON_PATCH = "application/json-patch+json"
-INT32_MAX = 2**31 - 1
 HANDSHAKE_TIMEOUT_S = 30
 
 _RAYCLUSTER = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayclusters/([^/]+)$")
@@ -113,338 +112,6 @@ def status_object(code: int, reason: str, message: str) -> dict[str, Any]:
 # JSON patch (RFC 6902) as the API server applies it (evanphx/json-patch): atomically, and with
 # its one leniency that Ray relies on: `replace` of a missing member of an object sets it (Ray
 # replaces /spec/workerGroupSpecs/N/scaleStrategy, which a hand-written RayCluster may lack).
-
-
-class PatchError(ValueError):
-    pass
-
-
-def _tokens(pointer: str) -> list[str]:
-    if pointer == "":
-        return []
-    if not pointer.startswith("/"):
-        raise PatchError(f"invalid JSON pointer {pointer!r}")
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
-
-
-def _index(token: str, size: int, *, append_ok: bool) -> int:
-    if append_ok and token == "-":
-        return size
-    if not re.fullmatch(r"0|[1-9][0-9]*", token):
-        raise PatchError(f"invalid array index {token!r}")
-    index = int(token)
-    if index > size or (index == size and not append_ok):
-        raise PatchError(f"array index {index} out of range")
-    return index
-
-
-def _parent(doc: Any, pointer: str) -> tuple[Any, str]:
-    tokens = _tokens(pointer)
-    if not tokens:
-        raise PatchError("the whole document cannot be patched")
-    node = doc
-    for token in tokens[:-1]:
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(token, len(node), append_ok=False)]
-        else:
-            raise PatchError(f"doc is missing path: {pointer}")
-    if not isinstance(node, dict | list):
-        raise PatchError(f"doc is missing path: {pointer}")
-    return node, tokens[-1]
-
-
-def _get(doc: Any, pointer: str) -> Any:
-    node = doc
-    for token in _tokens(pointer):
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(token, len(node), append_ok=False)]
-        else:
-            raise PatchError(f"doc is missing path: {pointer}")
-    return node
-
-
-def _add(doc: Any, pointer: str, value: Any) -> None:
-    node, key = _parent(doc, pointer)
-    if isinstance(node, dict):
-        node[key] = value
-    else:
-        node.insert(_index(key, len(node), append_ok=True), value)
-
-
-def _remove(doc: Any, pointer: str) -> Any:
-    node, key = _parent(doc, pointer)
-    if isinstance(node, dict):
-        if key not in node:
-            raise PatchError(f"remove operation does not apply: doc is missing key: {pointer}")
-        return node.pop(key)
-    return node.pop(_index(key, len(node), append_ok=False))
-
-
-def apply_json_patch(doc: Any, ops: Any) -> Any:
-    """Applies a JSON patch to a copy of `doc` and returns it; PatchError leaves nothing half
-    applied."""
-    if not isinstance(ops, list):
-        raise PatchError("a JSON patch is a list of operations")
-    out = copy.deepcopy(doc)
-    for op in ops:
-        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
-            raise PatchError(f"invalid operation {op!r}")
-        kind, path = op.get("op"), op["path"]
-        if kind in ("add", "replace", "test") and "value" not in op:
-            raise PatchError(f"{kind} operation without a value: {op!r}")
-        if kind == "add":
-            _add(out, path, copy.deepcopy(op["value"]))
-        elif kind == "remove":
-            _remove(out, path)
-        elif kind == "replace":
-            node, key = _parent(out, path)
-            if isinstance(node, dict):
-                node[key] = copy.deepcopy(op["value"])  # a missing key is set (see above)
-            else:
-                node[_index(key, len(node), append_ok=False)] = copy.deepcopy(op["value"])
-        elif kind == "test":
-            if _get(out, path) != op["value"]:
-                raise PatchError(f"testing value {path} failed")
-        elif kind in ("move", "copy"):
-            source = op.get("from")
-            if not isinstance(source, str):
-                raise PatchError(f"{kind} operation without from: {op!r}")
-            value = _remove(out, source) if kind == "move" else copy.deepcopy(_get(out, source))
-            _add(out, path, value)
-        else:
-            raise PatchError(f"unknown operation {kind!r}")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Objects as KubeRay writes them.
-
-
-def raycluster_for_rayjob(
-    rayjob: dict[str, Any], name: str, namespace: str = "default"
-) -> dict[str, Any]:
-    """The RayCluster KubeRay creates for a RayJob attempt (constructRayClusterForRayJob), as the
-    API server stores it: the RayJob's labels and annotations plus the originated-from labels,
-    the rayClusterSpec with the CRD's defaults, and `scaleStrategy: {}` in every worker group
-    (a non-pointer struct, which Go's JSON encoding writes although it is omitempty)."""
-    meta = rayjob.get("metadata", {})
-    spec = copy.deepcopy(rayjob["spec"]["rayClusterSpec"])
-    for group in spec.get("workerGroupSpecs", []) or []:
-        group.setdefault("replicas", 0)
-        group.setdefault("minReplicas", 0)
-        group.setdefault("maxReplicas", INT32_MAX)
-        group.setdefault("numOfHosts", 1)
-        group.setdefault("priority", 0)
-        group.setdefault("scaleStrategy", {})
-    labels = dict(meta.get("labels", {}) or {})
-    labels["ray.io/originated-from-cr-name"] = meta.get("name", "")
-    labels["ray.io/originated-from-crd"] = "RayJob"
-    labels["ray.io/job-submission-mode"] = rayjob["spec"].get("submissionMode", "K8sJobMode")
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
-    if meta.get("annotations"):
-        metadata["annotations"] = dict(meta["annotations"])
-    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": metadata, "spec": spec}
-
-
-def pod_object(
-    name: str,
-    labels: dict[str, str],
-    *,
-    namespace: str = "default",
-    ip: str | None = None,
-    state: str | None = "running",
-    container: str = "ray-worker",
-    deleting: bool = False,
-) -> dict[str, Any]:
-    """A Pod as the autoscaler reads it: metadata.name/labels (ray.io/cluster, ray.io/group,
-    ray.io/node-type), status.podIP, and the first container status's state, which Ray maps
-    to its node status ("running" is up; "waiting"; "terminated" is failed; None: no status
-    yet, pending). "backoff": a container that exited under restartPolicy Always, waiting for
-    the kubelet to start it again (phase Running, state waiting CrashLoopBackOff, the exit in
-    lastState): not running for Ray, and not a pod KubeRay deletes (shouldDeletePod).
-    `deleting` sets metadata.deletionTimestamp, which Ray skips."""
-    phase = {"running": "Running", "backoff": "Running", "terminated": "Failed"}.get(
-        state or "", "Pending"
-    )
-    status: dict[str, Any] = {"phase": phase}
-    if ip:
-        status["podIP"] = ip
-    if state is not None:
-        exited = {"exitCode": 1, "reason": "Error"}
-        shown: dict[str, Any] = {
-            "running": {"running": {"startedAt": _now()}},
-            "waiting": {"waiting": {"reason": "ContainerCreating"}},
-            "backoff": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "terminated": {"terminated": exited},
-        }[state]
-        container_status = {"name": container, "ready": state == "running", "state": shown}
-        if state == "backoff":
-            container_status["lastState"] = {"terminated": exited}
-        status["containerStatuses"] = [container_status]
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
-    if deleting:
-        metadata["deletionTimestamp"] = _now()
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "status": status}
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def crd_validator(crd_path: Path) -> Callable[[dict[str, Any]], None]:
-    """A check of a RayCluster against the CRD's schema (jsonschema, imported only here), as the
-    API server validates a patched object; raises ValueError with the first error."""
-    import jsonschema  # only a caller that validates needs it
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is large
-    crd = yaml.load(Path(crd_path).read_text(), Loader=loader)
-    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
-    validator = jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
-
-    def validate(obj: dict[str, Any]) -> None:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path)
-            raise ValueError(f"{where}: {error.message}")
-
-    return validate
-
-
-# ---------------------------------------------------------------------------------------------
-# Certificates.
-
-
-def _split_names(names: Iterable[str]) -> tuple[list[str], list[str]]:
-    ips, dns = [], []
-    for name in names:
-        try:
-            ips.append(str(ipaddress.ip_address(name)))
-        except ValueError:
-            dns.append(name)
-    return list(dict.fromkeys(ips)), list(dict.fromkeys(dns))
-
-
-def _certs_openssl(folder: Path, ips: list[str], dns: list[str]) -> None:
-    def openssl(*args: str) -> None:
-        proc = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=folder)
-        if proc.returncode != 0:
-            raise RuntimeError(f"openssl {args[0]} failed: {proc.stderr.strip()[-2000:]}")
-
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl(
-        "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
-        "-subj", "/CN=kube-api stand-in CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
-    )  # fmt: skip
-    openssl("req", "-new", *key, "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=kube-apiserver")  # fmt: skip
-    san = ",".join([*(f"IP:{ip}" for ip in ips), *(f"DNS:{name}" for name in dns)])
-    (folder / "server.ext").write_text(
-        f"subjectAltName={san}\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid\n"
-    )
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-set_serial", str(secrets.randbits(63)), "-days", "7", "-sha256",
-        "-extfile", "server.ext", "-out", "server.crt",
-    )  # fmt: skip
-
-
-def _certs_cryptography(folder: Path, ips: list[str], dns: list[str]) -> None:
-    from cryptography import x509  # the fallback without openssl
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def usage(**on: bool) -> x509.KeyUsage:
-        flags = dict.fromkeys(
-            ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
-            False,
-        )  # fmt: skip
-        return x509.KeyUsage(**(flags | on))
-
-    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("kube-api stand-in CA"))
-        .issuer_name(name("kube-api stand-in CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    alt += [x509.DNSName(d) for d in dns]
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(name("kube-apiserver"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(digital_signature=True, key_encipherment=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (folder / "ca.key").write_bytes(pem_key(ca_key))
-    (folder / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.key").write_bytes(pem_key(key))
-    (folder / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-
-
-def make_certificates(folder: Path, names: Sequence[str], backend: str = "auto") -> str:
-    """Writes ca.crt/ca.key and server.crt/server.key (SANs: `names`, IPs and DNS names) into
-    `folder`; returns the backend used: "openssl" (the CLI, when on PATH) or "cryptography"."""
-    if backend == "auto":
-        backend = "openssl" if shutil.which("openssl") else "cryptography"
-    ips, dns = _split_names(names)
-    if backend == "openssl":
-        _certs_openssl(folder, ips, dns)
-    elif backend == "cryptography":
-        _certs_cryptography(folder, ips, dns)
-    else:
-        raise ValueError(f"unknown TLS backend {backend!r}")
-    return backend
-
-
-# ---------------------------------------------------------------------------------------------
-# The server.
 
 
 class _Server(ThreadingHTTPServer):

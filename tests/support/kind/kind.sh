@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The kind end-to-end test: a real KubeRay operator runs k8s/kind/rayjob-tune.yaml.
-#   tests/e2e/kind.sh run    # up, build + load the CPU image, run, check, always down
-#   tests/e2e/kind.sh up     # only create the cluster (operator, storage)
-#   tests/e2e/kind.sh down   # delete it
+#   tests/support/kind/kind.sh run    # up, build + load the CPU image, run, check, always down
+#   tests/support/kind/kind.sh up     # only create the cluster (operator, storage)
+#   tests/support/kind/kind.sh down   # delete it
 # Needs docker (with a running daemon), kind, kubectl and helm; exits 3 naming what is
 # missing. tests/e2e/test_kind.py checks the same list before it runs this (and skips only
 # when one is absent), so an exit 3 under it is a failure.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
 CLUSTER_NAME=${KIND_CLUSTER_NAME:-ray-tune-e2e}
 STAGE=${STAGE:-tune}
@@ -37,7 +37,7 @@ up() {
   mkdir -p "$STORAGE_HOST_DIR"
   chmod 0777 "$STORAGE_HOST_DIR"
   if ! kind get clusters | grep -qx "$CLUSTER_NAME"; then
-    envsubst <tests/e2e/kind-config.yaml >"$WORK/kind-config.yaml"
+    envsubst <tests/support/kind/kind-config.yaml >"$WORK/kind-config.yaml"
     kind create cluster --name "$CLUSTER_NAME" --config "$WORK/kind-config.yaml" --wait 120s
   fi
   kubectl config use-context "kind-$CLUSTER_NAME"
