@@ -8,16 +8,16 @@ whose validation loss trails the others at each rung. Rungs are counted in epoch
 from __future__ import annotations
 
 import sys
-
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
+from typing import TYPE_CHECKING
 
 from jobs.core import cli, tune_run
 from jobs.core.resources import TrialPlan
 from jobs.core.search import lr_points
 from jobs.core.settings import Settings
 from jobs.core.stage import Kubernetes, Stage
+
+if TYPE_CHECKING:
+    from ray import tune
 
 MAX_T = 10  # the walkthrough's ASHAScheduler(max_t=10, grace_period=2)
 GRACE_PERIOD = 2
@@ -30,6 +30,12 @@ def scheduler_max_t(settings: Settings) -> int:
 
 
 def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
+    # Ray Tune, Optuna and the scheduler are imported when the stage runs, not when its
+    # declaration is read (a workstation's client venv has none of them).
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
     return tune.TuneConfig(
         metric=settings.metric,
         mode=settings.mode,

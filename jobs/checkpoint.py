@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
-
-from ray import tune
+from typing import TYPE_CHECKING, Any
 
 from jobs.core import cli, tune_run
 from jobs.core.export import export_best_model
@@ -23,6 +21,11 @@ from jobs.core.resources import TrialPlan
 from jobs.core.search import random_search
 from jobs.core.settings import Settings, setting
 from jobs.core.stage import Kubernetes, Stage
+
+if TYPE_CHECKING:
+    from ray import tune
+
+    from jobs.core.stoppers import ThresholdStopper
 
 MAX_FAILURES = 2
 # Kept per trial: its best checkpoint by the tuned metric and mode (what best_model.pt
@@ -67,55 +70,16 @@ class StopOptions:
     )
 
 
-class ThresholdStopper(tune.Stopper):
-    """The walkthrough's custom Stopper, on the tuned metric, plus a per-trial time limit.
-
-    A trial stops when, after `after` epochs, it is still worse than `worse_than`; the whole
-    experiment stops once any trial reaches `stop_all_at`.
-    """
-
-    def __init__(
-        self,
-        metric: str,
-        mode: str,
-        *,
-        stop_all_at: float | None,
-        worse_than: float | None,
-        after: int,
-        time_limit_s: float | None,
-    ) -> None:
-        self.metric, self.mode = metric, mode
-        self.stop_all_at, self.worse_than, self.after = stop_all_at, worse_than, after
-        self.time_limit_s = time_limit_s
-        self.reached = False
-
-    def _worse(self, value: float, threshold: float) -> bool:
-        return value > threshold if self.mode == "min" else value < threshold
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        value = result.get(self.metric)
-        if value is None:
-            return False
-        if self.stop_all_at is not None and not self._worse(value, self.stop_all_at):
-            self.reached = True
-        if self.time_limit_s is not None and result.get("time_total_s", 0) >= self.time_limit_s:
-            return True
-        return (
-            self.worse_than is not None
-            and result.get("epoch", 0) > self.after
-            and self._worse(value, self.worse_than)
-        )
-
-    def stop_all(self) -> bool:
-        return self.reached
-
-
 def options(settings: Settings) -> StopOptions:
     assert isinstance(settings.options, StopOptions)
     return settings.options
 
 
 def stopper(settings: Settings) -> ThresholdStopper | None:
+    """The walkthrough's custom Stopper (jobs/core/stoppers.py: a `tune.Stopper`, imported
+    when the stage runs), where a setting asks for it."""
+    from jobs.core.stoppers import ThresholdStopper
+
     o = options(settings)
     if o.stop_all_at is None and o.stop_trial_worse_than is None and o.trial_time_limit_s is None:
         return None
@@ -136,6 +100,8 @@ def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
 
 
 def run_config(settings: Settings) -> dict[str, Any]:
+    from ray import tune
+
     return {
         "failure_config": tune.FailureConfig(max_failures=MAX_FAILURES),
         "checkpoint_config": tune.CheckpointConfig(

@@ -243,11 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         address = ray_address(os.environ.get("RAY_ADDRESS", ""), "RAY_ADDRESS")
-        # A remote cluster runs the stage: here its declaration is enough (no Ray Tune or
-        # torch, as in the client venv). A private head runs it from this venv.
+        # A stage module imports without Ray Tune or torch (the client venv): its settings
+        # are read here, and the stage runs on the cluster (or on a private head).
         names = list(registry.names()) if args.stage == ALL else [args.stage]
-        load = registry.load if address is None else registry.declared
-        stages = [load(name) for name in names]
+        stages = [registry.load(name) for name in names]
         # Check the settings here first (every stage's, for `all`): a bad value fails
         # before any head starts. With an address, the job's storage and data are the
         # cluster's: only the address is checked.

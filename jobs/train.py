@@ -12,16 +12,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ray.train
-import torch
-import torch.distributed as dist
-from ray import tune
-from ray.train.torch import TorchConfig, TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
-
-from jobs.core import checkpoints, cli, tune_run
+from jobs.core import cli, tune_run
 from jobs.core.connection import gpu_nodes_have_cuda, quiet_known_noise
 from jobs.core.resources import (
     ClusterView,
@@ -36,7 +29,12 @@ from jobs.core.search import random_search
 from jobs.core.settings import MIB, SPOT_RETRIES, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
 from jobs.core.training_spec import TrainingSpec, training_spec
-from jobs.core.tune_trial import peak_rss_mib
+
+if TYPE_CHECKING:
+    import torch
+
+# Ray Train, Ray Tune and torch are imported inside the functions that run on the cluster:
+# reading this stage's declaration (a workstation's client venv) needs none of them.
 
 TRAIN_MAX_FAILURES = 1
 TRAIN_WORKERS = 2  # the walkthrough's ScalingConfig(num_workers=2)
@@ -100,6 +98,8 @@ class RunSpec:
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
     dist.all_reduce(t)
     return t
 
@@ -107,7 +107,12 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     # The model (torchvision) is imported here, in the Train workers: the job's driver and
     # the Tune trial that drives the Train run never build one.
+    import ray.train
+    import ray.train.torch
+
+    from jobs.core import checkpoints
     from jobs.core.trainer import Trainer, format_epoch
+    from jobs.core.tune_trial import peak_rss_mib
 
     run: RunSpec = config["run"]
     # The trial's own config (what a plain Tune trial gets), without the RunSpec.
@@ -147,6 +152,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def train_driver(config: dict[str, Any], run: RunSpec) -> None:
     """The Tune trial: one Ray Train run per trial, named after the trial."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     plan = run.plan
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -171,6 +181,8 @@ def train_driver(config: dict[str, Any], run: RunSpec) -> None:
 
 
 def trainable(settings: Settings, plan: TrialPlan) -> Any:
+    from ray import tune
+
     cuda = plan.use_gpu and gpu_nodes_have_cuda(settings.accelerator_type)
     if plan.use_gpu and not cuda:
         print("[train] GPU workers have no CUDA (fake GPUs): DDP over gloo on CPU", flush=True)
@@ -187,6 +199,14 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
     return tune.with_parameters(train_driver, run=run)
 
 
+def run_config(settings: Settings) -> dict[str, Any]:
+    """A trial whose Train run fails past its own retries is retried once by Tune; the Train
+    run then resumes from its snapshot because its name is stable."""
+    from ray import tune
+
+    return {"failure_config": tune.FailureConfig(max_failures=1)}
+
+
 STAGE = Stage(
     name="train",
     part=5,
@@ -198,7 +218,7 @@ STAGE = Stage(
         trainable=trainable,
         # A trial whose Train run fails past its own retries is retried once by Tune; the
         # Train run then resumes from its snapshot because its name is stable.
-        run_config=lambda settings: {"failure_config": tune.FailureConfig(max_failures=1)},
+        run_config=run_config,
         checkpoints=True,
         plan=plan_train,
     ),

@@ -6,18 +6,20 @@ tried first (`lr_points`) from here too.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ray import tune
-from ray.tune.search.basic_variant import BasicVariantGenerator
+from typing import TYPE_CHECKING, Any
 
 from jobs.core.resources import TrialPlan
 from jobs.core.settings import Settings
+
+if TYPE_CHECKING:  # Ray Tune is imported where it runs: a stage file imports without it
+    from ray import tune
 
 LR_RANGE = (1e-4, 1e-1)  # the walkthrough's tune.loguniform(1e-4, 1e-1)
 
 
 def search_space(settings: Settings) -> dict[str, Any]:
+    from ray import tune
+
     return {
         "lr": tune.loguniform(*LR_RANGE),
         "batch_size": settings.batch_size,
@@ -31,6 +33,9 @@ def lr_points(settings: Settings) -> list[dict[str, float]]:
 
 
 def random_search(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     return tune.TuneConfig(
         metric=settings.metric,
         mode=settings.mode,

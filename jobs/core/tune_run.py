@@ -19,30 +19,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from ray import tune
+from typing import TYPE_CHECKING, Any
 
 from jobs.core import records, retries
 from jobs.core.connection import connect_and_plan
-from jobs.core.oom import tolerate_memory_kills
 from jobs.core.outputs import archive, finish
 from jobs.core.parsers import ConfigError
 from jobs.core.resources import ClusterView, TrialPlan, plan_trials
-from jobs.core.search import search_space
 from jobs.core.settings import SPOT_RETRIES, Settings
-from jobs.core.tensorboard import load_tensorboardx
 from jobs.core.training_spec import training_spec
-from jobs.core.tune_trial import train_trial
+
+if TYPE_CHECKING:  # Ray Tune is imported where it runs: a stage file imports without it
+    from ray import tune
 
 
 def trial_trainable(settings: Settings, plan: TrialPlan, *, checkpoint: bool = False) -> Any:
     """The shared Tune trial with the stage's training spec (the trial config adds the rest)."""
+    from ray import tune
+
+    from jobs.core.tune_trial import train_trial
+
     spec = training_spec(settings, plan, checkpoint=checkpoint)
     return tune.with_parameters(train_trial, spec=spec)
 
 
 def experiment_exists(path: Path) -> bool:
+    from ray import tune
+
     return tune.Tuner.can_restore(str(path))
 
 
@@ -102,6 +105,8 @@ class TuneRun:
     def make_run_config(self, settings: Settings) -> dict[str, Any]:
         """The stage's RunConfig fields; under Spot, SPOT_RETRIES more retries per trial
         and, where the stage keeps no checkpoints of its own, only the latest one."""
+        from ray import tune
+
         config = self.run_config(settings)
         if not settings.spot:
             return config
@@ -122,6 +127,10 @@ class TuneRun:
         return config
 
     def open_tuner(self, settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
+        from ray import tune
+
+        from jobs.core.search import search_space
+
         path = settings.experiment_dir
         if experiment_exists(path):
             if settings.fresh:
@@ -156,6 +165,11 @@ class TuneRun:
         )
 
     def __call__(self, settings: Settings) -> records.Summary:
+        from ray import tune
+
+        from jobs.core.oom import tolerate_memory_kills
+        from jobs.core.tensorboard import load_tensorboardx
+
         started = time.monotonic()
         plan = connect_and_plan(settings, self.plan)
         print(f"[experiment] {settings.stage}: {plan.describe()}", flush=True)

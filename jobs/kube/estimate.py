@@ -52,7 +52,7 @@ def _cost(prices: dict[str, dict[str, float | None]], kind: str, t4: float, head
 
 def estimate(stage: str, variant: str) -> Estimate:
     v = render.values(variant)
-    declared = registry.declared(stage)
+    declared = registry.load(stage)
     nodes = render.gpus_at_once(stage, v)
     attempt_s = v["deadline_s"] or declared.kubernetes.deadline_s + v["cold_start_s"]["t4"]
     t4 = nodes * (attempt_s + v["idle_timeout_s"]) / 3600

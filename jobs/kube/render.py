@@ -20,7 +20,7 @@ values file's assumed one (cold_start_s.t4), for the variant it ran on.
 QUEUE=<local queue> labels every RayJob for Kueue (kueue.x-k8s.io/queue-name); each values
 file's `kueue` says what else changes then (k8s/README.md: Kueue). Empty: no label, as committed.
 The stages and their facts (deadline, fixed workers) come from the registry, read from the
-stage files without importing them (no Ray, no torch); the Ray version from the pins.
+stage modules (which import no Ray Tune and no torch); the Ray version from the pins.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def gpus_at_once(stage: str, v: dict[str, Any]) -> int:
     (TUNE_NUM_SAMPLES, capped by TUNE_MAX_CONCURRENT; one for a stage without Tune) times
     the GPUs one trial takes (Kubernetes.kind_workers: the train stage's two Train workers).
     Under Kueue without elastic jobs this is the fixed worker count it admits."""
-    declared = registry.declared(stage)
+    declared = registry.load(stage)
     env = v["env_vars"]
     trials = 1
     if "TUNE" in {scope.name for scope in declared.scopes}:

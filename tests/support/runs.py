@@ -40,7 +40,7 @@ TEST_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0", **ONE_THRE
 # Settings a test must not inherit from the shell that runs it: every variable any stage
 # reads, from the settings' own declarations (jobs/core/settings.py), so a new one is covered.
 PROJECT_ENV = tuple(
-    sorted({name for stage in registry.names() for name in env_names(registry.declared(stage))})
+    sorted({name for stage in registry.names() for name in env_names(registry.load(stage))})
 )
 
 

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 from jobs import registry
 from jobs.core import records as results
-from jobs.core.reading import build_parser, env_names, resolve
+from jobs.core.reading import env_names, resolve
 from tests.support.client_path import HEAVY, RECORD, WITHOUT_TRAINING_STACK, python
 from tests.support.runs import REPO, TEST_ENV
 
@@ -42,12 +42,12 @@ def heavy_modules(code: str) -> set[str]:
         # The whole rendering, in memory: every variant's every manifest.
         "import runpy; import jobs.kube.render as r; r.render()",
         "import runpy; import jobs.kube.preflight",
-        # What a submission to a cluster loads besides (settings of every stage).
-        "from jobs import registry\nfor n in registry.names(): registry.declared(n)",
+        # What a submission to a cluster loads besides: every stage's module, as the job does.
+        "from jobs import registry\nfor n in registry.names(): registry.load(n)",
         # What every Trainer is built from; pickled to trials, so it loads no torch itself.
         "import jobs.core.training_spec",
     ],
-    ids=["submit", "results", "logs", "render", "preflight", "declared-stages", "training-spec"],
+    ids=["submit", "results", "logs", "render", "preflight", "stages", "training-spec"],
 )
 def test_the_client_tools_import_no_training_stack(code: str) -> None:
     assert heavy_modules(code) == set()
@@ -117,23 +117,32 @@ def test_preflight_help_without_the_training_stack() -> None:
 
 
 @pytest.mark.parametrize("name", registry.names())
-def test_the_declared_stage_is_the_imported_one(name: str) -> None:
-    declared, loaded = registry.declared(name), registry.load(name)
-    for field in ("name", "part", "defaults", "scopes", "kubernetes"):
-        assert getattr(declared, field) == getattr(loaded, field), field
-    assert env_names(declared) == env_names(loaded)
-    assert build_parser(declared).format_help() == build_parser(loaded).format_help()
-    env = {"STOP_ALL_AT": "0.05", "TRIAL_TIME_LIMIT_S": "60", "SEED": "3"}
-    assert resolve(declared, ["--lr", "0.01"], env).to_json() == (
-        resolve(loaded, ["--lr", "0.01"], env).to_json()
-    )
-    with pytest.raises(RuntimeError, match="submitted, not run here"):
-        declared.run(None)
+def test_a_stage_module_is_read_without_the_training_stack(name: str) -> None:
+    """The client venv reads a stage's declaration by importing its module, as the job does:
+    its settings resolve, its flags and environment names are the job's, and nothing of Ray
+    Tune, Ray Train or torch is imported on the way (they load inside what runs on the
+    cluster). One way to read a stage: there is no second, partial reading to keep in step."""
+    code = f"""{WITHOUT_TRAINING_STACK}
+import json
+from jobs import registry
+from jobs.core.reading import env_names, resolve
+stage = registry.load({name!r})
+settings = resolve(stage, ["--seed", "5"], {{"TRAIN_LIMIT": "2048"}})
+print(json.dumps([stage.name, stage.part, sorted(env_names(stage)), settings.seed]))
+heavy = [m for m in sys.modules if m.partition(".")[0] in ("torch", "optuna")
+         or m.startswith(("ray.tune", "ray.train"))]
+assert not heavy, heavy
+"""
+    proc = python(code)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    loaded = registry.load(name)
+    assert seen == [name, loaded.part, sorted(env_names(loaded)), 5]
 
 
 def test_an_unknown_stage_is_the_registrys_error() -> None:
     with pytest.raises(registry.UnknownStage, match="unknown stage 'bayes'"):
-        registry.declared("bayes")
+        registry.load("bayes")
 
 
 # --- the client lock --------------------------------------------------------------------------

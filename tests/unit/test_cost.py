@@ -24,7 +24,7 @@ def test_readme_cost_table_is_generated() -> None:
 def test_an_estimate_is_an_upper_bound_from_the_settings(stage: str, variant: str) -> None:
     v = VALUES[variant]
     e = cost.estimate(stage, variant)
-    declared = registry.declared(stage)
+    declared = registry.load(stage)
     assert 1 <= e.gpu_nodes <= v["worker"]["max_replicas"]
     # Every GPU node held for a whole attempt, which includes a cold start, and the idle time.
     attempt = declared.kubernetes.deadline_s + v["cold_start_s"]["t4"]

@@ -322,8 +322,8 @@ def test_the_submitter_submits_the_stage_with_its_runtime_env(path: Path) -> Non
     assert (runtime_env.get("env_vars") or {}) == values["env_vars"]
     env = _driver_env(doc, runtime_env)
     resolved = runs.settings(stage, env=env)
-    every_stage = {name for s in registry.names() for name in env_names(registry.declared(s))}
-    reads = set(env_names(registry.declared(stage)))
+    every_stage = {name for s in registry.names() for name in env_names(registry.load(s))}
+    reads = set(env_names(registry.load(stage)))
     declared = _settings_by_env(stage)
     for name, raw in values["env_vars"].items():
         assert name in every_stage, f"{name} is no setting of any stage"

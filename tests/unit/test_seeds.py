@@ -116,7 +116,9 @@ def train_worker(tiny_idx: Path, per_trial: bool, monkeypatch: pytest.MonkeyPatc
         def get_world_size(self) -> int:
             return 1  # the whole tiny split: comparable with a plain trial's batches
 
-    monkeypatch.setattr(train_module.ray.train, "get_context", lambda: Context())
+    import ray.train
+
+    monkeypatch.setattr(ray.train, "get_context", lambda: Context())
     run = train_module.RunSpec(
         training=tiny_spec(tiny_idx, per_trial),
         plan=TrialPlan(False, {"cpu": 0.01}, 1, cpus_per_trial=1, num_workers=2),

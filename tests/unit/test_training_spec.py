@@ -163,7 +163,8 @@ tune_trial.quiet_known_noise = train.quiet_known_noise = lambda: None
 class Context:
     def get_world_rank(self): return 0
     def get_world_size(self): return 1
-train.ray.train.get_context = lambda: Context()
+import ray.train
+ray.train.get_context = lambda: Context()
 
 plan = TrialPlan(False, {"cpu": 1}, 1, cpus_per_trial=1)
 config = {"lr": 1e-3, "batch_size": 8, "num_epochs": 1}

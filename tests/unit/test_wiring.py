@@ -14,6 +14,7 @@ from ray.tune.search.optuna import OptunaSearch
 from jobs import asha, checkpoint, train
 from jobs import tune as tune_stage
 from jobs.core import records as results
+from jobs.core import stoppers
 from jobs.core.resources import ClusterView, plan_trials
 from jobs.core.search import search_space
 from jobs.core.settings import SPOT_RETRIES
@@ -74,7 +75,7 @@ def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
     run = checkpoint.run_config(s)
     assert run["failure_config"].max_failures == 2
     assert run["checkpoint_config"].num_to_keep == 1
-    assert isinstance(run["stop"], checkpoint.ThresholdStopper)
+    assert isinstance(run["stop"], stoppers.ThresholdStopper)
     assert checkpoint.tune_config(s, plan_trials(s, CPU_2)).time_budget_s == 600
     assert checkpoint.run_config(resolve("checkpoint"))["stop"] is None
     # The flags reach the stopper's decisions (val_loss, min; STOP_TRIAL_AFTER's default 5).
@@ -88,10 +89,10 @@ def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
     assert stop.stop_all()  # a trial reached --stop-all-at
 
 
-def _stopper(**env: str) -> checkpoint.ThresholdStopper:
+def _stopper(**env: str) -> stoppers.ThresholdStopper:
     """The checkpoint stage's stopper from an environment alone (how a RayJob sets it)."""
     stop = checkpoint.run_config(resolve("checkpoint", env=env))["stop"]
-    assert isinstance(stop, checkpoint.ThresholdStopper)
+    assert isinstance(stop, stoppers.ThresholdStopper)
     return stop
 
 
@@ -134,7 +135,7 @@ def test_checkpoint_stop_settings_reach_the_stopper_from_the_environment(
 
 
 def test_threshold_stopper_is_the_walkthroughs() -> None:
-    stopper = checkpoint.ThresholdStopper(
+    stopper = stoppers.ThresholdStopper(
         "val_loss", "min", stop_all_at=0.05, worse_than=1.0, after=5, time_limit_s=100
     )
     assert not stopper("a", {"val_loss": 2.0, "epoch": 5})  # still within the grace epochs
@@ -143,7 +144,7 @@ def test_threshold_stopper_is_the_walkthroughs() -> None:
     assert stopper("b", {"val_loss": 0.5, "epoch": 1, "time_total_s": 100})  # time limit
     assert not stopper("c", {"val_loss": 0.04, "epoch": 2})
     assert stopper.stop_all()  # one trial reached 0.05: stop everything
-    maximise = checkpoint.ThresholdStopper(
+    maximise = stoppers.ThresholdStopper(
         "val_accuracy", "max", stop_all_at=0.9, worse_than=0.5, after=1, time_limit_s=None
     )
     assert maximise("a", {"val_accuracy": 0.4, "epoch": 2})
@@ -289,6 +290,6 @@ def test_spot_makes_every_tune_stage_save_each_epoch_and_retry_past_reclaims(
     if name == "checkpoint":  # its own checkpoint config (best by the metric) stays
         assert spot["checkpoint_config"].checkpoint_score_attribute == "val_loss"
     if name == "train":  # the Train run inside the trial gets the same allowance
-        monkeypatch.setattr(train.tune, "with_parameters", lambda fn, **kw: kw["run"])
+        monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: kw["run"])
         spec = run.trainable(on, run.plan(on, CPU_2))
         assert spec.max_failures == train.TRAIN_MAX_FAILURES + SPOT_RETRIES
