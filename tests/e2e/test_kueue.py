@@ -39,8 +39,7 @@ def mid_experiment(folder: Path) -> bool:
 def queued_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The kind variant's RayJob of STAGE as `make manifests QUEUE=team-a` renders it."""
     monkeypatch.setenv("QUEUE", "team-a")
-    monkeypatch.syspath_prepend(str(REPO / "k8s"))
-    import render
+    from jobs.kube import render
 
     rendered = render.render_variant("kind")[REPO / "k8s" / "kind" / f"rayjob-{STAGE}.yaml"]
     path = tmp_path / f"rayjob-{STAGE}.yaml"

@@ -112,7 +112,10 @@ def test_k8s_holds_what_a_user_applies_and_the_code_is_a_package() -> None:
         for p in [*(REPO / "jobs").rglob("*.py"), *(REPO / "tests").rglob("*.py")]
         if p not in run_as_files
         and p != here
-        and re.search(r"sys\.path\.insert|spec_from_file_location|run_path\(", p.read_text())
+        and re.search(
+            r"sys\.path\.insert|syspath_prepend\(str\(REPO|spec_from_file_location|run_path\(",
+            p.read_text(),
+        )
     ]
     assert found == []
 
