@@ -279,21 +279,26 @@ def stand_in_clis(tmp_path: Path, found: bool, quota: str = "16") -> tuple[str, 
     return str(bin_dir), log
 
 
-@pytest.mark.parametrize("found", [False, True])
-def test_cloud_up_creates_only_what_is_missing(found: bool, tmp_path: Path) -> None:
-    path, log = stand_in_clis(tmp_path, found)
+def run_gke(tmp_path: Path, action: str, found: bool, quota: str = "16") -> tuple[str, list[str]]:
+    """GKE's script run against the stand-in CLIs: its output and the calls they logged."""
+    path, log = stand_in_clis(tmp_path, found, quota)
     proc = subprocess.run(
-        ["/bin/bash", str(script("gke")), "up"],
+        ["/bin/bash", str(script("gke")), action],
         capture_output=True,
         text=True,
         timeout=60,
         env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = log.read_text().splitlines()
+    return proc.stdout, log.read_text().splitlines()
+
+
+@pytest.mark.parametrize("found", [False, True])
+def test_cloud_up_creates_only_what_is_missing(found: bool, tmp_path: Path) -> None:
+    out, calls = run_gke(tmp_path, "up", found)
     creates = [c for c in calls if re.search(r" create( |$)", c)]
     if found:
-        assert creates == [] and proc.stdout.count("exists already: kept") == 3
+        assert creates == [] and out.count("exists already: kept") == 3
     else:
         assert [c.split()[1:4] for c in creates] == [
             ["artifacts", "repositories", "create"],
@@ -319,20 +324,11 @@ def test_cloud_up_reads_the_t4_quota_first_and_says_when_it_is_short(
 ) -> None:
     """A new project often has no T4 quota: cloud-up reads it before creating anything and
     prints a problem line with the request to make, then goes on (a request takes days)."""
-    path, log = stand_in_clis(tmp_path, found=False, quota=quota)
-    proc = subprocess.run(
-        ["/bin/bash", str(script("gke")), "up"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert said in proc.stdout
+    out, calls = run_gke(tmp_path, "up", found=False, quota=quota)
+    assert said in out
     if quota == "0":
-        assert "is 0, under the 4 the T4 pool can use" in proc.stdout
-        assert "--quota-id=NVIDIA-T4-GPUS-per-project-region" in proc.stdout  # the fix
-    calls = log.read_text().splitlines()
+        assert "is 0, under the 4 the T4 pool can use" in out
+        assert "--quota-id=NVIDIA-T4-GPUS-per-project-region" in out  # the fix
     read = next(i for i, c in enumerate(calls) if "quotas.limit" in c)
     assert read < next(i for i, c in enumerate(calls) if " create " in c)
 
@@ -340,15 +336,6 @@ def test_cloud_up_reads_the_t4_quota_first_and_says_when_it_is_short(
 def test_cloud_down_of_a_cluster_that_is_gone_touches_no_kubectl_context(tmp_path: Path) -> None:
     """Without the cluster there is nothing to point kubectl at: cloud-down must not run
     teardown against whatever cluster the current context names."""
-    path, log = stand_in_clis(tmp_path, found=False)
-    proc = subprocess.run(
-        ["/bin/bash", str(script("gke")), "down"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = log.read_text().splitlines()
+    out, calls = run_gke(tmp_path, "down", found=False)
     assert not [c for c in calls if c.startswith(("kubectl", "make"))], calls
-    assert "the cluster ray-tune is gone already" in proc.stdout
+    assert "the cluster ray-tune is gone already" in out
