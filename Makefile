@@ -362,7 +362,7 @@ rayjob: check-stage check-cloud ## Apply K8S_DIR/rayjob-STAGE.yaml (CLOUD's), wa
 smoke: check-cloud $(CLIENT_STAMP) ## Prove CLOUD's cluster in minutes and cents: K8S_DIR/rayjob-smoke.yaml (a T4 from zero, CUDA, the volume, the network), then the cold-start timeline from the cluster's events.
 	@rc=0; k8s/bin/rayjob.sh $(K8S_DIR)/rayjob-smoke.yaml $(RAYJOB_TIMEOUT_S) || rc=$$?; \
 	  READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh smoke $(RESULTS_DIR) >/dev/null || true; \
-	  into=$$([[ -f $(RESULTS_DIR)/smoke/smoke.json ]] && echo "--into $(RESULTS_DIR)/smoke/smoke.json"); \
+	  into=; if [[ -f $(RESULTS_DIR)/smoke/smoke.json ]]; then into="--into $(RESULTS_DIR)/smoke/smoke.json"; fi; \
 	  $(CLIENT_PY) -m jobs.kube.smoke_events ray-tune-smoke $$into || true; exit $$rc
 
 .PHONY: teardown

@@ -70,6 +70,17 @@ class StopOptions:
     )
 
 
+def __getattr__(name: str) -> Any:
+    """`jobs.checkpoint.ThresholdStopper`, where the Stopper was before jobs/core/stoppers.py:
+    an experiment saved then pickled its RunConfig (tuner.pkl) with that name, and resuming
+    it unpickles the name."""
+    if name == "ThresholdStopper":
+        from jobs.core.stoppers import ThresholdStopper
+
+        return ThresholdStopper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def options(settings: Settings) -> StopOptions:
     assert isinstance(settings.options, StopOptions)
     return settings.options

@@ -25,7 +25,7 @@ up() {
 
   quota "the T4 quota NVIDIA_T4_GPUS in us-central1" 4 \
     "ask for 4 in the console (IAM & Admin > Quotas: NVIDIA_T4_GPUS, us-central1; and GPUS_ALL_REGIONS) or: gcloud quotas preferences create --service=compute.googleapis.com --quota-id=NVIDIA-T4-GPUS-per-project-region --dimensions=region=us-central1 --preferred-value=4 --project=$PROJECT (Free Trial accounts cannot)" \
-    "gcloud compute regions describe us-central1 --project $PROJECT --flatten=quotas --filter=quotas.metric=NVIDIA_T4_GPUS --format='value(quotas.limit)'"
+    "gcloud compute regions describe us-central1 --project $PROJECT --flatten=quotas --filter='quotas.metric=NVIDIA_T4_GPUS' --format='value(quotas.limit)'"
   step "the image registry us-central1-docker.pkg.dev/$PROJECT/ray-tune" \
     "gcloud artifacts repositories describe ray-tune --location us-central1 --project $PROJECT" \
     "gcloud artifacts repositories create ray-tune --repository-format=docker --location=us-central1 --project $PROJECT"
@@ -52,7 +52,7 @@ up() {
 }
 
 down() {
-  if exists "gcloud container clusters describe ray-tune $at"; then
+  if listed "gcloud container clusters list --project $PROJECT --zone us-central1-a --filter=name=ray-tune --format='value(name)'"; then
     # kubectl on this cluster, not on whatever context was current.
     step "kubectl's credentials for ray-tune" "" \
       "gcloud container clusters get-credentials ray-tune $at"
@@ -63,7 +63,7 @@ down() {
     step "the RayJobs, RayCluster, pods, policies and the claim" "" \
       "$MAKE teardown DELETE_VOLUME=1 CLOUD=gke"
     step "the Filestore instance, deleted with its volume (minutes)" "" \
-      "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
+      "[[ -z '$PV' ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
     step "the cluster ray-tune and its node pools" "" \
       "gcloud container clusters delete ray-tune $at --quiet"
   else

@@ -317,6 +317,7 @@ def helm_values() -> dict[Path, str]:
     }
 
 
+SIDECAR_DEFAULT_CPU = "500m"
 # Image streaming where the cloud streams what the manifests pull: GKE streams Artifact
 # Registry images by digest too. AKS's artifact streaming resolves tags only (learn.microsoft
 # .com/azure/aks/artifact-streaming-overview), and make manifests names the image by digest;
@@ -342,7 +343,10 @@ def head_node_budget(variant: str, v: dict[str, Any]) -> list[tuple[str, int]]:
         return sum(_millicores(c["resources"]["requests"]["cpu"]) for c in containers)
 
     cluster = job["spec"]["rayClusterSpec"]
-    sidecar = (cluster.get("autoscalerOptions") or {}).get("resources", {}).get("requests", {})
+    options = cluster.get("autoscalerOptions") or {}
+    # KubeRay's own requests for a sidecar whose resources are unset (preflight's
+    # AUTOSCALER_DEFAULT: 500m, 512Mi).
+    sidecar = options.get("resources", {}).get("requests", {"cpu": SIDECAR_DEFAULT_CPU})
     return [
         ("head", asked(cluster["headGroupSpec"]["template"]["spec"]["containers"])),
         ("autoscaler sidecar", _millicores(sidecar.get("cpu", 0))),

@@ -105,6 +105,9 @@ def merge_into(path: Path, rows: list[Row]) -> None:
 
 def main(argv: list[str]) -> int:
     into = None
+    if argv[-1:] == ["--into"]:
+        print("error: --into needs the smoke report to add to (SMOKE_JSON)", file=sys.stderr)
+        return 2
     if "--into" in argv[:-1]:
         at = argv.index("--into")
         into, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]

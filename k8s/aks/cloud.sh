@@ -43,7 +43,7 @@ up() {
 }
 
 down() {
-  if exists "az aks show --name ray-tune $rg"; then
+  if listed "az aks list --query \"[?name=='ray-tune' && resourceGroup=='ray-tune'].name\" --output tsv"; then
     # kubectl on this cluster, not on whatever context was current.
     step "kubectl's credentials for ray-tune" "" \
       "az aks get-credentials --name ray-tune $rg --overwrite-existing"
@@ -54,7 +54,7 @@ down() {
     step "the RayJobs, RayCluster, pods, policies and the claim" "" \
       "$MAKE teardown DELETE_VOLUME=1 CLOUD=aks"
     step "the Azure Files share, deleted with its volume" "" \
-      "[[ -z $PV ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
+      "[[ -z '$PV' ]] || kubectl wait --for=delete pv/$PV --timeout=900s"
     step "the cluster ray-tune, its node pools and its node resource group" "" \
       "az aks delete --name ray-tune $rg --yes"
   else

@@ -5,7 +5,8 @@
 #   step WHAT CHECK COMMAND   run COMMAND unless CHECK succeeds (it exists already): idempotent
 #   capture VAR WHAT COMMAND  VAR=$(COMMAND), for the commands after it
 #   note TEXT                 a line for the reader
-#   exists CHECK              true when CHECK succeeds, or in a dry run (it prints every step)
+#   listed LIST               true when LIST prints something, or in a dry run; a LIST that
+#                             fails stops the script (it cannot tell what exists: nothing goes)
 #   quota WHAT NEED FIX COMMAND   the quota COMMAND reads; a problem line when under NEED
 #   still_billing CLOUD       cloud-down's last lines: what it kept, per month (jobs/kube/estimate.py)
 #
@@ -49,17 +50,30 @@ capture() { # VAR WHAT COMMAND
   echo "#    $var=$value"
 }
 
-exists() { # CHECK
+listed() { # LIST
   [[ $DRY_RUN == 1 ]] && return 0
-  eval "$1" >/dev/null 2>&1
+  local out
+  if ! out=$(eval "$1"); then
+    echo "error: cannot tell whether it exists ($1 failed: credentials, project or region?); nothing was deleted" >&2
+    exit 1
+  fi
+  [[ -n $out ]]
 }
 
 quota() { # WHAT NEED FIX COMMAND
   local what=$1 need=$2 fix=$3 command=$4
-  capture QUOTA "$what: the T4 pool needs $need" "$command"
+  # A quota that cannot be read (no permission yet) is not a stop either.
+  capture QUOTA "$what: the T4 pool needs $need" "$command 2>/dev/null || true"
   [[ $DRY_RUN == 1 ]] && return 0
+  # Several lines (GKE Spot: the preemptible quota and the regular one it falls back on):
+  # the largest is what the pool can use.
+  local best="" n
+  for n in $QUOTA; do
+    [[ $n =~ ^[0-9]+(\.[0-9]+)?$ ]] && { [[ -z $best ]] || ((${n%.*} > ${best%.*})); } && best=$n
+  done
+  QUOTA=$best
   # Not a stop: the rest can be made while a quota request waits (hours to days).
-  if [[ ! $QUOTA =~ ^[0-9]+(\.[0-9]+)?$ ]] || ((${QUOTA%.*} < need)); then
+  if [[ -z $QUOTA ]] || ((${QUOTA%.*} < need)); then
     echo "problem: $what is ${QUOTA:-unknown}, under the $need the T4 pool can use: no T4 node will start (fix: $fix)"
   else
     echo "#    ok: $QUOTA"

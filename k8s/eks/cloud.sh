@@ -69,7 +69,7 @@ down() {
   # The claim first (its access point), then the file system, which outlives the claim, then
   # the cluster: deleting the cluster first leaves the file system billing.
   local cluster=0
-  if exists "eksctl get cluster --name ray-tune $region"; then
+  if listed "aws eks list-clusters $region --query \"clusters[?@=='ray-tune']\" --output text"; then
     cluster=1
     # kubectl on this cluster, not on whatever context was current.
     step "kubectl's credentials for ray-tune" "" \

@@ -228,8 +228,12 @@ def rendered(cloud: str, change: Any, tmp_path: Path) -> Path:
         ("gke", lambda v: v["nodes"]["t4"].update(max_nodes=8), "--max-nodes 8"),
         ("gke", lambda v: v.update(spot=True), "--num-nodes 0 --spot"),
         ("gke", lambda v: v["cloud"].update(image_streaming=False), None),
-        # A Spot pool's quota is another one: GKE's preemptible GPUs, AWS's Spot requests.
-        ("gke", lambda v: v.update(spot=True), "quotas.metric=PREEMPTIBLE_NVIDIA_T4_GPUS"),
+        # A Spot pool's quota: GKE's preemptible GPUs beside the regular ones, AWS's Spot requests.
+        (
+            "gke",
+            lambda v: v.update(spot=True),
+            "quotas.metric=(PREEMPTIBLE_NVIDIA_T4_GPUS NVIDIA_T4_GPUS)",
+        ),
         ("eks", lambda v: v.update(spot=True), "--quota-code L-3819A6DF"),
         ("aks", lambda v: v.update(spot=True), "name.value=='lowPriorityCores'"),
         ("aks", lambda v: v.update(spot=True), "--priority Spot --eviction-policy Delete"),
@@ -261,27 +265,35 @@ def test_eks_spot_renders_a_spot_group_in_the_eksctl_config(tmp_path: Path) -> N
     assert group["spot"] is True and group["instanceTypes"] == ["g4dn.xlarge"]
 
 
-def stand_in_clis(tmp_path: Path, found: bool, quota: str = "16") -> tuple[str, Path]:
+def stand_in_clis(
+    tmp_path: Path, found: bool, quota: str = "16", list_fails: bool = False
+) -> tuple[str, Path]:
     """gcloud and make that log their calls; every `describe` answers found (exit 0) or not,
-    and the T4 quota as `quota`."""
+    a cluster `list` names the cluster when found (or fails, as without credentials), and
+    the T4 quota read prints `quota`'s lines (or fails where it says "fail")."""
     bin_dir = Path(bare_path(tmp_path))
     log = tmp_path / "calls"
+    answer = "exit 1" if quota == "fail" else f"printf '{quota}\\n'; exit"
     for tool in ("gcloud", "make", "kubectl"):
         stub = bin_dir / tool
         stub.write_text(
             "#!/bin/bash\n"
             f'echo "{tool} $*" >> {log}\n'
             'if [[ " $* " == *" --format=value(projectNumber) "* ]]; then echo 123; exit; fi\n'
-            f'if [[ " $* " == *"quotas.limit"* ]]; then echo {quota}; exit; fi\n'
+            f'if [[ " $* " == *"quotas.limit"* ]]; then {answer}; fi\n'
+            f'if [[ " $* " == *" clusters list "* ]]; then {"exit 1" if list_fails else ""}\n'
+            f"  {'echo ray-tune' if found else ':'}; exit; fi\n"
             f'if [[ " $* " == *" describe "* ]]; then exit {0 if found else 1}; fi\n'
         )
         stub.chmod(0o755)
     return str(bin_dir), log
 
 
-def run_gke(tmp_path: Path, action: str, found: bool, quota: str = "16") -> tuple[str, list[str]]:
-    """GKE's script run against the stand-in CLIs: its output and the calls they logged."""
-    path, log = stand_in_clis(tmp_path, found, quota)
+def run_gke(
+    tmp_path: Path, action: str, found: bool, quota: str = "16", list_fails: bool = False
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """GKE's script run against the stand-in CLIs: the process and the calls they logged."""
+    path, log = stand_in_clis(tmp_path, found, quota, list_fails)
     proc = subprocess.run(
         ["/bin/bash", str(script("gke")), action],
         capture_output=True,
@@ -289,13 +301,14 @@ def run_gke(tmp_path: Path, action: str, found: bool, quota: str = "16") -> tupl
         timeout=60,
         env={"PATH": path, "HOME": str(tmp_path), "MAKE": "make", "PROJECT": "p"},
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout, log.read_text().splitlines()
+    return proc, log.read_text().splitlines() if log.exists() else []
 
 
 @pytest.mark.parametrize("found", [False, True])
 def test_cloud_up_creates_only_what_is_missing(found: bool, tmp_path: Path) -> None:
-    out, calls = run_gke(tmp_path, "up", found)
+    proc, calls = run_gke(tmp_path, "up", found)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
     creates = [c for c in calls if re.search(r" create( |$)", c)]
     if found:
         assert creates == [] and out.count("exists already: kept") == 3
@@ -318,13 +331,23 @@ def test_an_unknown_action_is_an_error_line_and_exit_2(tmp_path: Path) -> None:
     assert os.access(K8S / "bin" / "cloud-lib.sh", os.R_OK)
 
 
-@pytest.mark.parametrize(("quota", "said"), [("0", "problem: the T4 quota"), ("8", "ok: 8")])
+@pytest.mark.parametrize(
+    ("quota", "said"),
+    [
+        ("0", "problem: the T4 quota"),
+        ("8", "ok: 8"),
+        ("0\\n8", "ok: 8"),  # two quotas (GKE Spot: preemptible, regular): the larger counts
+        ("fail", "problem: the T4 quota NVIDIA_T4_GPUS in us-central1 is unknown"),
+    ],
+)
 def test_cloud_up_reads_the_t4_quota_first_and_says_when_it_is_short(
     quota: str, said: str, tmp_path: Path
 ) -> None:
     """A new project often has no T4 quota: cloud-up reads it before creating anything and
     prints a problem line with the request to make, then goes on (a request takes days)."""
-    out, calls = run_gke(tmp_path, "up", found=False, quota=quota)
+    proc, calls = run_gke(tmp_path, "up", found=False, quota=quota)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
     assert said in out
     if quota == "0":
         assert "is 0, under the 4 the T4 pool can use" in out
@@ -336,6 +359,24 @@ def test_cloud_up_reads_the_t4_quota_first_and_says_when_it_is_short(
 def test_cloud_down_of_a_cluster_that_is_gone_touches_no_kubectl_context(tmp_path: Path) -> None:
     """Without the cluster there is nothing to point kubectl at: cloud-down must not run
     teardown against whatever cluster the current context names."""
-    out, calls = run_gke(tmp_path, "down", found=False)
+    proc, calls = run_gke(tmp_path, "down", found=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
     assert not [c for c in calls if c.startswith(("kubectl", "make"))], calls
     assert "the cluster ray-tune is gone already" in out
+
+
+def test_cloud_down_deletes_a_cluster_without_a_claim(tmp_path: Path) -> None:
+    """No claim (nothing made with make storage, or deleted already): no volume to wait for,
+    and the cluster still goes."""
+    proc, calls = run_gke(tmp_path, "down", found=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [c for c in calls if c.startswith("gcloud container clusters delete ray-tune")], calls
+    assert not [c for c in calls if c.startswith("kubectl wait")], calls
+
+
+def test_cloud_down_that_cannot_list_clusters_deletes_nothing(tmp_path: Path) -> None:
+    """A CLI that fails (credentials, project) says nothing about the cluster being gone."""
+    proc, calls = run_gke(tmp_path, "down", found=True, list_fails=True)
+    assert proc.returncode == 1 and "error: cannot tell whether it exists" in proc.stderr
+    assert not [c for c in calls if " delete " in c or c.startswith(("make", "kubectl"))]

@@ -203,5 +203,6 @@ def test_a_seeded_reclaim_schedule_is_the_same_for_the_same_seed() -> None:
     assert first == sorted(first) and first[0] > 0 and len(first) == 50
     gaps = [b - a for a, b in zip([0.0, *first], first, strict=False)]
     assert 30 < sum(gaps) / len(gaps) < 120  # about the mean asked for (seed 7: fixed)
-    with pytest.raises(ValueError, match="mean above 0"):
-        reclaim_schedule(7, 0.0, 3)
+    for mean in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="mean above 0"):
+            reclaim_schedule(7, mean, 3)

@@ -78,13 +78,3 @@ def test_a_registered_stage_gets_its_rayjob_manifests(grid) -> None:
     kind = yaml.safe_load(files[REPO / "k8s" / "kind" / "rayjob-grid.yaml"])
     assert kind["spec"]["activeDeadlineSeconds"] == 1800  # kind's CI-sized override
     assert kind["metadata"]["name"] == "ray-tune-grid"
-
-
-def test_the_renderer_reads_each_stages_kubernetes_facts_without_importing_it() -> None:
-    for name in registry.names():
-        loaded = registry.load(name).kubernetes
-        assert registry.kubernetes_facts(name) | {} == {
-            k: v for k, v in vars(loaded).items() if k in registry.kubernetes_facts(name)
-        }
-        assert registry.kubernetes_facts(name).get("kind_workers", 1) == loaded.kind_workers
-        assert registry.kubernetes_facts(name)["deadline_s"] == loaded.deadline_s

@@ -1,4 +1,4 @@
-"""k8s/bin/smoke_events.py: the cold-start timeline `make smoke` prints, from a RayJob, its
+"""jobs/kube/smoke_events.py: the cold-start timeline `make smoke` prints, from a RayJob, its
 first worker pod, that pod's node and events (as kubectl returns them)."""
 
 from __future__ import annotations
@@ -79,3 +79,8 @@ def test_into_a_report_that_is_not_there_is_an_error_line_and_exit_2(tmp_path, c
     assert smoke_events.main(["--into", str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --into") and len(err.splitlines()) == 1
+
+
+def test_into_without_a_report_named_is_an_error_line_and_exit_2(capsys) -> None:
+    assert smoke_events.main(["ray-tune-smoke", "--into"]) == 2
+    assert capsys.readouterr().err.startswith("error: --into needs the smoke report")

@@ -293,3 +293,17 @@ def test_spot_makes_every_tune_stage_save_each_epoch_and_retry_past_reclaims(
         monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: kw["run"])
         spec = run.trainable(on, run.plan(on, CPU_2))
         assert spec.max_failures == train.TRAIN_MAX_FAILURES + SPOT_RETRIES
+
+
+def test_an_experiment_saved_before_the_stopper_moved_still_unpickles() -> None:
+    """tuner.pkl of an experiment on the volume names the Stopper's class where it was then
+    (jobs.checkpoint.ThresholdStopper); resuming it must still find the class."""
+    import pickle
+
+    stop = stoppers.ThresholdStopper(
+        "val_loss", "min", stop_all_at=None, worse_than=1.0, after=1, time_limit_s=None
+    )
+    old = pickle.dumps(stop, protocol=0).replace(b"jobs.core.stoppers", b"jobs.checkpoint")
+    assert b"jobs.checkpoint\nThresholdStopper" in old
+    back = pickle.loads(old)
+    assert isinstance(back, stoppers.ThresholdStopper) and back.worse_than == 1.0

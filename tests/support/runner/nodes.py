@@ -24,6 +24,7 @@ Only the runner's own bookkeeping: nothing here talks to podman.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable
@@ -225,7 +226,7 @@ def reclaim_schedule(seed: int, mean_s: float, count: int) -> list[float]:
     """A seeded schedule of Spot reclaims: `count` times, in seconds from the Ray job's start,
     the gaps between them drawn from an exponential of mean `mean_s` (reclaims as a Poisson
     process, the usual model of preemptions). The same seed gives the same schedule."""
-    if mean_s <= 0 or count < 1:
+    if not (math.isfinite(mean_s) and mean_s > 0) or count < 1:
         raise ValueError("a reclaim schedule needs a mean above 0 s and a count of 1 or more")
     rng = random.Random(seed)
     times, at = [], 0.0
