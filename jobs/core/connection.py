@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from jobs.core.localcluster import API_SERVER_ENV, free_port
 from jobs.core.parsers import ConfigError
@@ -59,17 +60,38 @@ def local_init_kwargs(env: dict[str, str] | None = None) -> dict:
     }
 
 
+# Tries at starting a local cluster: the free port picked for its dashboard can be taken by
+# another process before Ray binds it (measured: two test workers starting Ray at once).
+START_TRIES = 3
+
+
+def init_local(**kwargs: Any) -> None:
+    """ray.init of a new local cluster (local_init_kwargs), on a new dashboard port when the
+    one picked was taken in between, as LocalCluster does for its head."""
+    import ray
+
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            ray.init(**local_init_kwargs(), **kwargs)
+            return
+        except Exception as err:  # Ray raises a bare Exception with the dashboard's log
+            if "address already in use" not in str(err) or attempt == START_TRIES:
+                raise
+            ray.shutdown()
+
+
 def connect(settings: Settings) -> ClusterView:
     """ray.init against RAY_ADDRESS, or a new local cluster; returns the cluster's shape."""
     import ray
 
     worker_env = apply_env_defaults()
-    kwargs = {"address": settings.ray_address} if settings.ray_address else local_init_kwargs()
     # Keys a submitted job already sets are left out: Ray refuses conflicting env_vars.
     runtime_env = {"env_vars": worker_env} if worker_env else None
-    ray.init(
-        **kwargs, runtime_env=runtime_env, logging_level=logging.WARNING, configure_logging=True
-    )
+    options = {"runtime_env": runtime_env, "logging_level": logging.WARNING}
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, **options, configure_logging=True)
+    else:
+        init_local(**options, configure_logging=True)
     return cluster_view()
 
 

@@ -298,11 +298,13 @@ def test_a_train_trial_whose_driver_dies_is_retried_by_tune_and_resumes_its_run(
 # Train's placement-group cleaner does (placement_group_cleaner.py: is_actor_alive).
 STATE_API_FROM_A_TASK = """
 import os, sys, ray
-from jobs.core.connection import local_init_kwargs
-kwargs = local_init_kwargs()
+from jobs.core.connection import init_local, local_init_kwargs
 if sys.argv[1] == "bare":  # Ray's own way: no dashboard address for the cluster's processes
+    kwargs = local_init_kwargs()
     del kwargs["dashboard_port"], os.environ["RAY_API_SERVER_ADDRESS"]
-ray.init(**kwargs, num_gpus=0, logging_level="ERROR")
+    ray.init(**kwargs, num_gpus=0, logging_level="ERROR")
+else:  # as a stage starts one: its own dashboard, on another port if the first was taken
+    init_local(num_gpus=0, logging_level="ERROR")
 
 @ray.remote(num_cpus=0)
 def nodes():
