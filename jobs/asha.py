@@ -8,11 +8,11 @@ whose validation loss trails the others at each rung. Rungs are counted in epoch
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.core import cli, tune_run
 from jobs.core.resources import TrialPlan
-from jobs.core.search import lr_points
+from jobs.core.search import lr_points, search_space
 from jobs.core.settings import Settings
 from jobs.core.stage import Kubernetes, Stage
 
@@ -29,25 +29,34 @@ def scheduler_max_t(settings: Settings) -> int:
     return max(MAX_T, settings.num_epochs)
 
 
-def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
+def tuner(settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
     # Ray Tune, Optuna and the scheduler are imported when the stage runs, not when its
     # declaration is read (a workstation's client venv has none of them).
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    return tune.TuneConfig(
-        metric=settings.metric,
-        mode=settings.mode,
-        num_samples=settings.num_samples,
-        search_alg=OptunaSearch(points_to_evaluate=lr_points(settings) or None, seed=settings.seed),
-        scheduler=ASHAScheduler(
-            time_attr="epoch",
-            max_t=scheduler_max_t(settings),
-            grace_period=GRACE_PERIOD,
-            reduction_factor=REDUCTION_FACTOR,
+    return tune.Tuner(
+        trainable,  # the shared trial, with one trial's resources from the plan
+        param_space=search_space(settings),  # lr ~ loguniform(1e-4, 1e-1), epochs, batch
+        tune_config=tune.TuneConfig(
+            metric=settings.metric,
+            mode=settings.mode,
+            num_samples=settings.num_samples,
+            search_alg=OptunaSearch(
+                points_to_evaluate=lr_points(settings) or None, seed=settings.seed
+            ),
+            scheduler=ASHAScheduler(
+                time_attr="epoch",
+                max_t=scheduler_max_t(settings),
+                grace_period=GRACE_PERIOD,
+                reduction_factor=REDUCTION_FACTOR,
+            ),
+            max_concurrent_trials=plan.max_concurrent,
+            # One process runs trial after trial: torch imported and the data decoded once.
+            reuse_actors=True,
         ),
-        max_concurrent_trials=plan.max_concurrent,
+        run_config=tune_run.run_config(settings),
     )
 
 
@@ -69,7 +78,7 @@ STAGE = Stage(
     part=3,
     defaults={"num_samples": 4, "num_epochs": 8},
     run=tune_run.TuneRun(
-        tune_config=tune_config,
+        tuner=tuner,
         rungs=lambda s: tuple(r for r in rungs(scheduler_max_t(s)) if r <= s.num_epochs),
         note_on_resume="Tuner.restore does not restore ASHA's rung records (ray#30838): "
         "resumed trials are judged against the rungs of this run only",

@@ -18,12 +18,12 @@ from jobs.core.outputs import archive, finish
 from jobs.core.resources import TrialPlan, placement, plan_trials, set_threads, trial_device
 from jobs.core.settings import Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
-from jobs.core.training_spec import TrainingSpec, training_spec
+from jobs.core.training_spec import TrialSpec, hyperparameters, training_spec
 
 TRIAL_ID = "baseline"
 
 
-def train_baseline(spec: TrainingSpec) -> list[dict[str, float]]:
+def train_baseline(spec: TrialSpec) -> list[dict[str, float]]:
     # torch and the model are imported here, in the Ray task that trains: the job's driver
     # only submits it, and starts ~6 s sooner without them.
     from jobs.core.trainer import Trainer, format_epoch
@@ -61,10 +61,11 @@ def run(settings: Settings) -> records.Summary:
     started = time.monotonic()
     plan = connect_and_plan(settings, plan_trials)
     print(f"[baseline] {plan.describe()}", flush=True)
-    spec = training_spec(settings, plan)
+    # The walkthrough's train_loop_torch(num_epochs, batch_size, lr), from the settings.
+    config = hyperparameters(settings)
+    spec = training_spec(settings, plan).for_trial(config)
     task = ray.remote(train_baseline).options(**task_options(plan))
     history = ray.get(task.remote(spec))
-    config = {"lr": spec.lr, "batch_size": spec.batch_size, "num_epochs": spec.num_epochs}
     metrics = {
         **history[-1],
         "training_iteration": len(history),

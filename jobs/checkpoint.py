@@ -18,7 +18,7 @@ from jobs.core import cli, tune_run
 from jobs.core.export import export_best_model
 from jobs.core.parsers import integer, optional, positive_float
 from jobs.core.resources import TrialPlan
-from jobs.core.search import random_search
+from jobs.core.search import random_search, search_space
 from jobs.core.settings import Settings, setting
 from jobs.core.stage import Kubernetes, Stage
 
@@ -104,24 +104,31 @@ def stopper(settings: Settings) -> ThresholdStopper | None:
     )
 
 
-def tune_config(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
-    config = random_search(settings, plan)
-    config.time_budget_s = options(settings).time_budget_s
-    return config
-
-
-def run_config(settings: Settings) -> dict[str, Any]:
+def tuner(settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
     from ray import tune
 
-    return {
-        "failure_config": tune.FailureConfig(max_failures=MAX_FAILURES),
-        "checkpoint_config": tune.CheckpointConfig(
-            num_to_keep=KEEP_CHECKPOINTS,
-            checkpoint_score_attribute=settings.metric,
-            checkpoint_score_order=settings.mode,
+    return tune.Tuner(
+        trainable,  # the shared trial, reporting a checkpoint every epoch
+        param_space=search_space(settings),  # lr ~ loguniform(1e-4, 1e-1), epochs, batch
+        tune_config=tune.TuneConfig(
+            metric=settings.metric,
+            mode=settings.mode,
+            num_samples=settings.num_samples,
+            search_alg=random_search(settings, plan),
+            time_budget_s=options(settings).time_budget_s,
+            reuse_actors=True,  # one process runs trial after trial (see jobs/tune.py)
         ),
-        "stop": stopper(settings),
-    }
+        run_config=tune_run.run_config(
+            settings,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=KEEP_CHECKPOINTS,
+                checkpoint_score_attribute=settings.metric,
+                checkpoint_score_order=settings.mode,
+            ),
+            stop=stopper(settings),
+        ),
+    )
 
 
 STAGE = Stage(
@@ -130,8 +137,7 @@ STAGE = Stage(
     defaults={"num_samples": 4, "num_epochs": 2},
     options=StopOptions,
     run=tune_run.TuneRun(
-        tune_config=tune_config,
-        run_config=run_config,
+        tuner=tuner,
         checkpoints=True,
         after_fit=export_best_model,
     ),

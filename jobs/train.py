@@ -25,13 +25,14 @@ from jobs.core.resources import (
     trial_device,
     wants_gpu,
 )
-from jobs.core.search import random_search
+from jobs.core.search import random_search, search_space
 from jobs.core.settings import MIB, SPOT_RETRIES, TRAIN_DRIVER_MEMORY_MIB, Scope, Settings
 from jobs.core.stage import Kubernetes, Stage
 from jobs.core.training_spec import TrainingSpec, training_spec
 
 if TYPE_CHECKING:
     import torch
+    from ray import tune
 
 # Ray Train, Ray Tune and torch are imported inside the functions that run on the cluster:
 # reading this stage's declaration (a workstation's client venv) needs none of them.
@@ -199,12 +200,29 @@ def trainable(settings: Settings, plan: TrialPlan) -> Any:
     return tune.with_parameters(train_driver, run=run)
 
 
-def run_config(settings: Settings) -> dict[str, Any]:
-    """A trial whose Train run fails past its own retries is retried once by Tune; the Train
-    run then resumes from its snapshot because its name is stable."""
+def tuner(settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
+    """Part 5's Tuner. The walkthrough hands Tune the TorchTrainer, searching its
+    train_loop_config; here each trial is train_driver, which starts the TorchTrainer with
+    the trial's config as its train_loop_config (a Train run named after the trial, that a
+    retried trial resumes)."""
     from ray import tune
 
-    return {"failure_config": tune.FailureConfig(max_failures=1)}
+    return tune.Tuner(
+        trainable,  # train_driver: one TorchTrainer run per trial
+        param_space=search_space(settings),  # lr ~ loguniform(1e-4, 1e-1), epochs, batch
+        tune_config=tune.TuneConfig(
+            metric=settings.metric,
+            mode=settings.mode,
+            num_samples=settings.num_samples,
+            search_alg=random_search(settings, plan),
+        ),
+        run_config=tune_run.run_config(
+            settings,
+            # A trial whose Train run fails past its own retries is retried once by Tune; the
+            # Train run then resumes from its snapshot because its name is stable.
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
 
 
 STAGE = Stage(
@@ -214,11 +232,8 @@ STAGE = Stage(
     # No FAIL_AT_EPOCH: the Train workers run their own loop, not the shared trial.
     scopes=frozenset({Scope.TUNE}),
     run=tune_run.TuneRun(
-        tune_config=random_search,
+        tuner=tuner,
         trainable=trainable,
-        # A trial whose Train run fails past its own retries is retried once by Tune; the
-        # Train run then resumes from its snapshot because its name is stable.
-        run_config=run_config,
         checkpoints=True,
         plan=plan_train,
     ),

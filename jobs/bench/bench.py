@@ -87,16 +87,11 @@ def _ray_init() -> None:
 # --- 1-2: one trial against the plain loop and the compute bound ------------------------
 
 
-def _training_spec(
-    *, epochs: int, lr: float = 1e-3, train: int = SIZE["train"], val: int = 256
-) -> Any:
-    """The benchmark's training spec, built as every stage builds its own: Settings and a
-    CPU trial plan of all cores through jobs.core.training_spec.training_spec."""
-    from jobs.core.resources import TrialPlan
+def _settings(*, epochs: int, lr: float = 1e-3, train: int = SIZE["train"], val: int = 256) -> Any:
+    """The benchmark's settings, as a stage resolves its own."""
     from jobs.core.settings import Settings
-    from jobs.core.training_spec import training_spec
 
-    settings = Settings(
+    return Settings(
         stage="bench",
         data_dir=DATA_DIR,
         dataset=DATASET,
@@ -107,14 +102,25 @@ def _training_spec(
         num_epochs=epochs,
         seed=SEED,
     )
+
+
+def _training_spec(settings: Any) -> Any:
+    """The benchmark's training spec, built as every stage builds its own: the settings and a
+    CPU trial plan of all cores through jobs.core.training_spec.training_spec."""
+    from jobs.core.resources import TrialPlan
+    from jobs.core.training_spec import training_spec
+
     return training_spec(settings, TrialPlan(False, {"cpu": THREADS}, 1, cpus_per_trial=THREADS))
 
 
 def _cpu_trainer(lr: float = 1e-3, train: int = SIZE["train"], val: int = 256) -> Any:
-    """The project's Trainer on a subset of the benchmark's data, on CPU."""
+    """The project's Trainer on a subset of the benchmark's data, on CPU, with the settings'
+    hyperparameters as the baseline gets them."""
     from jobs.core.trainer import Trainer
+    from jobs.core.training_spec import hyperparameters
 
-    spec = _training_spec(epochs=1, lr=lr, train=train, val=val)
+    settings = _settings(epochs=1, lr=lr, train=train, val=val)
+    spec = _training_spec(settings).for_trial(hyperparameters(settings))
     return Trainer(spec, device=torch.device("cpu"))
 
 
@@ -200,7 +206,7 @@ def tune_trial() -> TrialRun:
     _ray_init()
     try:
         epochs = SIZE["repeats"] + 1
-        spec = _training_spec(epochs=epochs)
+        spec = _training_spec(_settings(epochs=epochs))
         storage = tempfile.mkdtemp(prefix="rtk-bench-")
         window = _cpu_window(epochs)
         started = time.perf_counter()

@@ -1,7 +1,8 @@
-"""The walkthrough's search space and its random search (Part 2).
+"""The walkthrough's search space, and the searchers' first points (Parts 2 and 3).
 
-Shared by the stages that use it (tune, checkpoint, train); asha takes the learning rates
-tried first (`lr_points`) from here too.
+Shared by every Tune stage: `search_space` is the `param_space` each stage's Tuner gets,
+`random_search` the seeded random search of tune, checkpoint and train, and `lr_points`
+what TUNE_LR_POINTS asks to try first (asha hands them to Optuna).
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.core.resources import TrialPlan
 from jobs.core.settings import Settings
+from jobs.core.training_spec import hyperparameters
 
 if TYPE_CHECKING:  # Ray Tune is imported where it runs: a stage file imports without it
-    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
 LR_RANGE = (1e-4, 1e-1)  # the walkthrough's tune.loguniform(1e-4, 1e-1)
 
 
 def search_space(settings: Settings) -> dict[str, Any]:
+    """The walkthrough's param_space: num_epochs and batch_size fixed from the settings, lr
+    sampled on a log scale. Its keys are jobs.core.training_spec.HYPERPARAMETERS, all of them:
+    the trial reads its hyperparameters from its config and nowhere else."""
     from ray import tune
 
-    return {
-        "lr": tune.loguniform(*LR_RANGE),
-        "batch_size": settings.batch_size,
-        "num_epochs": settings.num_epochs,
-    }
+    return {**hyperparameters(settings), "lr": tune.loguniform(*LR_RANGE)}
 
 
 def lr_points(settings: Settings) -> list[dict[str, float]]:
@@ -32,19 +33,15 @@ def lr_points(settings: Settings) -> list[dict[str, float]]:
     return [{"lr": lr} for lr in settings.lr_points]
 
 
-def random_search(settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
-    from ray import tune
+def random_search(settings: Settings, plan: TrialPlan) -> BasicVariantGenerator:
+    """Tune's default searcher (random sampling of param_space), seeded with SEED, starting
+    from TUNE_LR_POINTS, at most the plan's concurrent trials."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return tune.TuneConfig(
-        metric=settings.metric,
-        mode=settings.mode,
-        num_samples=settings.num_samples,
+    return BasicVariantGenerator(
+        points_to_evaluate=lr_points(settings),
+        random_state=settings.seed,
         # BasicVariantGenerator caps concurrency itself: Tune ignores max_concurrent_trials
         # for it (with a warning) instead of wrapping it in a ConcurrencyLimiter.
-        search_alg=BasicVariantGenerator(
-            points_to_evaluate=lr_points(settings),
-            random_state=settings.seed,
-            max_concurrent=plan.max_concurrent or 0,
-        ),
+        max_concurrent=plan.max_concurrent or 0,
     )

@@ -3,7 +3,7 @@
 Per epoch, one pass of training and one of validation.
 
 `Trainer(spec, device=...)` owns the model, the optimizer and the in-memory data; the
-`TrainingSpec` (jobs.core.training_spec) is all it reads of the settings. Stages differ only
+`TrialSpec` (jobs.core.training_spec) is all it reads of the settings. Stages differ only
 in how they report (print, `tune.report`, `ray.train.report`) and checkpoint.
 """
 
@@ -21,7 +21,7 @@ from torch.optim import Adam
 
 from jobs.core.data import Split, batches, load_split
 from jobs.core.model import build_model
-from jobs.core.training_spec import TrainingSpec
+from jobs.core.training_spec import TrialSpec
 
 VAL_BATCH_SIZE = 1024
 
@@ -49,7 +49,7 @@ def _no_reduce(t: torch.Tensor) -> torch.Tensor:
 class Trainer:
     def __init__(
         self,
-        spec: TrainingSpec,
+        spec: TrialSpec,
         *,
         device: torch.device,
         rank: int = 0,

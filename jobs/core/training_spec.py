@@ -1,10 +1,12 @@
 """The training spec: everything the training loop reads, built from the settings in one place.
 
-`training_spec` builds it; `TrainingSpec.for_trial` completes it with a trial's config.
+`training_spec` builds what a stage's runs share; `TrainingSpec.for_trial` completes it with
+one config's hyperparameters (a `TrialSpec`, what `Trainer` reads).
 
 Every caller of `Trainer` (the baseline task, the Tune trial, each Ray Train worker, the CPU
-benchmark) gets its spec from `training_spec`, so a new per-trial setting is one settings
-field, one field and builder line here, and the line of the loop that uses it. Standard
+benchmark) gets its spec from `training_spec` and its hyperparameters from a config, so a new
+hyperparameter is one settings field, its name in HYPERPARAMETERS and a TrialSpec field here,
+and the line of the loop that uses it. Standard
 library only: the spec is pickled to trials and Train workers (`tune.with_parameters`), and
 nothing here loads torch.
 """
@@ -48,33 +50,26 @@ def trial_seed(seed: int, per_trial: bool, config: Mapping[str, Any]) -> int:
     return seed + config_key(config)
 
 
-# The fields a trial's config never overrides: the data, the seed it derives from, where the
-# loop runs and what the stage adds to it. Every other field is a hyperparameter that a search
-# space may name (a new per-trial setting is one by default).
-FIXED = frozenset(
-    [
-        "data",
-        "seed",
-        "per_trial_seed",
-        "use_gpu",
-        "cpus",
-        "checkpoint",
-        "fail_at_epoch",
-        "experiment_dir",
-    ]
-)
+# The hyperparameters a trial's config sets, and the only ones: the walkthrough's
+# `param_space` names exactly these (jobs.core.search.search_space), the baseline's config
+# too, and `for_trial` refuses a config that misses one or names anything else. A new
+# hyperparameter a search may set is a Settings field of the same name, an entry here and a
+# TrialSpec field.
+HYPERPARAMETERS = ("num_epochs", "batch_size", "lr")
+
+
+def hyperparameters(settings: Settings) -> dict[str, Any]:
+    """The settings' value of each hyperparameter: the baseline's config, and what a search
+    space does not sample."""
+    return {name: getattr(settings, name) for name in HYPERPARAMETERS}
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingSpec:
-    """What one training run reads. A Tune trial's config overrides the hyperparameters it
-    names (`for_trial`); everything else comes from the settings and the trial plan."""
+    """What every training run of a stage shares: the data, the seed, where the loop runs and
+    what the stage adds to it. `for_trial` adds one trial's hyperparameters (a TrialSpec)."""
 
     data: DataSpec
-    # Hyperparameters: the settings' values, or the trial config's where it has them.
-    lr: float
-    batch_size: int
-    num_epochs: int
     # The model's and the batch order's seed; per_trial_seed derives it from the config.
     seed: int
     per_trial_seed: bool = False
@@ -88,25 +83,41 @@ class TrainingSpec:
     fail_at_epoch: int | None = None
     experiment_dir: str = ""
 
-    def for_trial(self, config: Mapping[str, Any]) -> TrainingSpec:
-        """This spec with a trial's hyperparameters (the fields the config names, FIXED
-        aside) and the trial's seed, derived from the whole config under TRIAL_SEEDS=per-trial."""
-        fields = {f.name for f in dataclasses.fields(self)} - FIXED
-        chosen = {name: value for name, value in config.items() if name in fields}
-        return dataclasses.replace(
-            self, **chosen, seed=trial_seed(self.seed, self.per_trial_seed, config)
+    def for_trial(self, config: Mapping[str, Any]) -> TrialSpec:
+        """This spec with a trial's hyperparameters, all of them from its config (the one way
+        they reach the loop), and the trial's seed: under TRIAL_SEEDS=per-trial derived from
+        the config."""
+        missing = [name for name in HYPERPARAMETERS if name not in config]
+        unknown = sorted(set(config) - set(HYPERPARAMETERS))
+        if missing or unknown:
+            raise ValueError(
+                f"a trial config must name exactly {', '.join(HYPERPARAMETERS)} "
+                f"(jobs.core.training_spec.HYPERPARAMETERS): missing {missing or 'none'}, "
+                f"unknown {unknown or 'none'}"
+            )
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingSpec)}
+        return TrialSpec(
+            **{**shared, "seed": trial_seed(self.seed, self.per_trial_seed, config)},
+            **{name: config[name] for name in HYPERPARAMETERS},
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec(TrainingSpec):
+    """What one training run reads: the stage's spec and one config's HYPERPARAMETERS."""
+
+    num_epochs: int
+    batch_size: int
+    lr: float
+
+
 def training_spec(settings: Settings, plan: TrialPlan, *, checkpoint: bool = False) -> TrainingSpec:
-    """The one place settings become what the training loop reads."""
+    """The one place settings become what the training loop reads, but the hyperparameters
+    (a trial's config, or the baseline's `hyperparameters(settings)`)."""
     return TrainingSpec(
         data=DataSpec(
             settings.data_dir, settings.dataset, settings.train_limit, settings.val_limit
         ),
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        num_epochs=settings.num_epochs,
         seed=settings.seed,
         per_trial_seed=settings.trial_seeds == "per-trial",
         use_gpu=plan.use_gpu,

@@ -1,8 +1,9 @@
 """Running a Tune stage: resources, fresh-or-resume, fit, then the shared outputs.
 
-A stage file describes only what its part of the walkthrough adds (search algorithm,
-scheduler, stoppers, trainable) as a `TuneRun`; calling it does the rest the same way for
-every Tune stage.
+A stage file builds its part of the walkthrough's `tune.Tuner(...)` itself, in a function
+`TuneRun.tuner` calls for a fresh experiment (param_space, TuneConfig with its searcher and
+scheduler, RunConfig through `run_config`); calling the `TuneRun` does the rest the same way
+for every Tune stage: size the trials for the cluster, resume or start, fit, write outputs.
 
 Experiment recovery applies to every Tune stage: when `<STORAGE_PATH>/<stage>` holds a
 previous experiment, the run resumes it with `Tuner.restore(..., restart_errored=True)`
@@ -67,14 +68,41 @@ def resume_message(path: Path, checkpoints: bool) -> str:
     )
 
 
+def run_config(settings: Settings, **fields: Any) -> tune.RunConfig:
+    """A stage's `tune.RunConfig` with its own `fields` (failure_config, checkpoint_config,
+    stop): named after the stage on the shared storage path (where a resume and `make
+    results` find it), each trial's stdout and stderr in its folder on the volume, and under
+    SPOT, SPOT_RETRIES more retries per trial and, where the stage keeps no checkpoints of its
+    own, only the latest one."""
+    from ray import tune
+
+    if settings.spot:
+        own = fields.get("failure_config") or tune.FailureConfig()
+        retries = dataclasses.replace(own, max_failures=own.max_failures + SPOT_RETRIES)
+        kept = fields.get("checkpoint_config") or tune.CheckpointConfig(num_to_keep=1)
+        fields = {**fields, "failure_config": retries, "checkpoint_config": kept}
+    return tune.RunConfig(
+        name=settings.stage,
+        storage_path=settings.storage_path,
+        verbose=1,
+        # Tune uploads the trial's working folder with every checkpoint and at its end.
+        log_to_file=True,
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        **fields,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class TuneRun:
-    """What one walkthrough part adds on top of the shared Tune run; `Stage.run`."""
+    """A Tune stage: the Tuner its part of the walkthrough builds, and what the shared run
+    needs to know about it; `Stage.run`."""
 
-    tune_config: Callable[[Settings, TrialPlan], tune.TuneConfig]
+    # The fresh experiment's `tune.Tuner(trainable, param_space=..., tune_config=...,
+    # run_config=...)`; `trainable` comes sized for the plan (tune.with_resources). A resume
+    # restores the Tuner from the volume instead (its settings are the original run's).
+    tuner: Callable[[Settings, TrialPlan, Any], tune.Tuner]
     # Default: the shared trial, checkpointing every epoch when `checkpoints` says so.
     trainable: Callable[[Settings, TrialPlan], Any] | None = None
-    run_config: Callable[[Settings], dict[str, Any]] = field(default=lambda s: {})
     # Whether trials save checkpoints (what a resume continues from).
     checkpoints: bool = False
     note_on_resume: str = ""
@@ -102,34 +130,8 @@ class TuneRun:
             return self.trainable(settings, plan)
         return trial_trainable(settings, plan, checkpoint=self.saves_checkpoints(settings))
 
-    def make_run_config(self, settings: Settings) -> dict[str, Any]:
-        """The stage's RunConfig fields; under Spot, SPOT_RETRIES more retries per trial
-        and, where the stage keeps no checkpoints of its own, only the latest one."""
-        from ray import tune
-
-        config = self.run_config(settings)
-        if not settings.spot:
-            return config
-        own = config.get("failure_config") or tune.FailureConfig()
-        allowed = dataclasses.replace(own, max_failures=own.max_failures + SPOT_RETRIES)
-        kept = config.get("checkpoint_config") or tune.CheckpointConfig(num_to_keep=1)
-        return {**config, "failure_config": allowed, "checkpoint_config": kept}
-
-    def make_tune_config(self, settings: Settings, plan: TrialPlan) -> tune.TuneConfig:
-        """The stage's TuneConfig; the shared trial also keeps its process for the next trial
-        (`reuse_actors`): torch imported and the data decoded once per process, not once per
-        trial (~5 s a trial on 2 cores). Tune resets the actor (each trial still logs to its
-        own folder) and never reuses one whose trial failed. A stage with its own trainable
-        (`train`: a Train run's driver) starts a fresh process per trial."""
-        config = self.tune_config(settings, plan)
-        if self.trainable is None:
-            config = dataclasses.replace(config, reuse_actors=True)
-        return config
-
     def open_tuner(self, settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
         from ray import tune
-
-        from jobs.core.search import search_space
 
         path = settings.experiment_dir
         if experiment_exists(path):
@@ -148,21 +150,7 @@ class TuneRun:
                     restart_errored=self.errored == "restart",
                     resume_errored=self.errored == "resume",
                 )
-        return tune.Tuner(
-            trainable,
-            param_space=search_space(settings),
-            tune_config=self.make_tune_config(settings, plan),
-            run_config=tune.RunConfig(
-                name=settings.stage,
-                storage_path=settings.storage_path,
-                verbose=1,
-                # Each trial's stdout and stderr in its folder on the volume (Tune uploads
-                # the trial's working folder with every checkpoint and at its end).
-                log_to_file=True,
-                sync_config=tune.SyncConfig(sync_artifacts=True),
-                **self.make_run_config(settings),
-            ),
-        )
+        return self.tuner(settings, plan, trainable)
 
     def __call__(self, settings: Settings) -> records.Summary:
         from ray import tune

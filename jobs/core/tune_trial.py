@@ -1,6 +1,7 @@
 """The Tune trial the `tune`, `asha` and `checkpoint` stages share.
 
-A function trainable: complete the stage's `TrainingSpec` with the trial's config, build a
+A function trainable: complete the stage's `TrainingSpec` with the trial's config (a
+`TrialSpec`: its hyperparameters come from the config and nowhere else), build a
 `Trainer` from it, resume from `tune.get_checkpoint()` when Tune hands one back, then per epoch
 train, validate and `tune.report` the metrics (with a checkpoint when the spec asks for it).
 The spec travels through `tune.with_parameters`, so the trial config, the progress table and
@@ -17,7 +18,7 @@ from ray import tune
 
 from jobs.core.connection import quiet_known_noise
 from jobs.core.resources import placement, set_threads, trial_device
-from jobs.core.training_spec import TrainingSpec, config_key
+from jobs.core.training_spec import TrainingSpec, TrialSpec, config_key
 
 
 class InjectedFailure(RuntimeError):
@@ -28,7 +29,7 @@ class InjectedFailure(RuntimeError):
 INJECTED_DIR = "injected_failures"
 
 
-def fail_once(spec: TrainingSpec, config: dict[str, Any], epoch: int) -> None:
+def fail_once(spec: TrialSpec, config: dict[str, Any], epoch: int) -> None:
     """FAIL_AT_EPOCH: raise the first time this trial reaches that epoch, never again.
 
     Remembered on the shared storage, not inferred from the trial's checkpoints: a trial
@@ -58,10 +59,10 @@ def train_trial(config: dict[str, Any], spec: TrainingSpec) -> None:
     from jobs.core.trainer import Trainer, format_epoch
 
     quiet_known_noise()
-    spec = spec.for_trial(config)
-    set_threads(spec.cpus)
-    device = trial_device(spec.use_gpu)
-    trainer = Trainer(spec, device=device)
+    trial = spec.for_trial(config)
+    set_threads(trial.cpus)
+    device = trial_device(trial.use_gpu)
+    trainer = Trainer(trial, device=device)
     start = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:
@@ -70,13 +71,13 @@ def train_trial(config: dict[str, Any], spec: TrainingSpec) -> None:
     placed = placement(device)
     if start:
         print(f"[{trial_id}] resumed from the checkpoint of epoch {start}", flush=True)
-    for epoch in range(start + 1, spec.num_epochs + 1):
-        fail_once(spec, config, epoch)
+    for epoch in range(start + 1, trial.num_epochs + 1):
+        fail_once(trial, config, epoch)
         result = trainer.run_epoch(epoch)
-        print(format_epoch(trial_id, result, spec.num_epochs, device), flush=True)
+        print(format_epoch(trial_id, result, trial.num_epochs, device), flush=True)
         metrics = {**result.metrics(), "start_epoch": start, "peak_rss_mib": peak_rss_mib()}
         metrics.update(placed)
-        if not spec.checkpoint:
+        if not trial.checkpoint:
             tune.report(metrics)
             continue
         with checkpoints.saved(trainer.state(epoch), tune.Checkpoint) as saved:

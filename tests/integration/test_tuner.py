@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import ray
@@ -76,13 +77,14 @@ def test_best_model_is_the_best_epoch_by_the_metric_and_mode_not_the_last(
     tmp_path, local_ray, capsys, metric, values, best_epoch
 ) -> None:
     s = resolve("checkpoint", env={"STORAGE_PATH": str(tmp_path), "TUNE_METRIC": metric})
+    stage: dict = {}  # the checkpoint stage's Tuner arguments, for its RunConfig
+    with mock.patch.object(tune, "Tuner", lambda trainable, **kw: stage.update(kw)):
+        checkpoint.STAGE.run.tuner(s, checkpoint.STAGE.run.plan(s, CPU_2), _scripted_trial)
     grid = tune.Tuner(
         _scripted_trial,
         param_space={"values": values, "metric": metric, "num_epochs": len(values)},
         tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, num_samples=1),
-        run_config=tune.RunConfig(
-            name="checkpoint", storage_path=str(tmp_path), **checkpoint.run_config(s)
-        ),
+        run_config=stage["run_config"],
     ).fit()
     (result,) = grid
     # The latest checkpoint stays too (what a retry resumes from): best plus latest on disk.

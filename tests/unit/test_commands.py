@@ -217,13 +217,7 @@ def _export(tmp_path: Path, tiny_idx: Path, dataset: str = "mnist", val_limit: s
     }
     settings = resolve(registry.load("checkpoint"), [], env)
     settings.experiment_dir.mkdir(parents=True)  # the run made it
-    spec = TrainingSpec(
-        data=DataSpec(str(tiny_idx), dataset),
-        lr=CONFIG["lr"],
-        batch_size=CONFIG["batch_size"],
-        num_epochs=CONFIG["num_epochs"],
-        seed=0,
-    )
+    spec = TrainingSpec(data=DataSpec(str(tiny_idx), dataset), seed=0).for_trial(CONFIG)
     trainer = Trainer(spec, device=torch.device("cpu"))
     ckpt_dir = tmp_path / "run" / "trial" / "checkpoint_000001"
     ckpt_dir.mkdir(parents=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray import tune
 
 from jobs import registry
 from jobs.core import cli
@@ -20,20 +21,25 @@ STAGE_FILE = '''
 from ray import tune
 
 from jobs.core import tune_run
-from jobs.core.search import lr_points
+from jobs.core.search import search_space
 from jobs.core.stage import Kubernetes, Stage
 
 
-def tune_config(settings, plan):
-    return tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=1,
-                           max_concurrent_trials=plan.max_concurrent)
+def tuner(settings, plan, trainable):
+    return tune.Tuner(
+        trainable,
+        param_space=search_space(settings),
+        tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=1,
+                                    max_concurrent_trials=plan.max_concurrent),
+        run_config=tune_run.run_config(settings),
+    )
 
 
 STAGE = Stage(
     name="grid",
     part=6,
     defaults={"num_epochs": 1, "num_samples": 1},
-    run=tune_run.TuneRun(tune_config=tune_config),
+    run=tune_run.TuneRun(tuner=tuner),
     kubernetes=Kubernetes(deadline_s=900),
 )
 '''
@@ -61,8 +67,12 @@ def test_a_registered_stage_gets_settings_help_and_a_dry_run(
         cli.main(grid, ["--help"])
     assert "walkthrough part 6" in capsys.readouterr().out
     s = cli.prepare(grid, [], tiny_env)
-    config = grid.run.tune_config(s, grid.run.plan(s, ClusterView(2, 0, 2, {"CPU": 2})))
+    seen = {}
+    monkeypatch.setattr(tune, "Tuner", lambda trainable, **kw: seen.update(kw))
+    grid.run.tuner(s, grid.run.plan(s, ClusterView(2, 0, 2, {"CPU": 2})), "trainable")
+    config = seen["tune_config"]
     assert config.num_samples == 1 and config.max_concurrent_trials == 1
+    assert seen["run_config"].name == "grid"
 
 
 def test_a_registered_stage_gets_its_rayjob_manifests(grid) -> None:

@@ -93,9 +93,6 @@ def tiny_spec(tiny_idx: Path, per_trial: bool, seed: int = SEED) -> TrainingSpec
     """A CPU training spec on the tiny split; the trial's config gives the hyperparameters."""
     return TrainingSpec(
         data=DataSpec(str(tiny_idx), "fashion-mnist"),
-        lr=1.0,
-        batch_size=1,
-        num_epochs=1,
         seed=seed,
         per_trial_seed=per_trial,
     )

@@ -1,11 +1,12 @@
 """One way in for training settings: every Trainer is built from a `TrainingSpec` that
-`training_spec` builds from the settings, completed per trial by `for_trial`.
+`training_spec` builds from the settings, completed by `for_trial` with a config that names
+exactly the HYPERPARAMETERS (a Tune trial's, or the baseline's from its settings).
 
-The throwaway test adds a per-trial setting (weight decay) to a copy of the package by editing
-three places (its declaration, the spec and its builder, the loop that uses it) and shows it
-reaching the optimizer of the baseline task, the Tune trial, a Ray Train worker and the CPU
-benchmark, plus `--help`, the forwarded environment and jobs/README.md's table, with nothing
-else edited."""
+The throwaway test adds a hyperparameter (weight decay) to a copy of the package by editing
+three files (its declaration; its name in HYPERPARAMETERS and a TrialSpec field; the loop that
+uses it) and shows it reaching the optimizer of the baseline task, the Tune trial, a Ray Train
+worker and the CPU benchmark, plus `--help`, the forwarded environment and jobs/README.md's
+table, with nothing else edited."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ import pytest
 
 from jobs.core.resources import TrialPlan
 from jobs.core.settings import Settings
-from jobs.core.training_spec import DataSpec, TrainingSpec, training_spec, trial_seed
+from jobs.core.training_spec import (
+    HYPERPARAMETERS,
+    DataSpec,
+    TrainingSpec,
+    hyperparameters,
+    training_spec,
+    trial_seed,
+)
 from tests.support.runs import REPO, clean_env
 
 PLAN = TrialPlan(False, {"cpu": 2}, 1, cpus_per_trial=2)
@@ -29,8 +37,7 @@ CONFIG = {"lr": 0.05, "batch_size": 32, "num_epochs": 3}
 
 
 def spec(**kw) -> TrainingSpec:
-    base = {"data": DataSpec("/data", "mnist"), "lr": 1e-3, "batch_size": 128}
-    return TrainingSpec(**{**base, "num_epochs": 1, "seed": 7, **kw})
+    return TrainingSpec(**{"data": DataSpec("/data", "mnist"), "seed": 7, **kw})
 
 
 def test_the_builder_reads_the_settings_and_the_plan(tmp_path: Path) -> None:
@@ -48,7 +55,8 @@ def test_the_builder_reads_the_settings_and_the_plan(tmp_path: Path) -> None:
     )
     built = training_spec(settings, PLAN, checkpoint=True)
     assert built.data == DataSpec("/data", "fashion-mnist", 64, None)
-    assert (built.lr, built.batch_size, built.num_epochs, built.seed) == (1e-3, 16, 4, 3)
+    assert built.seed == 3 and not hasattr(built, "lr")  # a config gives hyperparameters
+    assert hyperparameters(settings) == {"num_epochs": 4, "batch_size": 16, "lr": 1e-3}
     assert built.per_trial_seed and built.checkpoint and built.fail_at_epoch == 2
     assert (built.use_gpu, built.cpus) == (False, 2)
     assert built.experiment_dir == str(tmp_path / "tune")
@@ -62,19 +70,19 @@ def test_a_trial_takes_the_hyperparameters_its_config_names_and_its_seed() -> No
     assert (shared.lr, shared.batch_size, shared.num_epochs, shared.seed) == (0.05, 32, 3, 7)
     per_trial = spec(per_trial_seed=True)
     assert per_trial.for_trial(CONFIG).seed == trial_seed(7, True, CONFIG) != 7
-    # Keys that are not fields are no hyperparameters; the spec itself is left as it was.
-    assert spec().for_trial({"lr": 0.5, "unknown": 1}).lr == 0.5
-    assert spec().lr == 1e-3
-    # Where and how the loop runs is the stage's, whatever a search space names.
-    fixed = spec().for_trial({"cpus": 64, "use_gpu": True, "fail_at_epoch": 1, "data": None})
-    assert (fixed.cpus, fixed.use_gpu, fixed.fail_at_epoch, fixed.data) == (
-        1,
-        False,
-        None,
-        DataSpec("/data", "mnist"),
-    )
+    assert HYPERPARAMETERS == ("num_epochs", "batch_size", "lr")
+    # A config names every hyperparameter and nothing else: a key missing from a search
+    # space, a misspelt one, or one that would set where the loop runs is refused.
+    for config in (
+        {"lr": 0.5},
+        {**CONFIG, "unknown": 1},
+        {**CONFIG, "cpus": 64},
+        {**CONFIG, "use_gpu": True, "data": None},
+    ):
+        with pytest.raises(ValueError, match="must name exactly num_epochs, batch_size, lr"):
+            spec().for_trial(config)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec().lr = 1.0  # type: ignore[misc]
+        shared.lr = 1.0  # type: ignore[misc]
 
 
 def calls(name: str) -> dict[str, int]:
@@ -101,7 +109,8 @@ def test_every_trainer_gets_its_spec_from_the_one_builder() -> None:
         "jobs/train.py",
         "jobs/bench/bench.py",
     }
-    assert set(calls("for_trial")) == {"jobs/core/tune_trial.py", "jobs/train.py"}
+    # Each Trainer's hyperparameters come from a config: the trial's, or the settings'.
+    assert set(calls("for_trial")) == callers | {"jobs/bench/bench.py"}
 
 
 # --- a throwaway per-trial setting, in a copy of the package ---------------------------------
@@ -117,13 +126,13 @@ EDITS = [
     ),
     (
         "jobs/core/training_spec.py",
-        "    batch_size: int\n",
-        "    batch_size: int\n    weight_decay: float = 0.0\n",
+        'HYPERPARAMETERS = ("num_epochs", "batch_size", "lr")\n',
+        'HYPERPARAMETERS = ("num_epochs", "batch_size", "lr", "weight_decay")\n',
     ),
     (
         "jobs/core/training_spec.py",
-        "        batch_size=settings.batch_size,\n",
-        "        batch_size=settings.batch_size,\n        weight_decay=settings.weight_decay,\n",
+        "    lr: float\n",
+        "    lr: float\n    weight_decay: float\n",
     ),
     (
         "jobs/core/trainer.py",
@@ -140,7 +149,7 @@ from jobs import registry
 from jobs.core.reading import build_parser, env_names, resolve
 from jobs.core.resources import TrialPlan
 from jobs.core.trainer import Trainer
-from jobs.core.training_spec import training_spec
+from jobs.core.training_spec import hyperparameters, training_spec
 from jobs.settings_table import readme_table
 import jobs.baseline as baseline, jobs.core.tune_trial as tune_trial, jobs.train as train
 import jobs.bench.bench as bench
@@ -167,11 +176,13 @@ import ray.train
 ray.train.get_context = lambda: Context()
 
 plan = TrialPlan(False, {"cpu": 1}, 1, cpus_per_trial=1)
-config = {"lr": 1e-3, "batch_size": 8, "num_epochs": 1}
 def spec_of(stage):
     return training_spec(resolve(registry.load(stage), []), plan)
+# A trial's config: the stage's search space resolved (every hyperparameter, from the settings).
+config = {**hyperparameters(resolve(registry.load("tune"), [])), "batch_size": 8, "num_epochs": 1}
 runs = {
-    "baseline": lambda: baseline.train_baseline(spec_of("baseline")),
+    "baseline": lambda: baseline.train_baseline(  # as jobs.baseline.run builds it
+        spec_of("baseline").for_trial(hyperparameters(resolve(registry.load("baseline"), [])))),
     "tune trial": lambda: tune_trial.train_trial(dict(config), spec_of("tune")),
     # A search space that samples the new setting: the trial's value wins.
     "tune trial, searched": lambda: tune_trial.train_trial(

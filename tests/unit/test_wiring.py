@@ -1,9 +1,13 @@
-"""Each stage's Tune configuration, built without Ray; trial records from Tune results."""
+"""Each stage's Tuner as its stage file builds it, without Ray running; trial records from
+Tune results."""
 
 from __future__ import annotations
 
+import ast
 import json
 from types import SimpleNamespace
+from typing import Any
+from unittest import mock
 
 import pytest
 from ray import tune
@@ -15,19 +19,70 @@ from jobs import asha, checkpoint, train
 from jobs import tune as tune_stage
 from jobs.core import records as results
 from jobs.core import stoppers
-from jobs.core.resources import ClusterView, plan_trials
+from jobs.core.resources import ClusterView
 from jobs.core.search import search_space
 from jobs.core.settings import SPOT_RETRIES
+from jobs.core.training_spec import HYPERPARAMETERS
+from tests.support.runs import REPO
 from tests.support.runs import settings as resolve
 
 CPU_2 = ClusterView(cpus=2, gpus=0, max_node_cpus=2, resources={"CPU": 2})
 
 
-def _wire(stage_module, name: str, *argv: str):
-    s = resolve(name, *argv)
+class Built:
+    """What a stage's `tune.Tuner(...)` call was given (stands in for tune.Tuner)."""
+
+    def __init__(
+        self, trainable: Any, *, param_space: dict, tune_config: Any, run_config: Any
+    ) -> None:
+        self.trainable, self.param_space = trainable, param_space
+        self.tune_config, self.run_config = tune_config, run_config
+
+
+def built(stage_module, name: str, *argv: str, env: dict | None = None):
+    """The settings, the plan on a 2-CPU cluster and the stage's fresh Tuner's arguments."""
+    s = resolve(name, *argv, env=env)
     run = stage_module.STAGE.run
     plan = run.plan(s, CPU_2)
-    return s, plan, run.tune_config(s, plan)
+    with mock.patch.object(tune, "Tuner", Built):
+        tuner = run.tuner(s, plan, "the trainable")
+    assert isinstance(tuner, Built) and tuner.trainable == "the trainable"
+    return s, plan, tuner
+
+
+def _wire(stage_module, name: str, *argv: str):
+    s, plan, tuner = built(stage_module, name, *argv)
+    return s, plan, tuner.tune_config
+
+
+TUNE_STAGES = [(tune_stage, "tune"), (asha, "asha"), (checkpoint, "checkpoint"), (train, "train")]
+
+
+@pytest.mark.parametrize(("module", "name"), TUNE_STAGES, ids=[n for _, n in TUNE_STAGES])
+def test_each_tune_stage_file_builds_its_tuner_in_plain_sight(module, name: str) -> None:
+    """The walkthrough's calls are in the stage file: tune.Tuner, tune.TuneConfig and the
+    stage's RunConfig, with the walkthrough's keyword names."""
+    tree = ast.parse((REPO / "jobs" / f"{name}.py").read_text(encoding="utf-8"))
+    calls = {
+        ast.unparse(node.func): {k.arg for k in node.keywords}
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+    }
+    assert {"param_space", "tune_config", "run_config"} <= calls["tune.Tuner"]
+    assert {"metric", "mode", "num_samples", "search_alg"} <= calls["tune.TuneConfig"]
+    assert "tune_run.run_config" in calls
+    s, _, tuner = built(module, name)
+    assert tuner.run_config.name == name and tuner.run_config.storage_path == s.storage_path
+    # The shared trial keeps its process for the next trial; train's trial is a Train driver.
+    assert tuner.tune_config.reuse_actors is (name != "train")
+
+
+@pytest.mark.parametrize(("module", "name"), TUNE_STAGES, ids=[n for _, n in TUNE_STAGES])
+def test_every_trial_config_names_exactly_the_hyperparameters(module, name: str) -> None:
+    """batch_size and num_epochs reach a trial one way: its config, like lr."""
+    _, _, tuner = built(module, name, "--batch-size", "32", "--num-epochs", "2")
+    assert set(tuner.param_space) == set(HYPERPARAMETERS)
+    assert (tuner.param_space["batch_size"], tuner.param_space["num_epochs"]) == (32, 2)
 
 
 def test_search_space_is_the_walkthroughs() -> None:
@@ -67,19 +122,20 @@ def test_asha_lets_trials_run_past_the_walkthroughs_max_t() -> None:
 
 
 def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
-    s = resolve(
+    _, _, tuner = built(
+        checkpoint,
         "checkpoint",
         *("--stop-all-at", "0.05", "--stop-trial-worse-than", "1.0"),
         *("--trial-time-limit-s", "60", "--time-budget-s", "600"),
     )
-    run = checkpoint.run_config(s)
-    assert run["failure_config"].max_failures == 2
-    assert run["checkpoint_config"].num_to_keep == 1
-    assert isinstance(run["stop"], stoppers.ThresholdStopper)
-    assert checkpoint.tune_config(s, plan_trials(s, CPU_2)).time_budget_s == 600
-    assert checkpoint.run_config(resolve("checkpoint"))["stop"] is None
+    run = tuner.run_config
+    assert run.failure_config.max_failures == 2
+    assert run.checkpoint_config.num_to_keep == 1
+    assert isinstance(run.stop, stoppers.ThresholdStopper)
+    assert tuner.tune_config.time_budget_s == 600
+    assert built(checkpoint, "checkpoint")[2].run_config.stop is None
     # The flags reach the stopper's decisions (val_loss, min; STOP_TRIAL_AFTER's default 5).
-    stop = run["stop"]
+    stop = run.stop
     assert not stop("a", {"val_loss": 2.0, "epoch": 5, "time_total_s": 10})
     assert stop("a", {"val_loss": 2.0, "epoch": 6, "time_total_s": 12})  # worse than 1.0
     assert not stop("b", {"val_loss": 0.5, "epoch": 6, "time_total_s": 59.9})
@@ -91,7 +147,7 @@ def test_checkpoint_stage_retries_keeps_checkpoints_and_stops() -> None:
 
 def _stopper(**env: str) -> stoppers.ThresholdStopper:
     """The checkpoint stage's stopper from an environment alone (how a RayJob sets it)."""
-    stop = checkpoint.run_config(resolve("checkpoint", env=env))["stop"]
+    stop = built(checkpoint, "checkpoint", env=env)[2].run_config.stop
     assert isinstance(stop, stoppers.ThresholdStopper)
     return stop
 
@@ -152,10 +208,11 @@ def test_threshold_stopper_is_the_walkthroughs() -> None:
 
 
 def test_train_stage_wiring() -> None:
-    s, plan, config = _wire(train, "train")
+    _, plan, tuner = built(train, "train")
+    config = tuner.tune_config
     assert isinstance(config.search_alg, BasicVariantGenerator)
     assert config.num_samples == 2 and config.search_alg.max_concurrent == 1
-    assert train.STAGE.run.run_config(s)["failure_config"].max_failures == 1
+    assert tuner.run_config.failure_config.max_failures == 1
     assert plan.resources["cpu"] == 0.01 and plan.num_workers == 2
 
 
@@ -277,18 +334,17 @@ def test_spot_makes_every_tune_stage_save_each_epoch_and_retry_past_reclaims(
     the latest where the stage keeps none of its own, and may fail SPOT_RETRIES more times
     than the stage's own allowance (a reclaim is not the trial's fault)."""
     run = module.STAGE.run
-    off, on = resolve(name), resolve(name, env={"SPOT": "true"})
+    off, _, plain = built(module, name)
+    on, _, spotted = built(module, name, env={"SPOT": "true"})
     assert off.spot is False and on.spot is True
-    assert (
-        run.make_run_config(off).get("failure_config") or tune.FailureConfig()
-    ).max_failures == own
-    spot = run.make_run_config(on)
-    assert spot["failure_config"].max_failures == own + SPOT_RETRIES
-    assert spot["checkpoint_config"].num_to_keep == 1
+    assert (plain.run_config.failure_config or tune.FailureConfig()).max_failures == own
+    spot = spotted.run_config
+    assert spot.failure_config.max_failures == own + SPOT_RETRIES
+    assert spot.checkpoint_config.num_to_keep == 1
     assert run.saves_checkpoints(on)
     assert run.saves_checkpoints(off) == (name in ("checkpoint", "train"))
     if name == "checkpoint":  # its own checkpoint config (best by the metric) stays
-        assert spot["checkpoint_config"].checkpoint_score_attribute == "val_loss"
+        assert spot.checkpoint_config.checkpoint_score_attribute == "val_loss"
     if name == "train":  # the Train run inside the trial gets the same allowance
         monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: kw["run"])
         spec = run.trainable(on, run.plan(on, CPU_2))
