@@ -255,6 +255,25 @@ results: check-results-stage $(STAMP)
 	$(PY) -m jobs.results $(STAGE) --format $(FORMAT)
 endif
 
+# make compare: the run to compare STAGE's with (a run's folder, or an archived run's name);
+# empty: the newest archived run beside it.
+WITH ?=
+
+.PHONY: report
+ifeq ($(TARGET),k8s)
+report: check-stage check-cloud $(CLIENT_STAMP) $(STAMP) ## Write STAGE's report.html (and index.html) from its run and print the path (TARGET=k8s: copy the run, its attempt logs and trial logs from the volume first).
+	REPORT=1 READER=$(K8S_DIR)/results-reader.yaml k8s/bin/results.sh $(STAGE) $(RESULTS_DIR) >/dev/null
+	@# Drawn with matplotlib, which the client venv leaves out (no training stack there).
+	$(PY) -m jobs.report $(RESULTS_DIR)/$(STAGE)
+else
+report: check-stage $(STAMP)
+	$(PY) -m jobs.report $(STAGE)
+endif
+
+.PHONY: compare
+compare: check-stage $(STAMP) ## Print STAGE's run beside the one before it, or WITH=<run> (TARGET=k8s: the copy make results made), with the differences.
+	$(PY) -m jobs.compare $(if $(filter k8s,$(TARGET)),$(RESULTS_DIR)/$(STAGE),$(STAGE)) $(if $(WITH),--with $(WITH))
+
 # Empty: the last attempt; a number in the list (-2: the one before) or part of its job id.
 ATTEMPT ?=
 

@@ -15,6 +15,7 @@ from jobs.core.resources import TrialPlan
 from jobs.core.search import lr_points, search_space
 from jobs.core.settings import Settings
 from jobs.core.stage import Kubernetes, Stage
+from jobs.core.warm_start import earlier_trials
 
 if TYPE_CHECKING:
     from ray import tune
@@ -34,7 +35,8 @@ def tuner(settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
     # declaration is read (a workstation's client venv has none of them).
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from jobs.core.optuna_warm import WarmStartedOptunaSearch
 
     return tune.Tuner(
         trainable,  # the shared trial, with one trial's resources from the plan
@@ -43,8 +45,11 @@ def tuner(settings: Settings, plan: TrialPlan, trainable: Any) -> tune.Tuner:
             metric=settings.metric,
             mode=settings.mode,
             num_samples=settings.num_samples,
-            search_alg=OptunaSearch(
-                points_to_evaluate=lr_points(settings) or None, seed=settings.seed
+            # OptunaSearch (TPE), which also starts from WARM_START's trials when set.
+            search_alg=WarmStartedOptunaSearch(
+                points_to_evaluate=lr_points(settings) or None,
+                seed=settings.seed,
+                earlier=earlier_trials(settings),
             ),
             scheduler=ASHAScheduler(
                 time_attr="epoch",
@@ -84,6 +89,7 @@ STAGE = Stage(
         "resumed trials are judged against the rungs of this run only",
         # Optuna knows trials by id: an errored trial runs again under its own id.
         errored="resume",
+        warm_start=True,
     ),
     # 8 epochs per trial, and Optuna runs trials more sequentially than random search.
     kubernetes=Kubernetes(deadline_s=7200),

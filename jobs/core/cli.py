@@ -73,9 +73,28 @@ def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
         return 0
     # From here on the run writes: its output goes to the attempt's log on the volume too.
     with attempts.recorded(settings.experiment_dir) as attempt:
-        code = _run(stage, settings)
+        try:
+            code = _run(stage, settings)
+        except BaseException:
+            attempt.finish(1)
+            write_report(settings)  # a crashed attempt leaves its report too
+            raise
         attempt.finish(code)
+        if code != EXIT_BAD_INPUT:  # refused (a busy experiment): nothing more written
+            write_report(settings)
     return code
+
+
+def write_report(settings: Settings) -> None:
+    """The run's report.html and the storage root's index.html, after every attempt. A
+    report that cannot be written costs a warning, never the run's exit code."""
+    try:
+        from jobs.core import report
+
+        for path in report.refresh(settings.experiment_dir):
+            print(f"[{settings.stage}] report: {path}", flush=True)
+    except Exception as err:  # the run's outcome is already decided
+        print(f"[{settings.stage}] warning: no report written: {err!r}", flush=True)
 
 
 def _run(stage: Stage, settings: Settings) -> int:

@@ -1,6 +1,7 @@
 """What every stage leaves in `<STORAGE_PATH>/<stage>` and prints at its end.
 
-`finish` writes results.json, results.csv and learning_curves.png and prints the leaderboard,
+`finish` writes results.json, results.csv, curves.json (the per-epoch rows) and
+learning_curves.png and prints the leaderboard,
 the compute used and its cost; `archive` moves a previous run's folder aside rather than
 overwriting it.
 """
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.core import attempts, cost, plots, records
+from jobs.core import attempts, cost, plots, records, runs
 from jobs.core.resources import TrialPlan
 from jobs.core.settings import Settings
 
@@ -56,8 +57,10 @@ def finish(
         prices=settings.node_prices,
         retries=retried,
     )
+    curves = {"rungs": list(rungs), "trials": {k: list(v) for k, v in histories.items()}}
     written = [
         *records.write(folder, summary),
+        records.atomic_write(folder / runs.CURVES_FILE, json.dumps(curves, default=float) + "\n"),
         plots.plot_curves(folder / plots.CURVES_FILE, summary, histories, rungs),
         *(extra or []),
     ]

@@ -13,6 +13,7 @@ from typing import Any
 from jobs.core.records import History, Summary
 
 CURVES_FILE = "learning_curves.png"
+LEGEND_TRIALS = 12
 
 
 def plot_curves(
@@ -44,6 +45,8 @@ def draw_curves(
 
     best = summary.best.trial_id if summary.best else None
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    # A legend line per trial up to LEGEND_TRIALS; past that only the best is named.
+    crowded = len(summary.trials) > LEGEND_TRIALS
     for trial in summary.trials:
         rows = [r for r in histories.get(trial.trial_id, []) if r.get("val_loss") is not None]
         if not rows:
@@ -61,7 +64,18 @@ def draw_curves(
             label += " (best)"
         if trial.status == "early_stopped":
             label += " (stopped early)"
-        (line,) = ax.plot(epochs, losses, marker="o", markersize=3, label=label, **style)
+        if crowded and not is_best:
+            label = None
+        # gid: the curve's element id in an SVG (the report's `trial-<id>`).
+        (line,) = ax.plot(
+            epochs,
+            losses,
+            marker="o",
+            markersize=3,
+            label=label,
+            gid=f"trial-{trial.trial_id}",
+            **style,
+        )
         if trial.status == "early_stopped":
             ax.plot(epochs[-1], losses[-1], marker="X", markersize=11, color=line.get_color())
         if trial.status == "errored":

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,22 +400,23 @@ def summary_table(lines: Sequence[Mapping[str, Any]]) -> str:
 # --- files ------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    """A reader never sees half a file."""
+def atomic_write(path: Path, text: str) -> Path:
+    """A reader never sees half a file, and two writers at once leave one whole file (each
+    writes its own temporary file, then renames it over the path)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
     return path
 
 
 def write(experiment_dir: Path, summary: Summary) -> list[Path]:
     """results.json and results.csv."""
     return [
-        _atomic_write(
-            experiment_dir / RESULTS_FILE, json.dumps(summary.as_dict(), indent=2) + "\n"
-        ),
-        _atomic_write(experiment_dir / CSV_FILE, as_csv(summary)),
+        atomic_write(experiment_dir / RESULTS_FILE, json.dumps(summary.as_dict(), indent=2) + "\n"),
+        atomic_write(experiment_dir / CSV_FILE, as_csv(summary)),
     ]
 
 

@@ -230,6 +230,17 @@ class Settings:
         shown="none",
         help="comma-separated learning rates tried first, before the search samples",
     )
+    warm_start: str | None = setting(
+        None,
+        env="WARM_START",
+        parse=optional(path),
+        scope=Scope.TUNE,
+        shown="none",
+        help="an earlier run's folder (<stage>, <stage>.archived-<time>, or a results/k8s copy) "
+        "whose trials an Optuna search (asha) starts from as already evaluated: completed ones "
+        "with their last metric, early-stopped ones as pruned; a fresh experiment only; the "
+        "random-search stages refuse it",
+    )
     metric: str = setting(
         "val_loss",
         env="TUNE_METRIC",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.core import records, retries
+from jobs.core import records, retries, warm_start
 from jobs.core.connection import connect_and_plan
 from jobs.core.outputs import archive, finish
 from jobs.core.parsers import ConfigError
@@ -50,10 +50,14 @@ def experiment_exists(path: Path) -> bool:
     return tune.Tuner.can_restore(str(path))
 
 
-def preflight(settings: Settings) -> None:
-    """Checks of the experiment folder that must fail before any cluster work."""
-    if settings.resume and not experiment_exists(settings.experiment_dir):
+def preflight(settings: Settings, *, takes_warm_start: bool = False) -> None:
+    """Checks of the experiment folder (and WARM_START's run) that must fail before any
+    cluster work."""
+    exists = experiment_exists(settings.experiment_dir)
+    if settings.resume and not exists:
         raise ConfigError(f"--resume: no experiment to resume in {settings.experiment_dir}")
+    resuming = settings.resume or (exists and not settings.fresh)
+    warm_start.check(settings, takes_it=takes_warm_start, resuming=resuming)
 
 
 def resume_message(path: Path, checkpoints: bool) -> str:
@@ -117,9 +121,11 @@ class TuneRun:
     # that tracks trials by id (Optuna) needs "resume": a restarted trial's new id is unknown
     # to it, and its first result raises KeyError out of fit() (OptunaSearch.on_trial_result).
     errored: str = "restart"
+    # Whether its searcher starts from WARM_START's trials (Optuna); the others refuse it.
+    warm_start: bool = False
 
     def preflight(self, settings: Settings) -> None:
-        preflight(settings)
+        preflight(settings, takes_warm_start=self.warm_start)
 
     def saves_checkpoints(self, settings: Settings) -> bool:
         """The stage's own choice, or every epoch where a node may be reclaimed (SPOT)."""
@@ -150,6 +156,9 @@ class TuneRun:
                     restart_errored=self.errored == "restart",
                     resume_errored=self.errored == "resume",
                 )
+        if settings.warm_start is not None:
+            found = warm_start.earlier_trials(settings)
+            print(warm_start.summary_line(found, settings.warm_start), flush=True)
         return self.tuner(settings, plan, trainable)
 
     def __call__(self, settings: Settings) -> records.Summary:

@@ -8,7 +8,8 @@
 # land in OUT_DIR/<stage>/, its `<stage>.logs/` (every attempt's driver log) in
 # OUT_DIR/<stage>/logs/. Notes go to stderr; for one stage its results.json goes to stdout.
 # With several stages, one without results is noted and skipped instead of an error;
-# LOGS_ONLY=1 copies the logs only.
+# LOGS_ONLY=1 copies the logs only; REPORT=1 also each trial folder's logs and results (make
+# report reads a run that never wrote results.json from them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 IFS=, read -r -a stages <<<"${1:?usage: results.sh STAGE[,STAGE...] [OUT_DIR]}"
@@ -16,7 +17,10 @@ root=${2:-results/k8s}
 kubectl=${KUBECTL:-kubectl}
 cluster=${CLUSTER:-ray-tune}
 reader=${READER:-k8s/results-reader.yaml} # the variant's (make results CLOUD=...)
-files=(results.json results.csv learning_curves.png best_model.pt)
+files=(results.json results.csv learning_curves.png best_model.pt report.html curves.json)
+# make report: each trial's logs and results too (what the report links and reads), not its
+# checkpoints: the small files of every trial folder, through tar in the pod.
+trial_files=(stdout stderr error.txt result.json params.json)
 note() { printf '%s\n' "$*" >&2; }
 
 if ! heads=$("$kubectl" get pods -l "ray.io/cluster=${cluster},ray.io/node-type=head" \
@@ -70,14 +74,27 @@ copy_logs() { # STAGE: its attempts' logs into $root/STAGE/logs
   fi
 }
 
+copy_trials() { # STAGE: its trial folders' small files into $root/STAGE/<trial folder>/
+  local stage=$1 names=() name
+  for name in "${trial_files[@]}"; do names+=(-o -name "$name"); done
+  if "$kubectl" exec -c "$container" "${pod#pod/}" -- sh -c \
+    "cd /mnt/cluster_storage/${stage} && find . -mindepth 2 -maxdepth 2 -type f \\( ${names[*]:1} \\) -print0 | tar -cf - --null -T -" \
+    2>/dev/null | tar -C "$root/$stage" -xf - 2>/dev/null; then
+    note "copied ${stage}'s trial logs into $root/$stage/"
+  else
+    note "(no trial logs of ${stage} on the volume)"
+  fi
+}
+
 for stage in "${stages[@]}"; do
   copy_logs "$stage"
   [[ -n ${LOGS_ONLY:-} ]] && continue # make logs: a failed attempt may have no results
-  if ! copy_stage "$stage" && [[ ${#stages[@]} -eq 1 ]]; then
+  if ! copy_stage "$stage" && [[ ${#stages[@]} -eq 1 && -z ${REPORT:-} ]]; then
     note "error: no ${stage}/$(main_file "$stage") on the volume"
     exit 1
   fi
+  [[ -n ${REPORT:-} ]] && copy_trials "$stage" # a failed run's report reads its trials
 done
-if [[ ${#stages[@]} -eq 1 && -z ${LOGS_ONLY:-} ]]; then
+if [[ ${#stages[@]} -eq 1 && -z ${LOGS_ONLY:-} && -z ${REPORT:-} ]]; then
   cat "$root/${stages[0]}/$(main_file "${stages[0]}")"
 fi

@@ -12,6 +12,7 @@ files break in practice: cut short, mixed up with the other split, overwritten, 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import socket
@@ -189,6 +190,18 @@ CASES = [
     Case("submit-bad-value", ["jobs.submit", "tune", "--batch-size", "0"], {}, "must be >= 1"),
     Case("submit-bad-address", ["jobs.submit", "tune"], {"RAY_ADDRESS": "head::1"}, "RAY_ADDRESS"),
     Case("results-nothing", ["jobs.results", "tune"], {}, "cannot read results"),
+    Case("report-nothing", ["jobs.report", "tune"], {}, "no run at"),
+    Case("compare-nothing", ["jobs.compare", "asha"], {}, "no run at"),
+    # --- WARM_START -----------------------------------------------------------------------
+    Case("warm-missing", ["jobs.asha"], {"WARM_START": "{tmp}/none"}, "WARM_START: no run at"),
+    Case(
+        "warm-other-metric",
+        ["jobs.asha", "--num-epochs", "8"],
+        {"WARM_START": "{tmp}/accuracy-run"},
+        "ranked its trials on val_accuracy (max); this search tunes val_loss (min)",
+    ),
+    Case("warm-other-space", ["jobs.asha"], {"WARM_START": "{tmp}/run"}, "searched another space"),
+    Case("warm-random-search", ["jobs.tune"], {"WARM_START": "{tmp}/run"}, "searches at random"),
     Case("e2e-not-yaml", ["tests.support.runner", "README.md"], {}, "is not YAML"),
     Case("e2e-not-a-rayjob", ["tests.support.runner", "k8s/raycluster.yaml"], {}, "one RayJob"),
     Case(
@@ -207,6 +220,8 @@ CASES = [
     Case("make-submit-stage", ["submit", "STAGE=bayes"], {}, "unknown STAGE 'bayes'", make=True),
     Case("make-run-value", ["run", "STAGE=tune", "ARGS=--num-epochs=0"], {}, ">= 1", make=True),
     Case("make-results-nothing", ["results", "STAGE=asha"], {}, "cannot read results", make=True),
+    Case("make-report-nothing", ["report", "STAGE=asha"], {}, "no run at", make=True),
+    Case("make-compare-nothing", ["compare", "STAGE=asha"], {}, "no run at", make=True),
     Case("make-e2e-stage", ["e2e-podman", "STAGE=grid"], {}, "unknown STAGE 'grid'", make=True),
 ]
 
@@ -228,6 +243,22 @@ def _fill(text: str, tmp: Path, bad: dict[str, Path]) -> str:
 
 def _files(tmp: Path) -> None:
     (tmp / "dangling").symlink_to(tmp / "gone")
+    # Finished asha runs for WARM_START: `run` trained at batch 64 (asha's default is 128:
+    # another search space), `accuracy-run` ranked its trials on val_accuracy.
+    trial = {"trial_id": "a", "status": "completed", "epochs": 8, "metrics": {"val_loss": 1.0}}
+    for name, metric, mode, batch in (
+        ("run", "val_loss", "min", 64),
+        ("accuracy-run", "val_accuracy", "max", 128),
+    ):
+        summary = {
+            "stage": "asha",
+            "metric": metric,
+            "mode": mode,
+            "wall_time_s": 1.0,
+            "trials": [{**trial, "config": {"lr": 0.01, "batch_size": batch, "num_epochs": 8}}],
+        }
+        (tmp / name).mkdir()
+        (tmp / name / "results.json").write_text(json.dumps(summary))
     torch.save({"weights": [1, 2, 3]}, tmp / "other.pt")
     torch.save(
         {

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import torch
 from jobs.bench.memory import descendants, process_title
 from jobs.core.localcluster import LocalCluster
 from jobs.submit import local_head
-from tests.support import tune_files
+from tests.support import browser, tune_files
 from tests.support.runs import REPO, explain, load_results, run_make, run_module
 from tests.support.tune_files import reported_epochs
 
@@ -98,6 +99,12 @@ def test_tune_random_search_then_resume_restarts_the_failed_trials_then_fresh_ar
     failed = load_results(env, "tune")
     assert failed["counts"] == {"completed": 0, "early_stopped": 0, "errored": 2}
     assert [t["epochs"] for t in failed["trials"]] == [1, 1]
+    # The failed attempt leaves its report, which names the failure, and the index.
+    storage = Path(env["STORAGE_PATH"])
+    report = (storage / "tune" / "report.html").read_text()
+    assert "failed: exit 1: error: 2 of 2 trials errored" in report
+    assert "injected failure at epoch 2" in report  # each errored trial's line
+    assert 'data-run="tune"' in (storage / "index.html").read_text()
     # --resume restarts them (Tuner.restore(restart_errored=True)); without checkpoints in
     # this stage they start again from epoch 1, get past epoch 2 this time and complete.
     proc = run_stage("tune", env, "--resume")
@@ -122,6 +129,23 @@ def test_tune_random_search_then_resume_restarts_the_failed_trials_then_fresh_ar
     assert json.loads((archived / "results.json").read_text()) == summary
     (fresh,) = load_results(env, "tune")["trials"]
     assert fresh["trial_id"] not in {t["trial_id"] for t in summary["trials"]}
+    # The index lists both runs, the archived one too; the new report compares them.
+    index = (storage / "index.html").read_text()
+    assert f'data-run="{archived.name}"' in index and 'data-run="tune"' in index
+    assert (
+        f"Against the run before ({archived.name})"
+        in (storage / "tune" / "report.html").read_text()
+    )
+    # make compare: the current run against the archived one, both sides and the difference.
+    compared = run_module("jobs.compare", ["tune"], env)
+    assert compared.returncode == 0, explain(compared)
+    head, *lines = compared.stdout.splitlines()
+    assert head.split() == ["tune", archived.name, "difference"]
+    by_name = {line.split("  ")[0]: line for line in lines}
+    assert by_name["trials"].split()[1:4] == ["1", "2", "-1"]
+    best_new, best_old = fresh["metrics"]["val_loss"], summary["best"]["metrics"]["val_loss"]
+    assert f"{best_new:.4g}" in by_name["best val_loss (min)"]
+    assert f"{best_old:.4g}" in by_name["best val_loss (min)"]
 
 
 def test_asha_stops_the_bad_trial_early(on_head) -> None:
@@ -159,6 +183,32 @@ def test_asha_stops_the_bad_trial_early(on_head) -> None:
     assert summary["best"]["trial_id"] == expected
     board = run_module("jobs.results", [str(folder)], env)
     assert board.stdout.splitlines()[1].split()[1] == expected
+    # The report, opened in headless Chromium: whole, offline, one row and curve per trial.
+    shot = folder.parent / "report.png"
+    page = browser.open_page(folder / "report.html", screenshot=shot)
+    assert page.errors == [] and page.remote == []
+    ids = sorted(t["trial_id"] for t in summary["trials"])
+    assert sorted(page.rows["leaderboard"]) == ids and page.rows["leaderboard"][0] == expected
+    assert {f"trial-{i}" for i in ids} <= page.ids  # each trial's learning curve
+    assert {"search", "timeline", "attempts", "best"} <= page.ids
+    assert page.texts["status"] == "finished" and f"best trial {expected}" in page.texts["best"]
+    assert not browser.blank(shot)
+    # WARM_START: a fresh search that starts from this run. Its Optuna study (the searcher
+    # state Tune saves) holds this run's trials as evaluated: completed ones COMPLETE, with
+    # their last val_loss; the one ASHA stopped PRUNED, with its val_loss per epoch.
+    warm = run_stage("asha", {**env, "TUNE_NUM_SAMPLES": "1", "WARM_START": str(folder)}, "--fresh")
+    assert "WARM_START: the search starts from 3 trials" in warm.stdout
+    (state,) = (Path(env["STORAGE_PATH"]) / "asha").glob("searcher-state-*.pkl")
+    study = pickle.loads(state.read_bytes())["_ot_study"]
+    earlier = {round(t.params["lr"], 12): t for t in study.trials[:3]}
+    for trial in summary["trials"]:
+        seen = earlier[round(trial["config"]["lr"], 12)]
+        assert seen.value == pytest.approx(trial["metrics"]["val_loss"])
+        if trial["status"] == "completed":
+            assert seen.state.name == "COMPLETE"
+        else:
+            assert seen.state.name == "PRUNED" and len(seen.intermediate_values) == trial["epochs"]
+    assert len(study.trials) == 4 and len(load_results(env, "asha")["trials"]) == 1
 
 
 def test_checkpoint_trial_failure_resumes_from_its_checkpoint(stage_env) -> None:

@@ -63,6 +63,35 @@ def test_with_a_running_cluster_it_reads_through_the_head(tmp_path: Path, pvc: P
     assert any(c.startswith("cp -c ray-head ray-tune-head-abcde:") for c in log)
 
 
+def test_for_a_report_it_copies_each_trials_logs_and_results_not_its_checkpoints(
+    tmp_path: Path, pvc: Path
+) -> None:
+    """make report TARGET=k8s: a run that died before results.json is read from its trials."""
+    (pvc / "tune" / "results.json").unlink()
+    trial = pvc / "tune" / "train_trial_1a2b3_00000_0_lr=0.01_2026-12-08"
+    (trial / "checkpoint_000000").mkdir(parents=True)
+    (trial / "checkpoint_000000" / "model.pt").write_bytes(b"weights")
+    for name in ("stdout", "stderr", "result.json", "params.json"):
+        (trial / name).write_text(name)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "tune", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), REPORT="1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    copied = tmp_path / "out" / "tune" / trial.name
+    assert sorted(p.name for p in copied.iterdir()) == [
+        "params.json",
+        "result.json",
+        "stderr",
+        "stdout",
+    ]
+    assert (copied / "stdout").read_text() == "stdout"
+    assert "copied tune's trial logs" in proc.stderr
+
+
 def test_a_stage_without_results_is_an_error(tmp_path: Path, pvc: Path) -> None:
     (pvc / "tune" / "results.json").unlink()
     proc = results(tmp_path, pvc)
