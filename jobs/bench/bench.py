@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jobs.bench import pages, warm
 from jobs.core.search import LR_RANGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -467,6 +468,18 @@ def optuna_search() -> dict[str, Any]:
     }
 
 
+def warm_start() -> dict[str, Any]:
+    """Trials until the earlier best is matched, with and without WARM_START (jobs.bench.warm),
+    each trial the search size's first warm.EPOCHS epochs."""
+
+    def train(lr: float) -> float:
+        torch.set_num_threads(THREADS)
+        trainer = _cpu_trainer(lr, SIZE["s_train"], SIZE["s_val"])
+        return [trainer.run_epoch(e).val_loss for e in range(1, warm.EPOCHS + 1)][-1]
+
+    return warm.trials_to_match(train)
+
+
 # --- 5: submit to first result ----------------------------------------------------------
 
 
@@ -671,6 +684,10 @@ def main() -> int:
             "optuna_wall_s": plain_optuna["wall_s"],
         }
     )
+    print("bench: warm start (Optuna from an earlier run's trials) ...", flush=True)
+    out.update(warm_start())
+    print("bench: the report at 4 and 200 trials ...", flush=True)
+    out.update(pages.report_pages())
     print("bench: make submit to first result ...", flush=True)
     first, driver_rss = submit_to_first_result()
     out["submit_to_first_result_s"] = round(first, 2)

@@ -25,8 +25,8 @@ class WarmStartedOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, earlier: Sequence[Evaluated] = (), **kwargs: Any) -> None:
         if earlier and kwargs.get("seed") is not None:
             kwargs["seed"] += len(earlier)
+        self._earlier = list(earlier)  # before: a search space given here sets up the study
         super().__init__(*args, **kwargs)
-        self._earlier = list(earlier)
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)

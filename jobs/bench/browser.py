@@ -1,8 +1,11 @@
-"""A page opened in Debian's headless Chromium, driven by selenium through Debian's matching
-chromedriver (no browser download): what it logged, what it requested, what it shows.
+"""A local page opened in Debian's headless Chromium, driven by selenium.
 
-`chromium` and `chromium-driver` come from .ci/system-packages; a machine without them skips
-the tests that need a browser, with the reason.
+Through Debian's matching chromedriver (no browser download): what the page logged, what it
+requested, what it shows, how long it took to load. The report's tests and its bench section
+use it.
+
+`chromium` and `chromium-driver` come from .ci/system-packages, selenium from the dev lock; a
+machine without them skips the tests that need a browser, with the reason (`missing`).
 """
 
 from __future__ import annotations
@@ -12,19 +15,21 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # Where a page may load from without leaving the file: itself, and inline data.
 LOCAL_SCHEMES = ("file:", "data:", "about:")
 
 
-def require_browser() -> None:
+def missing() -> str | None:
+    """Why no page can be opened here, or None."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(
-            "no chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
-        )
+        return "no chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "no selenium (the dev lock has it: make install)"
+    return None
 
 
 @dataclass
@@ -47,7 +52,9 @@ class Page:
 
 def open_page(path: Path, screenshot: Path | None = None) -> Page:
     """Load a local HTML file in headless Chromium and read back what it did and shows."""
-    require_browser()
+    why = missing()
+    if why is not None:
+        raise RuntimeError(why)
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 
