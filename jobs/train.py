@@ -234,6 +234,7 @@ STAGE = Stage(
     run=tune_run.TuneRun(
         tuner=tuner,
         trainable=trainable,
+        gpu_share=False,
         checkpoints=True,
         plan=plan_train,
     ),

@@ -10,6 +10,7 @@ Makefile's system Python read settings through these.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -73,6 +74,20 @@ def accelerator_type(raw: str, name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", raw):
         raise ConfigError(f"{name} must be an accelerator name such as T4 or A10G, got {raw!r}")
     return raw
+
+
+def gpu_share(raw: str, name: str) -> float:
+    """A trial's share of one GPU: a number in (0, 1]."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= 1):
+        raise ConfigError(
+            f"{name} must be a number in (0, 1]: 1 gives each trial a whole GPU, 0.5 packs two "
+            f"trials onto one; got {raw!r}"
+        )
+    return value
 
 
 def path(raw: str, name: str) -> str:

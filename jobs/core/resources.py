@@ -79,17 +79,21 @@ def memory_request(settings: Settings) -> dict[str, float]:
     return {"memory": settings.trial_memory_mib * MIB} if settings.trial_memory_mib else {}
 
 
-def gpu_bundle(accelerator_type: str) -> dict[str, float]:
-    return {"gpu": 1, f"accelerator_type:{accelerator_type}": ACCELERATOR_SLIVER}
+def gpu_bundle(accelerator_type: str, gpus: float = 1) -> dict[str, float]:
+    """`gpus` of one GPU (GPUS_PER_TRIAL: a share packs trials onto a GPU) on a node of that
+    model."""
+    return {"gpu": gpus, f"accelerator_type:{accelerator_type}": ACCELERATOR_SLIVER}
 
 
 def plan_trials(settings: Settings, cluster: ClusterView) -> TrialPlan:
-    """One model per trial: a GPU (and one CPU) each, or the CPUs shared by the trials
-    that run side by side. Stages with other needs declare their own (TuneRun.plan)."""
+    """One model per trial: a GPU or GPUS_PER_TRIAL of one (and one CPU) each, or the CPUs
+    shared by the trials that run side by side. Stages with other needs declare their own
+    (TuneRun.plan)."""
     use_gpu = wants_gpu(settings, cluster)
     if use_gpu:
         # One CPU beside the GPU keeps the Python side of the loop off a 0-thread budget.
-        resources = {"cpu": 1, **gpu_bundle(settings.accelerator_type), **memory_request(settings)}
+        gpu = gpu_bundle(settings.accelerator_type, settings.gpus_per_trial)
+        resources = {"cpu": 1, **gpu, **memory_request(settings)}
         return TrialPlan(True, resources, settings.max_concurrent, cpus_per_trial=1)
     concurrency = settings.max_concurrent or max(1, min(settings.num_samples, int(cluster.cpus)))
     cpus = max(1, min(int(cluster.max_node_cpus), int(cluster.cpus // concurrency)))

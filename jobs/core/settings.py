@@ -30,6 +30,7 @@ from jobs.core.parsers import (
     accelerator_type,
     choice,
     flag,
+    gpu_share,
     integer,
     lr_list,
     node_prices,
@@ -172,6 +173,14 @@ class Settings:
         env="ACCELERATOR_TYPE",
         parse=accelerator_type,
         help="GPU model trials are pinned to in GPU mode",
+    )
+    gpus_per_trial: float = setting(
+        1.0,
+        env="GPUS_PER_TRIAL",
+        parse=gpu_share,
+        help="each trial's share of a GPU in GPU mode: 1 a whole one, 0.5 two trials per GPU, "
+        "0.25 four (a T4 pod's 3 CPUs fit 3); Ray packs them; train refuses a share (NCCL "
+        "needs a GPU per Train worker)",
     )
     num_samples: int = setting(
         1,

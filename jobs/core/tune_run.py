@@ -123,8 +123,15 @@ class TuneRun:
     errored: str = "restart"
     # Whether its searcher starts from WARM_START's trials (Optuna); the others refuse it.
     warm_start: bool = False
+    # Whether a trial may hold a share of a GPU (GPUS_PER_TRIAL < 1).
+    gpu_share: bool = True
 
     def preflight(self, settings: Settings) -> None:
+        if settings.gpus_per_trial < 1 and not self.gpu_share:
+            raise ConfigError(
+                f"GPUS_PER_TRIAL={settings.gpus_per_trial:g}: the {settings.stage} stage's Train "
+                "workers each need a whole GPU (NCCL runs one rank per GPU); leave it at 1"
+            )
         preflight(settings, takes_warm_start=self.warm_start)
 
     def saves_checkpoints(self, settings: Settings) -> bool:

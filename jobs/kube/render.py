@@ -26,6 +26,7 @@ stage modules (which import no Ray Tune and no torch); the Ray version from the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -85,8 +86,9 @@ def gpus_at_once(stage: str, v: dict[str, Any]) -> int:
     """How many T4 workers the stage can keep busy at once at its walkthrough size (or the
     variant's env_vars), at most the worker group's maxReplicas: its trials at once
     (TUNE_NUM_SAMPLES, capped by TUNE_MAX_CONCURRENT; one for a stage without Tune) times
-    the GPUs one trial takes (Kubernetes.kind_workers: the train stage's two Train workers).
-    Under Kueue without elastic jobs this is the fixed worker count it admits."""
+    the GPUs one trial takes (Kubernetes.kind_workers: the train stage's two Train workers;
+    GPUS_PER_TRIAL's share where the variant sets one: 0.5 packs two trials per T4). Under
+    Kueue without elastic jobs this is the fixed worker count it admits."""
     declared = registry.load(stage)
     env = v["env_vars"]
     trials = 1
@@ -94,8 +96,9 @@ def gpus_at_once(stage: str, v: dict[str, Any]) -> int:
         trials = int(env.get("TUNE_NUM_SAMPLES", declared.defaults.get("num_samples", 1)))
         cap = env.get("TUNE_MAX_CONCURRENT", declared.defaults.get("max_concurrent"))
         trials = min(trials, int(cap)) if cap else trials
-    per_trial = int(declared.kubernetes.kind_workers)
-    return max(1, min(int(v["worker"]["max_replicas"]), trials * per_trial))
+    share = float(env.get("GPUS_PER_TRIAL", 1)) if getattr(declared.run, "gpu_share", True) else 1
+    per_trial = int(declared.kubernetes.kind_workers) * share
+    return max(1, min(int(v["worker"]["max_replicas"]), math.ceil(trials * per_trial)))
 
 
 @cache

@@ -133,6 +133,8 @@ CASES = [
     Case("epochs-zero", ["jobs.asha"], {"TUNE_NUM_EPOCHS": "0"}, "TUNE_NUM_EPOCHS must be >= 1"),
     Case("batch-zero", ["jobs.tune"], {"BATCH_SIZE": "0"}, "BATCH_SIZE must be >= 1"),
     Case("lr-zero", ["jobs.baseline"], {"LR": "0"}, "LR must be a finite number > 0"),
+    Case("gpu-share-zero", ["jobs.asha"], {"GPUS_PER_TRIAL": "0"}, "must be a number in (0, 1]"),
+    Case("gpu-share-train", ["jobs.train"], {"GPUS_PER_TRIAL": "0.5"}, "need a whole GPU"),
     Case("lr-negative", ["jobs.baseline", "--lr=-1e-3"], {}, "--lr must be a finite number > 0"),
     Case("lr-nan", ["jobs.baseline"], {"LR": "nan"}, "LR must be a finite number > 0"),
     Case("flag-without-value", ["jobs.tune", "--num-samples"], {}, "expected one argument"),

@@ -45,3 +45,15 @@ def test_a_stage_holds_as_many_gpus_as_its_trials_ask_for() -> None:
     assert cost.estimate("baseline", "gke").gpu_nodes == 1  # one plain run
     assert cost.estimate("tune", "gke").gpu_nodes == 4  # 4 trials at once, 1 GPU each
     assert cost.estimate("train", "gke").gpu_nodes == 4  # 2 trials x 2 Train workers
+
+
+def test_a_gpu_share_packs_a_stages_trials_onto_fewer_t4_nodes() -> None:
+    """GPUS_PER_TRIAL in a values file's env_vars: asha's 4 trials at 0.5 GPU fit 2 T4 nodes
+    (what the estimate prices, and Kueue admits); train's Train workers stay whole."""
+    from jobs.kube import render
+
+    v = render.values("gke")
+    shared = {**v, "env_vars": {**v["env_vars"], "GPUS_PER_TRIAL": "0.5"}}
+    assert (render.gpus_at_once("asha", v), render.gpus_at_once("asha", shared)) == (4, 2)
+    assert render.gpus_at_once("baseline", shared) == 1
+    assert render.gpus_at_once("train", shared) == render.gpus_at_once("train", v)

@@ -36,6 +36,29 @@ def test_auto_picks_gpu_when_the_cluster_has_gpus() -> None:
     assert plan.resources == {"cpu": 1, "gpu": 1, "accelerator_type:T4": 0.001, "memory": MEM}
 
 
+@pytest.mark.parametrize("stage", ["baseline", "tune", "asha", "checkpoint"])
+def test_gpus_per_trial_packs_trials_onto_a_gpu_and_counts_its_share(stage: str) -> None:
+    """GPUS_PER_TRIAL=0.5: each trial asks Ray for half a T4 (so the autoscaler packs two per
+    node) and its accelerator-hours count half a GPU."""
+    plan = plan_trials(settings(stage, GPUS_PER_TRIAL="0.5"), T4_X4)
+    assert plan.resources["gpu"] == 0.5 and plan.resources["accelerator_type:T4"] == 0.001
+    assert plan.device_units() == 0.5 and plan.resources["cpu"] == 1
+    assert plan.resources["memory"] == MEM  # each trial's memory still reserved
+    assert plan_trials(settings(stage), T4_X4).device_units() == 1
+
+
+def test_train_refuses_a_gpu_share_before_anything_runs() -> None:
+    s = settings("train", GPUS_PER_TRIAL="0.5")
+    with pytest.raises(ConfigError, match="Train workers each need a whole GPU"):
+        train.STAGE.run.preflight(s)
+
+
+@pytest.mark.parametrize("raw", ["0", "1.5", "-0.5", "half", "nan"])
+def test_gpus_per_trial_is_a_share_of_one_gpu(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"GPUS_PER_TRIAL must be a number in \(0, 1\]"):
+        settings(GPUS_PER_TRIAL=raw)
+
+
 def test_auto_falls_back_to_cpu_and_sizes_cpus_for_concurrency() -> None:
     plan = plan_trials(settings(), CPU_2)  # 4 samples on 2 CPUs: 2 at a time, 1 CPU each
     assert (plan.use_gpu, plan.resources, plan.max_concurrent) == (False, {"cpu": 1, **MEMORY}, 2)
