@@ -28,13 +28,15 @@ def pvc(tmp_path: Path) -> Path:
     return stage.parent
 
 
-def results(tmp_path: Path, pvc: Path, head: str = "") -> subprocess.CompletedProcess[str]:
+def results(
+    tmp_path: Path, pvc: Path, head: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(SCRIPT), "tune", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=60,
-        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), FAKE_KUBECTL_HEAD=head),
+        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), FAKE_KUBECTL_HEAD=head, **env),
     )
 
 
@@ -73,13 +75,7 @@ def test_for_a_report_it_copies_each_trials_logs_and_results_not_its_checkpoints
     (trial / "checkpoint_000000" / "model.pt").write_bytes(b"weights")
     for name in ("stdout", "stderr", "result.json", "params.json"):
         (trial / name).write_text(name)
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), "tune", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment(tmp_path, FAKE_KUBECTL_PVC=str(pvc), REPORT="1"),
-    )
+    proc = results(tmp_path, pvc, REPORT="1")
     assert proc.returncode == 0, proc.stderr
     copied = tmp_path / "out" / "tune" / trial.name
     assert sorted(p.name for p in copied.iterdir()) == [
