@@ -29,7 +29,7 @@ def other_of(folder: Path, wanted: str | None) -> Path:
                 "(--fresh archives one; or name one with WITH=<run folder>)"
             )
         return before
-    for path in (Path(wanted), folder.parent / wanted):
+    for path in (Path(wanted).resolve(), folder.parent / wanted):
         if runs.is_run(path):
             return path
     raise ConfigError(f"no run at {wanted} (nor {folder.parent / wanted})")

@@ -23,6 +23,7 @@ from jobs.core.settings import experiment_dir
 def folder_of(source: str) -> Path:
     """The run folder SOURCE names; ConfigError when it holds no run."""
     path = experiment_dir(source, os.environ) if registry.named_stage(source) else Path(source)
+    path = path.resolve()  # `.` names its folder: the index goes one level up
     if not runs.is_run(path) and not runs.attempts_folder(path).is_dir():
         raise ConfigError(
             f"no run at {path}: neither results.json, Tune's trials nor attempt logs "

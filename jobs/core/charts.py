@@ -77,7 +77,7 @@ def search(run: Run) -> str | None:
                 label=label,
             )
     best = summary.best
-    if best is not None:
+    if best is not None and any(t is best for t, _, _ in points):
         ax.scatter(
             [float(best.config["lr"])],
             [float(best.metrics[summary.metric])],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jobs.core import attempts
 from jobs.core.checks import check_address_reachable, check_storage_writable
@@ -72,16 +73,14 @@ def main(stage: Stage, argv: Sequence[str] | None = None) -> int:
         print(settings.to_json())
         return 0
     # From here on the run writes: its output goes to the attempt's log on the volume too.
-    with attempts.recorded(settings.experiment_dir) as attempt:
-        try:
-            code = _run(stage, settings)
-        except BaseException:
-            attempt.finish(1)
-            write_report(settings)  # a crashed attempt leaves its report too
-            raise
-        attempt.finish(code)
-        if code != EXIT_BAD_INPUT:  # refused (a busy experiment): nothing more written
-            write_report(settings)
+    try:
+        with attempts.recorded(settings.experiment_dir) as attempt:
+            code = _run(stage, settings, attempt)
+    except BaseException:
+        # A crashed attempt leaves its report too, once its log holds the traceback (the
+        # attempt's context writes it there on the way out).
+        write_report(settings)
+        raise
     return code
 
 
@@ -97,12 +96,22 @@ def write_report(settings: Settings) -> None:
         print(f"[{settings.stage}] warning: no report written: {err!r}", flush=True)
 
 
-def _run(stage: Stage, settings: Settings) -> int:
+def _run(stage: Stage, settings: Settings, attempt: attempts.Attempt) -> int:
+    """The stage under the experiment's lock; the attempt's end and its report are written
+    before the lock is released (a run waiting for it may archive the folder)."""
     try:
         with exclusive(settings.experiment_dir, settings.lock_wait_s):
-            summary = stage.run(settings)
+            code = _outcome(settings, stage.run(settings))
+            attempt.finish(code)
+            write_report(settings)
+            return code
     except ConfigError as err:  # a busy experiment, or found once connected (no GPU node)
-        return bad_input(err)
+        code = bad_input(err)
+        attempt.finish(code)  # refused: nothing more written
+        return code
+
+
+def _outcome(settings: Settings, summary: Any) -> int:
     errored = summary.counts["errored"]
     if errored:
         for line in error_report(summary, settings.trial_memory_mib):

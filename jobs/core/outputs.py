@@ -23,13 +23,21 @@ def archive(path: Path) -> Path:
     attempts that started before its last write in its `logs/`; nothing is deleted."""
     summary = path / records.RESULTS_FILE  # written last; else the folder's last change
     written = (summary if summary.exists() else path).stat().st_mtime
-    target = path.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
+    # UTC: archived runs sort by name in the order they were made, wherever and whenever.
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.archived-{stamp}")
     n = 1
     while target.exists():  # two archives within a second
-        target = target.with_name(f"{path.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        target = target.with_name(f"{path.name}.archived-{stamp}-{n}")
         n += 1
     path.rename(target)
     attempts.move_previous(attempts.logs_dir(path), target / "logs", before=written)
+    try:  # its report again: its logs moved into it
+        from jobs.core import report
+
+        report.write(target)
+    except Exception as err:  # the archive is made; a stale report costs a warning only
+        print(f"[experiment] warning: the archived run's report is not redrawn: {err!r}")
     return target
 
 

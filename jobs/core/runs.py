@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ ARCHIVED = ".archived-"
 TRIAL_FOLDER = re.compile(r"_(?P<id>[0-9a-f]{8}|[0-9a-f]{5}_\d{5})_(?P<order>\d+)(?:_|$)")
 # The line a failed driver ends with: our one `error:` line, or Python's exception line.
 FAILURE_LINE = re.compile(r"^(error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
+LOG_TAIL = 64 * 1024  # the end of a driver log, where its failure line is
+REFUSED = 2  # an attempt refused before it ran (bad input, the experiment in use)
+# An attempt without an exit code whose record was updated this recently is still running
+# (its driver samples its nodes every attempts.NODE_SAMPLE_S).
+RUNNING_S = 12 * attempts.NODE_SAMPLE_S
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,14 @@ class Attempt:
     record: attempts.Record | None
 
     @property
+    def running(self) -> bool:
+        rec = self.record
+        return rec is not None and rec.exit_code is None and time.time() - rec.updated < RUNNING_S
+
+    @property
     def failure(self) -> str | None:
-        """Why the attempt failed, in one line; None when it exited 0."""
-        if self.record is not None and self.record.exit_code == 0:
+        """Why the attempt failed, in one line; None when it exited 0 or still runs."""
+        if self.running or (self.record is not None and self.record.exit_code == 0):
             return None
         if self.record is None or self.record.exit_code is None:
             ended = "did not finish (killed, or its cluster deleted)"
@@ -65,13 +76,22 @@ class Run:
         return self.summary.stage
 
     @property
+    def outcome(self) -> Attempt | None:
+        """The attempt that decided the run: the last one not refused before it ran (a run
+        refused on the experiment's lock says nothing of the one that held it)."""
+        ran = [a for a in self.attempts if a.record is None or a.record.exit_code != REFUSED]
+        return (ran or self.attempts or [None])[-1]
+
+    @property
     def failure(self) -> str | None:
-        """The last attempt's failure, when it failed."""
-        return self.attempts[-1].failure if self.attempts else None
+        """The deciding attempt's failure, when it failed."""
+        return self.outcome.failure if self.outcome is not None else None
 
     @property
     def status(self) -> str:
         counts = self.summary.counts
+        if self.outcome is not None and self.outcome.running:
+            return "running"
         if self.finished and self.failure is None:
             errored = counts["errored"]
             return "finished" + (f", {errored} trial(s) errored" if errored else "")
@@ -88,7 +108,9 @@ class Run:
 def last_error(log: Path) -> str | None:
     """The last failure line of a driver log (`error: ...` or an exception), if any."""
     try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - LOG_TAIL))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return None
     for line in reversed(lines):
@@ -147,7 +169,8 @@ def from_trial_folders(folder: Path, stage: str) -> tuple[records.Summary, dict]
         except (OSError, ValueError):
             config = rows[-1].get("config", {}) if rows else {}
         history = _history(rows)
-        errored = (path / "error.txt").exists()
+        # An error.txt older than the trial's last result is one a retry got past.
+        errored = _newer(path / "error.txt", path / "result.json")
         error = (path / "error.txt").read_text(errors="replace") if errored else None
         planned = int(config.get("num_epochs", 0) or 0)
         last = rows[-1] if rows else {}
@@ -155,6 +178,17 @@ def from_trial_folders(folder: Path, stage: str) -> tuple[records.Summary, dict]
         histories[trial_id] = history
     metric, mode = "val_loss", "min"
     return records.Summary(stage, metric, mode, trials, 0.0), histories
+
+
+def _newer(path: Path, than: Path) -> bool:
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return False
+    try:
+        return mtime >= than.stat().st_mtime
+    except OSError:
+        return True
 
 
 def stage_of(folder: Path) -> str:
@@ -170,7 +204,8 @@ def read(folder: Path) -> Run:
         curves = json.loads((folder / CURVES_FILE).read_text())
     if results.is_file():
         summary, finished = records.load(results), True
-        histories = curves.get("trials") or {}
+        # A run from before curves.json: the trials' own rows.
+        histories = curves.get("trials") or {i: _history(_rows(p)) for i, p in found.items()}
     else:
         summary, histories = from_trial_folders(folder, stage_of(folder))
         finished = False

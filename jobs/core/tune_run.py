@@ -166,6 +166,7 @@ class TuneRun:
         if settings.warm_start is not None:
             found = warm_start.earlier_trials(settings)
             print(warm_start.summary_line(found, settings.warm_start), flush=True)
+            warm_start.remember(settings)
         return self.tuner(settings, plan, trainable)
 
     def __call__(self, settings: Settings) -> records.Summary:

@@ -16,6 +16,7 @@ Ray: the check runs on the workstation too.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,28 @@ def earlier_trials(settings: Settings) -> list[Evaluated]:
     return list(_load(settings.warm_start, settings.metric, settings.mode, fixed))
 
 
+MARKER = "warm_start.json"  # in the experiment: the run it started from
+
+
+def started_from(settings: Settings) -> str | None:
+    """The WARM_START the experiment in the stage's folder started from, if any."""
+    try:
+        return str(json.loads((settings.experiment_dir / MARKER).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(settings: Settings) -> None:
+    """Note in a fresh experiment which run it starts from (a retry resumes it as is)."""
+    settings.experiment_dir.mkdir(parents=True, exist_ok=True)
+    (settings.experiment_dir / MARKER).write_text(json.dumps({"source": settings.warm_start}))
+
+
 def check(settings: Settings, *, takes_it: bool, resuming: bool) -> None:
     """The preflight: a stage whose searcher takes no evaluated points refuses WARM_START, so
-    does a resume (its searcher state is the original run's); the run it names must fit."""
+    does a resume (its searcher state is the original run's), but for the experiment that
+    started from that same run (a KubeRay retry of it keeps its environment and resumes it,
+    its study already holding the earlier trials); the run it names must fit."""
     if settings.warm_start is None:
         return
     if not takes_it:
@@ -114,6 +134,8 @@ def check(settings: Settings, *, takes_it: bool, resuming: bool) -> None:
             "(BasicVariantGenerator), which learns nothing from earlier results; "
             "use it with asha (Optuna)"
         )
+    if resuming and not settings.resume and started_from(settings) == settings.warm_start:
+        return
     if resuming:
         raise ConfigError(
             f"WARM_START applies to a fresh experiment only: {settings.experiment_dir} holds "

@@ -17,7 +17,9 @@ root=${2:-results/k8s}
 kubectl=${KUBECTL:-kubectl}
 cluster=${CLUSTER:-ray-tune}
 reader=${READER:-k8s/results-reader.yaml} # the variant's (make results CLOUD=...)
-files=(results.json results.csv learning_curves.png best_model.pt report.html curves.json)
+# (report.html is not among them: make report draws it again where the copy is, as its links
+# and the index follow the copy's layout.)
+files=(results.json results.csv learning_curves.png best_model.pt curves.json)
 # make report: each trial's logs and results too (what the report links and reads), not its
 # checkpoints: the small files of every trial folder, through tar in the pod.
 trial_files=(stdout stderr error.txt result.json params.json)
@@ -76,6 +78,8 @@ copy_logs() { # STAGE: its attempts' logs into $root/STAGE/logs
 
 copy_trials() { # STAGE: its trial folders' small files into $root/STAGE/<trial folder>/
   local stage=$1 names=() name
+  # An earlier copy's trial folders would join this run's report.
+  find "$root/$stage" -mindepth 1 -maxdepth 1 -type d ! -name logs -exec rm -rf {} +
   for name in "${trial_files[@]}"; do names+=(-o -name "$name"); done
   if "$kubectl" exec -c "$container" "${pod#pod/}" -- sh -c \
     "cd /mnt/cluster_storage/${stage} && find . -mindepth 2 -maxdepth 2 -type f \\( ${names[*]:1} \\) -print0 | tar -cf - --null -T -" \

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from jobs import compare as compare_cli
 from jobs import report as report_cli
-from jobs.core import attempts, compare, records, report, runs
+from jobs.core import attempts, compare, outputs, records, report, runs
 from tests.support.summaries import HISTORIES, _summary
 
 
@@ -120,7 +121,7 @@ def test_a_run_whose_attempt_died_is_read_from_the_trials_and_names_the_failure(
     _attempt(
         attempts.logs_dir(experiment),
         "20261208T010000Z_raysubmit_b",
-        1.8e9,
+        time.time() - 3600,  # its record last updated 54 minutes ago: not running
         None,
         "[tune] epoch 1\nRuntimeError: the head went away\n[tune] still here\n",
     )
@@ -163,3 +164,27 @@ def test_the_commands_print_and_refuse_in_one_line(storage: Path, capsys, monkey
     assert compare_cli.main(["asha.archived-20261207-120000", "--with", "nowhere"]) == 2
     errors = capsys.readouterr().err.splitlines()
     assert errors[0].startswith("error: no run at ") and errors[1].startswith("error: no run at")
+
+
+def test_a_refused_attempt_does_not_decide_the_run_and_a_live_one_is_running(
+    storage: Path,
+) -> None:
+    logs = runs.attempts_folder(storage / "asha")
+    _attempt(logs, "20261208T090000Z_raysubmit_refused", 1.8e9 + 9000, 2, "error: in use\n")
+    assert runs.read(storage / "asha").status == "finished, 1 trial(s) errored"
+    _attempt(logs, "20261208T100000Z_raysubmit_live", time.time() - 400, None, "epoch 1\n")
+    record = logs / "20261208T100000Z_raysubmit_live.json"
+    live = json.loads(record.read_text())
+    record.write_text(json.dumps({**live, "updated": time.time()}))
+    assert runs.read(storage / "asha").status == "running"
+
+
+def test_an_archived_run_keeps_a_report_whose_links_follow_its_logs(storage: Path) -> None:
+    logs = runs.attempts_folder(storage / "asha")
+    _attempt(logs, "20261201T000000Z_raysubmit_old", time.time() - 86400, 0, "done\n")
+    report.write(storage / "asha")
+    target = outputs.archive(storage / "asha")  # moves the attempts before its results in
+    html = (target / report.REPORT_FILE).read_text()
+    links = re.findall(r'href="([^"]+\.log)"', html)
+    assert links == ["logs/20261201T000000Z_raysubmit_old.log"]
+    assert (target / links[0]).is_file()

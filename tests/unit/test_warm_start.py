@@ -67,3 +67,28 @@ def test_a_random_search_and_a_resume_refuse_it_in_one_line(earlier: Path) -> No
 def test_a_run_of_another_metric_or_space_is_refused(earlier: Path, argv, message) -> None:
     with pytest.raises(ConfigError, match=message):
         warm_start.earlier_trials(asha(earlier, *argv))
+
+
+def test_a_retry_of_a_warm_started_run_resumes_it_an_explicit_resume_is_refused(
+    earlier: Path, tmp_path: Path
+) -> None:
+    """A KubeRay retry keeps its environment (WARM_START too) and resumes the experiment;
+    that is fine for the experiment that started from that same run, not for another."""
+    s = resolve(
+        "asha",
+        "--num-epochs",
+        "8",
+        env={"WARM_START": str(earlier), "STORAGE_PATH": str(tmp_path / "storage")},
+    )
+    with pytest.raises(ConfigError, match="applies to a fresh experiment only"):
+        warm_start.check(s, takes_it=True, resuming=True)  # an experiment it did not start
+    warm_start.remember(s)
+    assert warm_start.started_from(s) == str(earlier)
+    warm_start.check(s, takes_it=True, resuming=True)  # the retry: resumes
+    again = resolve(
+        "asha",
+        "--resume",
+        env={"WARM_START": str(earlier), "STORAGE_PATH": str(tmp_path / "storage")},
+    )
+    with pytest.raises(ConfigError, match="applies to a fresh experiment only"):
+        warm_start.check(again, takes_it=True, resuming=True)
